@@ -1,0 +1,273 @@
+/* dsrt.h — the whole public ABI of libdsrt.so, a DeepSpeed-compatible
+ * training runtime loaded with dlopen().
+ *
+ * C99. No CUDA, NCCL, MPI or HDF5 types appear here.
+ *
+ * How to use it
+ *   void *so = dlopen("libdsrt.so", RTLD_NOW | RTLD_LOCAL);
+ *   dsrt_get_api_fn get = (dsrt_get_api_fn)dlsym(so, DSRT_GET_API_SYMBOL);
+ *   const dsrt_api *api = get();
+ *   if (api->abi_major != DSRT_ABI_MAJOR) { refuse: incompatible library }
+ *   if (api->struct_size < offsetof(dsrt_api, <newest member you need>) + sizeof(void *))
+ *       { that call is missing: the library is older than your header }
+ *
+ * Rules every call follows
+ *   - Every function returns a dsrt_status and takes one args struct whose first
+ *     member is `struct_size`; set it with sizeof(). Fields marked `// out` are
+ *     written by the library; all others are read.
+ *   - Size handshake (both directions are safe):
+ *       * struct_size smaller than the struct's DSRT_..._ARGS_MIN_SIZE (the
+ *         fields every host must pass; members after it are optional and say
+ *         so): DSRT_STATUS_INVALID_ARGUMENT.
+ *       * struct_size between the minimum and the library's own size (a host built
+ *         against an older header): accepted; the missing trailing fields take
+ *         their documented zero defaults, and the library never reads or writes
+ *         past struct_size.
+ *       * struct_size larger than the library's own size (a host built against a
+ *         newer header): accepted when every byte the library does not know is
+ *         zero (the host left the newer fields at their defaults);
+ *         DSRT_STATUS_UNSUPPORTED otherwise, since the host asked for something
+ *         this library cannot do. Outputs past the library's size are left as the
+ *         host set them.
+ *   - Errors are values. On failure the call returns a non-OK status and leaves
+ *     a one-line message for the calling thread, read with api->last_error().
+ *     The library never calls exit()/abort(), never prints and never installs
+ *     signal handlers; diagnostics go to the host's log callback (log_set).
+ *   - Handles are opaque; every *_create has a *_destroy that accepts NULL.
+ *     Strings the library returns are owned by the object named next to them
+ *     and live until that object is destroyed, unless stated otherwise.
+ *   - Thread safety: distinct handles may be used from different threads at the
+ *     same time; one handle must not be used by two threads at once. The API
+ *     table, version() and last_error() are always safe.
+ *   - The table is append-only within a major version; any incompatible change
+ *     bumps DSRT_ABI_MAJOR.
+ */
+#ifndef DSRT_H
+#define DSRT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DSRT_ABI_MAJOR 1
+#define DSRT_ABI_MINOR 0
+
+#define DSRT_GET_API_SYMBOL "dsrt_get_api"
+
+/* Smallest struct_size covering the members up to and including `member`. */
+#define DSRT_STRUCT_SIZE(type, member) (offsetof(type, member) + sizeof(((type *)0)->member))
+
+typedef enum dsrt_status {
+    DSRT_STATUS_OK = 0,
+    DSRT_STATUS_INVALID_ARGUMENT = 1, /* a NULL, a bad struct_size, a bad option      */
+    DSRT_STATUS_INVALID_CONFIG = 2,   /* the ds_config (or a value for "auto") is rejected */
+    DSRT_STATUS_IO_ERROR = 3,         /* a file could not be read or written          */
+    DSRT_STATUS_OUT_OF_MEMORY = 4,
+    DSRT_STATUS_UNSUPPORTED = 5,      /* valid request this build cannot serve        */
+    DSRT_STATUS_INTERNAL = 6,         /* a bug in dsrt: please report it              */
+    DSRT_STATUS_OUT_OF_RANGE = 7,     /* an index past the end of a list              */
+} dsrt_status;
+
+typedef enum dsrt_log_level {
+    DSRT_LOG_DEBUG = 0,
+    DSRT_LOG_INFO = 1,
+    DSRT_LOG_WARNING = 2,
+    DSRT_LOG_ERROR = 3,
+} dsrt_log_level;
+
+/* Host log sink. `message` is one line without a trailing newline and is only
+ * valid during the call. May be called from any thread that is inside a dsrt
+ * call; it must not call back into dsrt. */
+typedef void (*dsrt_log_fn)(void *user_data, dsrt_log_level level, const char *message);
+
+/* ---------------------------------------------------------------- version */
+
+typedef struct dsrt_version_args {
+    size_t struct_size;
+    uint32_t abi_major;        // out: DSRT_ABI_MAJOR the library was built with
+    uint32_t abi_minor;        // out
+    const char *version;       // out: release, e.g. "0.1.0"; static storage
+    /* optional from here on */
+    const char *build;         // out: compiler, build type, backends compiled in
+                               //      (e.g. "gcc 12.2.0, Release, cpu, cuda sm_80 sm_90"); static
+    const char *deepspeed_compat; // out: the DeepSpeed version whose semantics are matched; static
+    int32_t cuda_compiled;     // out: 1 if the CUDA backend is compiled in
+    int32_t cuda_devices;      // out: CUDA devices usable now (0 when none, no driver, or not compiled)
+} dsrt_version_args;
+#define DSRT_VERSION_ARGS_MIN_SIZE DSRT_STRUCT_SIZE(dsrt_version_args, version)
+
+/* ---------------------------------------------------------------- errors */
+
+/* Copies the calling thread's most recent error message (or "" if the last
+ * failing call on this thread set none) into `buffer`, always NUL-terminated
+ * when buffer_size > 0, truncated if needed. `status` is that call's status. */
+typedef struct dsrt_last_error_args {
+    size_t struct_size;
+    char *buffer;
+    size_t buffer_size;
+    dsrt_status status;        // out
+    size_t message_length;     // out: full length, so the host can retry with a bigger buffer
+} dsrt_last_error_args;
+#define DSRT_LAST_ERROR_ARGS_MIN_SIZE DSRT_STRUCT_SIZE(dsrt_last_error_args, message_length)
+
+/* ---------------------------------------------------------------- logging */
+
+/* Installs the process-wide log sink (NULL: discard everything, the default).
+ * Messages below `min_level` are not formatted at all. */
+typedef struct dsrt_log_set_args {
+    size_t struct_size;
+    dsrt_log_fn fn;
+    void *user_data;
+    dsrt_log_level min_level;
+} dsrt_log_set_args;
+#define DSRT_LOG_SET_ARGS_MIN_SIZE DSRT_STRUCT_SIZE(dsrt_log_set_args, min_level)
+
+/* ---------------------------------------------------------------- config */
+
+/* A parsed, validated and resolved ds_config: batch sizes for a world size,
+ * "auto" filled, every default made explicit. Immutable once created. */
+typedef struct dsrt_config dsrt_config;
+
+/* Reads a DeepSpeed config from a file (`path`) or from memory (`text`,
+ * `text_length` bytes; NUL termination not needed). Exactly one of the two.
+ * `text` may also be the urlsafe-base64 encoding of a JSON config, as DeepSpeed
+ * accepts on its command line.
+ *
+ * `hf_values` fills "auto" the way the Hugging Face Trainer does. Each entry
+ * is "NAME=VALUE" with a TrainingArguments name (docs/config.md lists them):
+ *   per_device_train_batch_size, gradient_accumulation_steps, learning_rate,
+ *   adam_beta1, adam_beta2, adam_epsilon, weight_decay, max_grad_norm,
+ *   warmup_steps, warmup_ratio, max_steps, fp16, bf16, hidden_size.
+ * Names not given fall back to the Trainer's defaults where it has one. An
+ * explicitly given value that contradicts a non-"auto" value in the file is an
+ * error, as in the Trainer. Unknown names are an error.
+ *
+ * On success *config is a new handle (destroy with config_destroy). On
+ * DSRT_STATUS_INVALID_CONFIG *config is NULL and last_error() holds one line:
+ *   error: <key path>: <what is wrong> (got <value>) [<file>:<line>]
+ * Warnings (unknown top-level keys, stage 3 run as stage 2, ...) go to the log
+ * callback as they are found and stay readable from the handle. */
+typedef struct dsrt_config_create_args {
+    size_t struct_size;
+    const char *path;          // file to read, or NULL
+    const char *text;          // config text, or NULL
+    size_t text_length;
+    int32_t world_size;        // data-parallel ranks for batch resolution; 0 means 1
+    dsrt_config *config;       // out
+    /* optional from here on: a host that leaves them out (or zero) gets no
+     * hf values, i.e. the Trainer's defaults */
+    const char *const *hf_values; // "NAME=VALUE" strings, may be NULL
+    size_t hf_value_count;
+} dsrt_config_create_args;
+#define DSRT_CONFIG_CREATE_ARGS_MIN_SIZE DSRT_STRUCT_SIZE(dsrt_config_create_args, config)
+
+typedef struct dsrt_config_destroy_args {
+    size_t struct_size;
+    dsrt_config *config;       // may be NULL
+} dsrt_config_destroy_args;
+#define DSRT_CONFIG_DESTROY_ARGS_MIN_SIZE DSRT_STRUCT_SIZE(dsrt_config_destroy_args, config)
+
+/* The resolved config as JSON in DeepSpeed's own schema, every default filled
+ * in, plus a "dsrt" block saying what dsrt will actually run (effective ZeRO
+ * stage, precision, Adam mode). `json` is owned by the config handle and lives
+ * until it is destroyed. `indent` 0 gives one line, otherwise that many spaces. */
+typedef struct dsrt_config_to_json_args {
+    size_t struct_size;
+    const dsrt_config *config;
+    int32_t indent;
+    const char *json;          // out
+    size_t json_length;        // out
+} dsrt_config_to_json_args;
+#define DSRT_CONFIG_TO_JSON_ARGS_MIN_SIZE DSRT_STRUCT_SIZE(dsrt_config_to_json_args, json_length)
+
+typedef enum dsrt_diagnostic_kind {
+    DSRT_DIAG_WARNING = 0,     /* accepted, but something differs from what the file asks */
+    DSRT_DIAG_AUTO = 1,        /* a value that came from "auto": which, from what         */
+    DSRT_DIAG_NOTE = 2,        /* informational (a default that changed across versions)  */
+} dsrt_diagnostic_kind;
+
+/* Diagnostics recorded while reading the config, in the order found. Call with
+ * index 0.. until DSRT_STATUS_OUT_OF_RANGE; `count` is always set. `key` is the
+ * dotted key path ("" when the message is about the whole file) and `message`
+ * the full one-line text; both are owned by the config handle. */
+typedef struct dsrt_config_diagnostic_args {
+    size_t struct_size;
+    const dsrt_config *config;
+    size_t index;
+    size_t count;              // out
+    dsrt_diagnostic_kind kind; // out
+    const char *key;           // out
+    const char *message;       // out
+} dsrt_config_diagnostic_args;
+#define DSRT_CONFIG_DIAGNOSTIC_ARGS_MIN_SIZE DSRT_STRUCT_SIZE(dsrt_config_diagnostic_args, message)
+
+/* The handful of resolved values a launcher needs without parsing JSON. */
+typedef enum dsrt_precision {
+    DSRT_PRECISION_FP32 = 0,
+    DSRT_PRECISION_FP16 = 1,
+    DSRT_PRECISION_BF16 = 2,
+} dsrt_precision;
+
+typedef struct dsrt_config_summary_args {
+    size_t struct_size;
+    const dsrt_config *config;
+    int64_t train_batch_size;             // out
+    int64_t train_micro_batch_size_per_gpu; // out
+    int64_t gradient_accumulation_steps;  // out
+    int32_t world_size;                   // out
+    int32_t zero_stage_requested;         // out: as written (0..3)
+    int32_t zero_stage;                   // out: what dsrt runs (0..2)
+    dsrt_precision precision;             // out
+    int64_t steps_per_print;              // out: 0 when the file sets none
+    double gradient_clipping;             // out: 0 = off
+} dsrt_config_summary_args;
+#define DSRT_CONFIG_SUMMARY_ARGS_MIN_SIZE DSRT_STRUCT_SIZE(dsrt_config_summary_args, gradient_clipping)
+
+/* ---------------------------------------------------------------- the table */
+
+typedef struct dsrt_api {
+    size_t struct_size;        /* sizeof(dsrt_api) of the library */
+    uint32_t abi_major;
+    uint32_t abi_minor;
+
+    /* ABI 1.0 */
+    dsrt_status (*version)(dsrt_version_args *args);
+    dsrt_status (*last_error)(dsrt_last_error_args *args);
+    dsrt_status (*log_set)(dsrt_log_set_args *args);
+    dsrt_status (*config_create)(dsrt_config_create_args *args);
+    dsrt_status (*config_destroy)(dsrt_config_destroy_args *args);
+    dsrt_status (*config_to_json)(dsrt_config_to_json_args *args);
+    dsrt_status (*config_diagnostic)(dsrt_config_diagnostic_args *args);
+    dsrt_status (*config_summary)(dsrt_config_summary_args *args);
+} dsrt_api;
+
+/* The one exported symbol. Returns a pointer to a constant table that lives
+ * as long as the library stays loaded. Never NULL. */
+typedef const dsrt_api *(*dsrt_get_api_fn)(void);
+const dsrt_api *dsrt_get_api(void);
+
+/* The name of a status ("DSRT_STATUS_INVALID_CONFIG"), for hosts' messages.
+ * Header-only so it needs no library call. */
+static inline const char *dsrt_status_name(dsrt_status s)
+{
+    switch (s) {
+    case DSRT_STATUS_OK: return "DSRT_STATUS_OK";
+    case DSRT_STATUS_INVALID_ARGUMENT: return "DSRT_STATUS_INVALID_ARGUMENT";
+    case DSRT_STATUS_INVALID_CONFIG: return "DSRT_STATUS_INVALID_CONFIG";
+    case DSRT_STATUS_IO_ERROR: return "DSRT_STATUS_IO_ERROR";
+    case DSRT_STATUS_OUT_OF_MEMORY: return "DSRT_STATUS_OUT_OF_MEMORY";
+    case DSRT_STATUS_UNSUPPORTED: return "DSRT_STATUS_UNSUPPORTED";
+    case DSRT_STATUS_INTERNAL: return "DSRT_STATUS_INTERNAL";
+    case DSRT_STATUS_OUT_OF_RANGE: return "DSRT_STATUS_OUT_OF_RANGE";
+    }
+    return "DSRT_STATUS_UNKNOWN";
+}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DSRT_H */

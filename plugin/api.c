@@ -1,0 +1,164 @@
+/* The API table behind dsrt_get_api(): every entry point copies its args
+ * struct in (size handshake), clears the thread's error, does its work, and
+ * copies its outputs back. The work itself lives in the modules. */
+#include <string.h>
+
+#include "config.h"
+#include "internal.h"
+
+/* Every entry point starts with this: `a` is the library-sized local copy. */
+#define ARGS_IN(type, caller, a)                                                                                \
+    type a;                                                                                                     \
+    do {                                                                                                        \
+        dsrt_error_clear();                                                                                     \
+        dsrt_status st_ = dsrt_args_load(caller, sizeof(type), type##_MIN_SIZE_, &a, __func__ + 4);            \
+        if (st_)                                                                                                \
+            return st_;                                                                                         \
+    } while (0)
+
+#define dsrt_version_args_MIN_SIZE_ DSRT_VERSION_ARGS_MIN_SIZE
+#define dsrt_last_error_args_MIN_SIZE_ DSRT_LAST_ERROR_ARGS_MIN_SIZE
+#define dsrt_log_set_args_MIN_SIZE_ DSRT_LOG_SET_ARGS_MIN_SIZE
+#define dsrt_config_create_args_MIN_SIZE_ DSRT_CONFIG_CREATE_ARGS_MIN_SIZE
+#define dsrt_config_destroy_args_MIN_SIZE_ DSRT_CONFIG_DESTROY_ARGS_MIN_SIZE
+#define dsrt_config_to_json_args_MIN_SIZE_ DSRT_CONFIG_TO_JSON_ARGS_MIN_SIZE
+#define dsrt_config_diagnostic_args_MIN_SIZE_ DSRT_CONFIG_DIAGNOSTIC_ARGS_MIN_SIZE
+#define dsrt_config_summary_args_MIN_SIZE_ DSRT_CONFIG_SUMMARY_ARGS_MIN_SIZE
+
+static dsrt_status api_version(dsrt_version_args *args)
+{
+    ARGS_IN(dsrt_version_args, args, a);
+    a.abi_major = DSRT_ABI_MAJOR;
+    a.abi_minor = DSRT_ABI_MINOR;
+    a.version = DSRT_VERSION_STRING;
+    a.build = DSRT_BUILD_STRING;
+    a.deepspeed_compat = "0.19.6";
+#ifdef DSRT_WITH_CUDA
+    a.cuda_compiled = 1;
+#else
+    a.cuda_compiled = 0;
+#endif
+    a.cuda_devices = dsrt_cuda_device_count();
+    dsrt_args_store(args, &a, sizeof a);
+    return DSRT_STATUS_OK;
+}
+
+static dsrt_status api_last_error(dsrt_last_error_args *args)
+{
+    /* not ARGS_IN: reading the error must not clear it */
+    dsrt_last_error_args a;
+    dsrt_status saved = dsrt_error_status();
+    char msg[1024];
+    strcpy(msg, dsrt_error_message());
+    dsrt_status st = dsrt_args_load(args, sizeof a, DSRT_LAST_ERROR_ARGS_MIN_SIZE, &a, "last_error");
+    if (st) {
+        /* keep the error being asked about; the host's mistake is in the status */
+        dsrt_error_set(saved, "%s", msg);
+        return st;
+    }
+    size_t n = strlen(msg);
+    if (a.buffer && a.buffer_size) {
+        size_t c = n < a.buffer_size - 1 ? n : a.buffer_size - 1;
+        memcpy(a.buffer, msg, c);
+        a.buffer[c] = '\0';
+    }
+    a.status = saved;
+    a.message_length = n;
+    dsrt_args_store(args, &a, sizeof a);
+    return DSRT_STATUS_OK;
+}
+
+static dsrt_status api_log_set(dsrt_log_set_args *args)
+{
+    ARGS_IN(dsrt_log_set_args, args, a);
+    if (a.min_level < DSRT_LOG_DEBUG || a.min_level > DSRT_LOG_ERROR)
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT, "log_set: min_level %d is not a dsrt_log_level",
+                              (int)a.min_level);
+    dsrt_log_install(a.fn, a.user_data, a.min_level);
+    return DSRT_STATUS_OK;
+}
+
+static dsrt_status api_config_create(dsrt_config_create_args *args)
+{
+    ARGS_IN(dsrt_config_create_args, args, a);
+    a.config = NULL;
+    dsrt_status st = config_create(&a, &a.config);
+    dsrt_args_store(args, &a, sizeof a);
+    return st;
+}
+
+static dsrt_status api_config_destroy(dsrt_config_destroy_args *args)
+{
+    ARGS_IN(dsrt_config_destroy_args, args, a);
+    config_destroy(a.config);
+    return DSRT_STATUS_OK;
+}
+
+static dsrt_status api_config_to_json(dsrt_config_to_json_args *args)
+{
+    ARGS_IN(dsrt_config_to_json_args, args, a);
+    if (!a.config)
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT, "config_to_json: config is NULL");
+    a.json = config_to_json((struct dsrt_config *)a.config, a.indent, &a.json_length);
+    if (!a.json)
+        return dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "config_to_json: out of memory");
+    dsrt_args_store(args, &a, sizeof a);
+    return DSRT_STATUS_OK;
+}
+
+static dsrt_status api_config_diagnostic(dsrt_config_diagnostic_args *args)
+{
+    ARGS_IN(dsrt_config_diagnostic_args, args, a);
+    if (!a.config)
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT, "config_diagnostic: config is NULL");
+    a.count = a.config->n_diags;
+    dsrt_status st = DSRT_STATUS_OK;
+    if (a.index < a.count) {
+        const cfg_diag *d = &a.config->diags[a.index];
+        a.kind = d->kind;
+        a.key = d->key;
+        a.message = d->message;
+    } else {
+        a.key = a.message = NULL;
+        st = dsrt_error_set(DSRT_STATUS_OUT_OF_RANGE, "config_diagnostic: index %zu, but there are %zu", a.index,
+                            a.count);
+    }
+    dsrt_args_store(args, &a, sizeof a);
+    return st;
+}
+
+static dsrt_status api_config_summary(dsrt_config_summary_args *args)
+{
+    ARGS_IN(dsrt_config_summary_args, args, a);
+    if (!a.config)
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT, "config_summary: config is NULL");
+    const ds_config *c = &a.config->c;
+    a.train_batch_size = c->train_batch_size;
+    a.train_micro_batch_size_per_gpu = c->train_micro_batch_size_per_gpu;
+    a.gradient_accumulation_steps = c->gradient_accumulation_steps;
+    a.world_size = c->world_size;
+    a.zero_stage_requested = (int32_t)c->zero.stage;
+    a.zero_stage = c->zero_stage;
+    a.precision = c->precision;
+    a.steps_per_print = c->steps_per_print;
+    a.gradient_clipping = c->gradient_clipping;
+    dsrt_args_store(args, &a, sizeof a);
+    return DSRT_STATUS_OK;
+}
+
+static const dsrt_api api_table = {
+    .struct_size = sizeof(dsrt_api),
+    .abi_major = DSRT_ABI_MAJOR,
+    .abi_minor = DSRT_ABI_MINOR,
+    .version = api_version,
+    .last_error = api_last_error,
+    .log_set = api_log_set,
+    .config_create = api_config_create,
+    .config_destroy = api_config_destroy,
+    .config_to_json = api_config_to_json,
+    .config_diagnostic = api_config_diagnostic,
+    .config_summary = api_config_summary,
+};
+
+const dsrt_api *dsrt_api_table(void);
+const dsrt_api *dsrt_api_table(void) { return &api_table; }

@@ -1,0 +1,109 @@
+/* A growable byte buffer with a sticky out-of-memory flag, so that callers
+ * can build a whole text and check for failure once at the end. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+void dsrt_buf_free(dsrt_buf *b)
+{
+    free(b->data);
+    memset(b, 0, sizeof *b);
+}
+
+static bool buf_reserve(dsrt_buf *b, size_t extra)
+{
+    if (b->oom)
+        return false;
+    if (b->len + extra + 1 <= b->cap)
+        return true;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + extra + 1) {
+        if (cap > ((size_t)-1) / 2) {
+            b->oom = true;
+            return false;
+        }
+        cap *= 2;
+    }
+    char *p = realloc(b->data, cap);
+    if (!p) {
+        b->oom = true;
+        return false;
+    }
+    b->data = p;
+    b->cap = cap;
+    return true;
+}
+
+void dsrt_buf_append(dsrt_buf *b, const char *s, size_t n)
+{
+    if (!buf_reserve(b, n))
+        return;
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+void dsrt_buf_puts(dsrt_buf *b, const char *s) { dsrt_buf_append(b, s, strlen(s)); }
+
+void dsrt_buf_vprintf(dsrt_buf *b, const char *fmt, va_list ap)
+{
+    va_list ap2;
+    va_copy(ap2, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap2);
+    va_end(ap2);
+    if (n < 0 || !buf_reserve(b, (size_t)n))
+        return;
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    b->len += (size_t)n;
+}
+
+void dsrt_buf_printf(dsrt_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    dsrt_buf_vprintf(b, fmt, ap);
+    va_end(ap);
+}
+
+char *dsrt_buf_take(dsrt_buf *b)
+{
+    if (b->oom) {
+        dsrt_buf_free(b);
+        return NULL;
+    }
+    char *p = b->data ? b->data : dsrt_strdup("");
+    memset(b, 0, sizeof *b);
+    return p;
+}
+
+char *dsrt_strdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *p = malloc(n);
+    if (p)
+        memcpy(p, s, n);
+    return p;
+}
+
+void dsrt_format_double(char out[32], double d)
+{
+    if (isnan(d)) {
+        strcpy(out, "NaN");
+        return;
+    }
+    if (isinf(d)) {
+        strcpy(out, d > 0 ? "Infinity" : "-Infinity");
+        return;
+    }
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(out, 32, "%.*g", prec, d);
+        if (strtod(out, NULL) == d)
+            break;
+    }
+    /* keep it a float in JSON terms, as Python prints 1.0 rather than 1 */
+    if (!strpbrk(out, ".eEn"))
+        strcat(out, ".0");
+}

@@ -1,0 +1,16 @@
+# Fails unless LIB's dynamic symbol table defines exactly one symbol:
+# dsrt_get_api. Everything else (CUDA runtime, JSON reader, ...) is hidden.
+execute_process(COMMAND nm -D --defined-only ${LIB} OUTPUT_VARIABLE out RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "nm failed on ${LIB}")
+endif()
+string(REGEX MATCHALL "[^\n]+" lines "${out}")
+set(names)
+foreach(l IN LISTS lines)
+  string(REGEX REPLACE "^[0-9a-fA-F]* *[A-Za-z] " "" n "${l}")
+  list(APPEND names "${n}")
+endforeach()
+message(STATUS "exported: ${names}")
+if(NOT names STREQUAL "dsrt_get_api")
+  message(FATAL_ERROR "libdsrt.so must export exactly dsrt_get_api, exports: ${names}")
+endif()
