@@ -350,7 +350,7 @@ static dsrt_status read_key(struct dsrt_config *cfg, const cfg_block *blk, const
     }
     switch (k->type) {
     case CT_BOOL: {
-        bool b;
+        bool b = false;
         dsrt_status st = read_bool(cfg, path, lax, v, &b);
         if (!st && dst)
             *(bool *)dst = b;
@@ -364,7 +364,7 @@ static dsrt_status read_key(struct dsrt_config *cfg, const cfg_block *blk, const
         return st;
     }
     case CT_FLOAT: {
-        double d;
+        double d = 0;
         dsrt_status st = read_float(cfg, path, k, lax, v, &d);
         if (!st && dst)
             *(double *)dst = d;
@@ -851,6 +851,8 @@ static dsrt_status read_scheduler(struct dsrt_config *cfg, const json_value *sch
         if (st)
             return st;
     }
+    if (s->kind == DS_SCHED_WARMUP_LR && isnan(s->warmup_max_lr) && cfg->c.optimizer.kind == DS_OPT_ADAM)
+        s->warmup_max_lr = cfg->c.optimizer.lr; /* >= 0.17.2: None means the optimizer's lr */
     if (s->kind == DS_SCHED_ONE_CYCLE) {
         if (s->cycle_second_step_size < 0)
             s->cycle_second_step_size = s->cycle_first_step_size;
@@ -902,13 +904,16 @@ static dsrt_status resolve_batch(struct dsrt_config *cfg, const json_value *root
             return cfg_reject(cfg, "gradient_accumulation_steps", gav, "must be > 0");
         mb = FLOORDIV(FLOORDIV(tb, w), gas);
     } else if (has_mb && has_gas) {
-        tb = mb * gas * w;
+        if (__builtin_mul_overflow(mb, gas, &tb) || __builtin_mul_overflow(tb, w, &tb))
+            return cfg_reject(cfg, "train_micro_batch_size_per_gpu", mbv,
+                              "x gradient_accumulation_steps x world size overflows a 64-bit integer");
     } else if (has_tb) {
         gas = 1;
         mb = FLOORDIV(tb, w);
     } else if (has_mb) {
         gas = 1;
-        tb = mb * w;
+        if (__builtin_mul_overflow(mb, w, &tb))
+            return cfg_reject(cfg, "train_micro_batch_size_per_gpu", mbv, "x world size overflows a 64-bit integer");
     } else {
         return cfg_reject(cfg, "train_batch_size", NULL,
                           "missing: give train_batch_size or train_micro_batch_size_per_gpu (or both); "
@@ -938,7 +943,8 @@ static dsrt_status resolve_batch(struct dsrt_config *cfg, const json_value *root
                           "must be > 0: train_batch_size is smaller than micro batch x world size",
                           (long long)tb, (long long)mb, (long long)w, (long long)gas);
     }
-    if (tb != mb * gas * w)
+    int64_t product;
+    if (__builtin_mul_overflow(mb, gas, &product) || __builtin_mul_overflow(product, w, &product) || tb != product)
         return cfg_reject(cfg, "train_batch_size", has_tb ? tbv : NULL,
                           "must equal train_micro_batch_size_per_gpu x gradient_accumulation_steps x world size, "
                           "but %lld != %lld x %lld x %lld%s",
@@ -1259,9 +1265,11 @@ static void emit_block(jw *w, const cfg_block *blk, const json_value *given, con
             continue;
         if (k->field != CFG_NO_FIELD && base && !(k->flags & KF_ALIAS)) {
             const void *src = (const char *)base + k->field;
-            bool is_null = v ? v->type == JSON_NULL : !k->dflt;
+            /* None survives resolution only as a sentinel: NaN or -1 */
+            bool is_null = (k->type == CT_FLOAT && isnan(*(const double *)src)) ||
+                           (k->type == CT_INT && !k->dflt && *(const int64_t *)src == -1);
             jw_key(w, k->name);
-            if (is_null && (k->flags & KF_NULLABLE) && k->type != CT_BOOL)
+            if (is_null && (k->flags & KF_NULLABLE))
                 jw_null(w);
             else
                 switch (k->type) {

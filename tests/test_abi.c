@@ -8,6 +8,7 @@
 #include <dlfcn.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -393,7 +394,7 @@ static void test_load_use_unload_cycles(void **state)
         dsrt_version_args v = {.struct_size = sizeof v};
         assert_int_equal(l.api->version(&v), DSRT_STATUS_OK);
         dsrt_status st;
-        dsrt_config *c = create_text(l.api, design_card, 1 + i % 4, &st);
+        dsrt_config *c = create_text(l.api, design_card, 1 << (i % 4), &st);
         assert_int_equal(st, DSRT_STATUS_OK);
         dsrt_config_to_json_args j = {.struct_size = sizeof j, .config = c, .indent = i % 3};
         assert_int_equal(l.api->config_to_json(&j), DSRT_STATUS_OK);

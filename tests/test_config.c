@@ -211,7 +211,7 @@ static void test_integer_forms(void **state)
     ASSERT_OK_HAS(c, "\"overlap_comm\": true");
     drop(c);
     /* but a placeholder left in a template is refused */
-    c = rd("{\"train_batch_size\": 8, \"zero_optimization\": {\"stage\": ZERO_STAGE}}");
+    c = rd("{\"train_batch_size\": 8, \"zero_optimization\": {\"stage\": ZERO_STAGE\n}}");
     ASSERT_REJECT(c, "error: zero_optimization.stage: must be an integer (got \"ZERO_STAGE\")");
 }
 
@@ -274,7 +274,7 @@ static void test_auto_trainer_defaults(void **state)
     assert_non_null(strstr(js, "\"reduce_bucket_size\": 1048576"));
     assert_non_null(strstr(js, "\"overlap_comm\": false")); /* dropped: None => stage == 3 */
     /* every fill reported */
-    assert_int_equal(count_diags(c, DSRT_DIAG_AUTO, NULL), 15);
+    assert_int_equal(count_diags(c, DSRT_DIAG_AUTO, NULL), 16); /* 15 Trainer fills + overlap_comm dropped */
     assert_int_equal(count_diags(c, DSRT_DIAG_AUTO, "train_batch_size: \"auto\" -> 16 (world_size 2 x "
                                                     "per_device_train_batch_size 8 x gradient_accumulation_steps 1)"),
                      1);
