@@ -98,11 +98,23 @@ void dsrt_format_double(char out[32], double d)
         strcpy(out, d > 0 ? "Infinity" : "-Infinity");
         return;
     }
-    for (int prec = 1; prec <= 17; prec++) {
-        snprintf(out, 32, "%.*g", prec, d);
+    /* the fewest significant digits that read back exactly, laid out as
+     * Python's repr does: positional for exponents -4..15, else scientific */
+    int prec = 1;
+    for (; prec < 17; prec++) {
+        snprintf(out, 32, "%.*e", prec - 1, d);
         if (strtod(out, NULL) == d)
             break;
     }
+    int exp10 = d == 0 ? 0 : (int)floor(log10(fabs(d)));
+    snprintf(out, 32, "%.*e", prec - 1, d);
+    const char *e = strchr(out, 'e');
+    if (e)
+        exp10 = atoi(e + 1);
+    if (exp10 >= -4 && exp10 < 16)
+        snprintf(out, 32, "%.*f", prec - 1 - exp10 > 0 ? prec - 1 - exp10 : 0, d);
+    else
+        snprintf(out, 32, "%.*g", prec, d);
     /* keep it a float in JSON terms, as Python prints 1.0 rather than 1 */
     if (!strpbrk(out, ".eEn"))
         strcat(out, ".0");
