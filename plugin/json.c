@@ -723,7 +723,7 @@ static json_value *parse_members(parser *p, size_t open_pos, char close)
             goto fail;
         /* duplicates: linear for small objects, hashed beyond */
         size_t count = sc->len - base;
-        json_member *ms = (json_member *)sc->data + base;
+        json_member *ms = count ? (json_member *)sc->data + base : NULL;
         if (count < 16) {
             for (size_t i = 0; i < count; i++)
                 if (!strcmp(ms[i].key, m.key)) {

@@ -2,7 +2,7 @@
 # Builds the config reader's libFuzzer target with clang (ASan + UBSan) in its
 # own tree and runs it briefly, seeded with the shipped and real configs.
 #   run_fuzz.sh CLANG SOURCE_DIR BUILD_DIR   (DSRT_FUZZ_SECONDS, default 30)
-set -eu
+set -euo pipefail
 clang=$1 src=$2 out=$3
 secs=${DSRT_FUZZ_SECONDS:-30}
 mkdir -p "$out/corpus"
@@ -20,4 +20,4 @@ cp "$src"/configs/*.json "$out/corpus/"
 shared=${DSRT_SHARED_DIR:-$src/../shared}
 if [ -d "$shared/ds_configs/real" ]; then cp "$shared"/ds_configs/real/*.json "$out/corpus/" 2>/dev/null || true; fi
 "$out/fuzz_config" -max_total_time="$secs" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
-    -print_final_stats=1 "$out/corpus" 2>&1 | tail -n 15
+    -print_final_stats=1 -artifact_prefix="$out/" "$out/corpus" 2>&1 | tail -n 15
