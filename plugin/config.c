@@ -1031,6 +1031,15 @@ static dsrt_status check_rules(struct dsrt_config *cfg, const json_value *root)
         if (st)
             return st;
     }
+    const json_value *el = json_object_get(root, "elasticity");
+    const json_value *el_on = el && el->type == JSON_OBJECT ? json_object_get(el, "enabled") : NULL;
+    if (el_on && el_on->type == JSON_BOOL && el_on->u.b) {
+        dsrt_status st = cfg_degrade(cfg, "elasticity.enabled", el_on,
+                                     "elastic training is not implemented: the batch sizes above are used as "
+                                     "written instead of the elastic ones");
+        if (st)
+            return st;
+    }
     /* ZeRO accepts only optimizers it has tested unless told otherwise */
     if (c->zero.stage > 0 && c->optimizer.kind != DS_OPT_NONE && !c->zero_allow_untested_optimizer) {
         bool tested = c->optimizer.kind == DS_OPT_ADAM || c->optimizer.kind == DS_OPT_ADAGRAD ||
