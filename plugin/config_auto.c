@@ -6,8 +6,10 @@
  * the same quantity when there is one (so "train_batch_size": "auto" next to
  * "train_micro_batch_size_per_gpu": 4 means 4 per rank, not the Trainer's 8),
  * and otherwise the Trainer's default. An explicit host value that contradicts
- * a concrete value in the file is an error, as in the Trainer. Every fill is
- * reported as a DSRT_DIAG_AUTO diagnostic. */
+ * a concrete value in the file is an error, as in the Trainer, except the
+ * run length (max_steps), which every launcher passes: a schedule length
+ * written in the file is kept (noted). Every fill is reported as a
+ * DSRT_DIAG_AUTO diagnostic. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -330,9 +332,13 @@ static dsrt_status fill_scheduler(fill_ctx *f, double lr, bool lr_known)
         if ((st = fill_number(f, "scheduler.params.total_num_steps", total, (double)hf->max_steps, true, "max_steps",
                               why)))
             return st;
-    } else if (total && hf->has_max_steps) {
-        if ((st = fill_number(f, "scheduler.params.total_num_steps", total, (double)hf->max_steps, true, "max_steps",
-                              "")))
+    } else if (total && hf->has_max_steps && total->type == JSON_NUMBER && total->u.num.d != (double)hf->max_steps) {
+        /* The Trainer would refuse this mismatch, but a launcher passes the
+         * run's length for every run: a schedule written in the file is
+         * DeepSpeed's to follow, so it wins and the difference is noted. */
+        if ((st = cfg_diag_add(f->cfg, DSRT_DIAG_NOTE, "scheduler.params.total_num_steps",
+                               "the file's %s is used; max_steps=%lld only fills \"auto\"", total->u.num.text,
+                               (long long)hf->max_steps)))
             return st;
     }
 

@@ -345,6 +345,13 @@ static void test_auto_file_values_and_mismatch(void **state)
     assert_non_null(c);
     assert_int_equal(summary(c).precision, DSRT_PRECISION_FP16);
     drop(c);
+    /* the run length a launcher always passes does not override a written schedule */
+    const char *steps[] = {"max_steps=100"};
+    c = rd_hf("{\"train_batch_size\": 8, \"scheduler\": {\"type\": \"WarmupDecayLR\", \"params\": "
+              "{\"total_num_steps\": 10000, \"warmup_num_steps\": 500}}}", 1, steps, 1);
+    ASSERT_OK_HAS(c, "\"total_num_steps\": 10000");
+    assert_int_equal(count_diags(c, DSRT_DIAG_NOTE, "the file's 10000 is used; max_steps=100 only fills"), 1);
+    drop(c);
     /* bad host values */
     const char *bad[] = {"max_steps=ten"};
     dsrt_config_create_args a = {.struct_size = sizeof a, .text = "{}", .text_length = 2, .hf_values = bad,
@@ -491,6 +498,10 @@ static void test_zero_stage3_and_offload(void **state)
     c = rd("{\"dsrt\": {\"strict\": true}, \"train_batch_size\": 8, \"zero_optimization\": {\"stage\": 2,"
            " \"cpu_offload\": true}}");
     ASSERT_REJECT(c, "error: zero_optimization.offload_optimizer: optimizer offload is not implemented");
+    c = rd("{\"train_batch_size\": 8, \"elasticity\": {\"enabled\": true, \"max_train_batch_size\": 64}}");
+    assert_non_null(c);
+    assert_int_equal(count_diags(c, DSRT_DIAG_WARNING, "elastic training is not implemented"), 1);
+    drop(c);
     c = rd("{\"dsrt\": {\"strictness\": 1}, \"train_batch_size\": 8}");
     ASSERT_REJECT(c, "error: dsrt.strictness: unknown key in dsrt");
     /* the legacy boolean form */
