@@ -54,15 +54,15 @@ void cfg_value_text(const json_value *v, char *out, size_t n)
     }
 }
 
-dsrt_status cfg_reject(const struct dsrt_config *cfg, const char *key, const json_value *at, const char *fmt, ...)
+static dsrt_status reject_v(const struct dsrt_config *cfg, const char *key, const json_value *at, int line,
+                            const char *fmt, va_list ap)
 {
     char what[512], got[128], where[PATH_MAX_LEN + 32] = "";
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
-    va_end(ap);
     if (at && at->line > 0)
-        snprintf(where, sizeof where, " [%s:%d]", cfg->source, at->line);
+        line = at->line;
+    if (line > 0)
+        snprintf(where, sizeof where, " [%s:%d]", cfg->source, line);
     else if (cfg->source)
         snprintf(where, sizeof where, " [%s]", cfg->source);
     if (at) {
@@ -72,6 +72,27 @@ dsrt_status cfg_reject(const struct dsrt_config *cfg, const char *key, const jso
     }
     return dsrt_error_set(DSRT_STATUS_INVALID_CONFIG, "error: %s: %s%s", key && *key ? key : "(top level)", what,
                           where);
+}
+
+dsrt_status cfg_reject(const struct dsrt_config *cfg, const char *key, const json_value *at, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    dsrt_status st = reject_v(cfg, key, at, 0, fmt, ap);
+    va_end(ap);
+    return st;
+}
+
+/* A rejection about a key itself (unknown, misplaced): located at the key. */
+static dsrt_status cfg_reject_key(const struct dsrt_config *cfg, const char *key, int line, const char *fmt, ...)
+    DSRT_PRINTF(4, 5);
+static dsrt_status cfg_reject_key(const struct dsrt_config *cfg, const char *key, int line, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    dsrt_status st = reject_v(cfg, key, NULL, line, fmt, ap);
+    va_end(ap);
+    return st;
 }
 
 dsrt_status cfg_diag_add(struct dsrt_config *cfg, dsrt_diagnostic_kind kind, const char *key, const char *fmt, ...)
@@ -486,11 +507,12 @@ static dsrt_status read_block(struct dsrt_config *cfg, const cfg_block *blk, con
             char *known = dsrt_buf_take(&b);
             dsrt_status st;
             if (s)
-                st = cfg_reject(cfg, kp, NULL, "unknown key in %s; did you mean \"%s\"? (DeepSpeed rejects unknown keys here) [%s:%d]",
-                                path, s, cfg->source, m->line);
+                st = cfg_reject_key(cfg, kp, m->line,
+                                    "unknown key in %s; did you mean \"%s\"? (DeepSpeed rejects unknown keys here)", path, s);
             else
-                st = cfg_reject(cfg, kp, NULL, "unknown key in %s (DeepSpeed rejects unknown keys here); known keys: %s [%s:%d]",
-                                path, known ? known : "?", cfg->source, m->line);
+                st = cfg_reject_key(cfg, kp, m->line,
+                                    "unknown key in %s (DeepSpeed rejects unknown keys here); known keys: %s", path,
+                                    known ? known : "?");
             free(known);
             return st;
         }
@@ -700,8 +722,8 @@ static dsrt_status read_optimizer(struct dsrt_config *cfg, const json_value *opt
         else if (strcmp(m->key, "legacy_fusion") != 0) {
             char kp[PATH_MAX_LEN];
             join_path(kp, "optimizer", m->key);
-            return cfg_reject(cfg, kp, NULL, "unknown key; an optimizer block has \"type\", \"params\" and "
-                                             "\"legacy_fusion\" [%s:%d]", cfg->source, m->line);
+            return cfg_reject_key(cfg, kp, m->line,
+                                  "unknown key; an optimizer block has \"type\", \"params\" and \"legacy_fusion\"");
         }
     }
     if (!type)
@@ -779,8 +801,7 @@ static dsrt_status read_scheduler(struct dsrt_config *cfg, const json_value *sch
         if (strcmp(m->key, "type") && strcmp(m->key, "params")) {
             char kp[PATH_MAX_LEN];
             join_path(kp, "scheduler", m->key);
-            return cfg_reject(cfg, kp, NULL, "unknown key; a scheduler block has \"type\" and \"params\" [%s:%d]",
-                              cfg->source, m->line);
+            return cfg_reject_key(cfg, kp, m->line, "unknown key; a scheduler block has \"type\" and \"params\"");
         }
     }
     if (!type)
@@ -1371,7 +1392,7 @@ const char *config_to_json(struct dsrt_config *cfg, int indent, size_t *length)
     for (size_t i = 0; i < cfg_top_block.n_keys; i++) {
         const cfg_key *k = &cfg_top_block.keys[i];
         const json_value *v = json_object_get(root, k->name);
-        if (k->type == CT_ANY || (k->flags & KF_ALIAS) || strncmp(k->name, "train_", 6) == 0 ||
+        if (k->type == CT_ANY || k->type == CT_OBJECT || (k->flags & KF_ALIAS) || strncmp(k->name, "train_", 6) == 0 ||
             strcmp(k->name, "gradient_accumulation_steps") == 0)
             continue;
         if (k->field == CFG_NO_FIELD && !v && !(k->flags & KF_NULLABLE) && !k->dflt)
@@ -1416,7 +1437,7 @@ const char *config_to_json(struct dsrt_config *cfg, int indent, size_t *length)
     for (size_t i = 0; i < root->u.obj.count; i++) {
         const json_member *m = &root->u.obj.members[i];
         const cfg_key *k = cfg_block_find(&cfg_top_block, m->key);
-        if (!k || k->type != CT_ANY || strcmp(m->key, "dsrt") == 0)
+        if (!k || (k->type != CT_ANY && k->type != CT_OBJECT) || strcmp(m->key, "dsrt") == 0)
             continue;
         if (!strcmp(m->key, "optimizer") || !strcmp(m->key, "scheduler") || !strcmp(m->key, "fp16") ||
             !strcmp(m->key, "bf16") || !strcmp(m->key, "bfloat16") || !strcmp(m->key, "zero_optimization"))

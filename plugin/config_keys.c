@@ -160,6 +160,36 @@ static const cfg_key dsrt_keys[] = {
 };
 const cfg_block cfg_dsrt_block = {"dsrt", true, false, dsrt_keys, N(dsrt_keys)};
 
+/* ---------------------------------------------------------------- monitors and comms logger
+ * pydantic models with extra="forbid" in DeepSpeed (monitor/config.py,
+ * comm/config.py): a typo inside them is an error there too. dsrt records
+ * nothing yet; the blocks are checked and passed through. */
+#define MON(name, type, dflt) {name, type, NOF, dflt, KF_LAX | KF_NULLABLE, 0, 0, NULL, NULL, NULL, NULL}
+static const cfg_key tensorboard_keys[] = {
+    MON("enabled", CT_BOOL, "false"), MON("output_path", CT_STRING, "\"\""),
+    MON("job_name", CT_STRING, "\"DeepSpeedJobName\""),
+};
+static const cfg_key wandb_keys[] = {
+    MON("enabled", CT_BOOL, "false"), MON("group", CT_STRING, NULL), MON("team", CT_STRING, NULL),
+    MON("project", CT_STRING, "\"deepspeed\""),
+};
+static const cfg_key comet_keys[] = {
+    MON("enabled", CT_BOOL, "false"), MON("samples_log_interval", CT_INT, "100"), MON("project", CT_STRING, NULL),
+    MON("workspace", CT_STRING, NULL), MON("api_key", CT_STRING, NULL), MON("experiment_name", CT_STRING, NULL),
+    MON("experiment_key", CT_STRING, NULL), MON("online", CT_BOOL, NULL), MON("mode", CT_STRING, NULL),
+};
+static const cfg_key comms_logger_keys[] = {
+    MON("enabled", CT_BOOL, "false"), MON("verbose", CT_BOOL, "false"), MON("prof_all", CT_BOOL, "true"),
+    MON("prof_ops", CT_ANY, "[]"), MON("debug", CT_BOOL, "false"),
+};
+static const cfg_block tensorboard_block = {"TensorBoardConfig", true, true, tensorboard_keys, N(tensorboard_keys)};
+static const cfg_block csv_monitor_block = {"CSVConfig", true, true, tensorboard_keys, N(tensorboard_keys)};
+static const cfg_block wandb_block = {"WandbConfig", true, true, wandb_keys, N(wandb_keys)};
+static const cfg_block comet_block = {"CometConfig", true, true, comet_keys, N(comet_keys)};
+static const cfg_block comms_logger_block = {"CommsLoggerConfig", true, true, comms_logger_keys,
+                                             N(comms_logger_keys)};
+#define CHECKED(name, blk) {name, CT_OBJECT, NOF, NULL, KF_NULLABLE, 0, 0, NULL, &blk, NULL, NULL}
+
 /* ---------------------------------------------------------------- top level
  * DeepSpeed reads these with dict.get and no type checks; dsrt checks types
  * (a wrong type would crash DeepSpeed later with a TypeError anyway).
@@ -210,11 +240,11 @@ static const cfg_key top_keys[] = {
     ANY("torch_autocast"),
     ANY("data_types"),
     ANY("timers"),
-    ANY("comms_logger"),
-    ANY("tensorboard"),
-    ANY("csv_monitor"),
-    ANY("wandb"),
-    ANY("comet"),
+    CHECKED("comms_logger", comms_logger_block),
+    CHECKED("tensorboard", tensorboard_block),
+    CHECKED("csv_monitor", csv_monitor_block),
+    CHECKED("wandb", wandb_block),
+    CHECKED("comet", comet_block),
     ANY("flops_profiler"),
     ANY("activation_checkpointing"),
     ANY("checkpoint"),

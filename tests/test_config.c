@@ -233,6 +233,13 @@ static void test_unknown_keys(void **state)
     ASSERT_REJECT(c, "error: fp16.opt_level: unknown key in fp16");
     c = rd("{\"train_batch_size\": 8, \"bf16\": {\"enabled\": true, \"loss_scale\": 0}}");
     ASSERT_REJECT(c, "error: bf16.loss_scale: unknown key in bf16");
+    c = rd("{\"train_batch_size\": 8, \"tensorboard\": {\"enabled\": true, \"output_dir\": \"runs\"}}");
+    ASSERT_REJECT(c, "error: tensorboard.output_dir: unknown key in tensorboard (DeepSpeed rejects unknown keys "
+                     "here); known keys: enabled, output_path, job_name [<text>:1]");
+    assert_string_equal(strstr(err(), "[<text>"), "[<text>:1]"); /* one location, at the key */
+    c = rd("{\"train_batch_size\": 8, \"wandb\": {\"enabled\": true, \"project\": \"p\"}}");
+    ASSERT_OK_HAS(c, "\"wandb\": {\"enabled\": true, \"project\": \"p\"}");
+    drop(c);
     c = rd("{\"train_batch_size\": 8, \"zero_optimization\": {\"grad_hooks\": true}}");
     ASSERT_REJECT(c, "error: zero_optimization.grad_hooks: unknown key");
 }
