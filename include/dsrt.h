@@ -101,9 +101,10 @@ typedef struct dsrt_version_args {
 
 /* ---------------------------------------------------------------- errors */
 
-/* Copies the calling thread's most recent error message (or "" if the last
- * failing call on this thread set none) into `buffer`, always NUL-terminated
- * when buffer_size > 0, truncated if needed. `status` is that call's status. */
+/* Copies the message left by the calling thread's most recent dsrt call
+ * ("" when that call succeeded; every call but this one resets it) into
+ * `buffer`, always NUL-terminated when buffer_size > 0, truncated if needed.
+ * `status` is that call's status. */
 typedef struct dsrt_last_error_args {
     size_t struct_size;
     char *buffer;
