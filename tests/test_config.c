@@ -476,6 +476,12 @@ static void test_scheduler(void **state)
     c = rd("{\"train_batch_size\": 8, \"scheduler\": {\"type\": \"WarmupLR\", \"params\": {\"warmup_min_lr\": 0,"
            " \"bogus\": 1}}}");
     ASSERT_REJECT(c, "error: scheduler.params.bogus: unknown key in scheduler.params");
+    /* per-group lists: one parameter group, so one entry */
+    c = rd("{\"train_batch_size\": 8, \"scheduler\": {\"type\": \"WarmupLR\", \"params\": {\"warmup_min_lr\": [0.0001]}}}");
+    ASSERT_OK_HAS(c, "\"warmup_min_lr\": 0.0001");
+    drop(c);
+    c = rd("{\"train_batch_size\": 8, \"scheduler\": {\"type\": \"WarmupLR\", \"params\": {\"warmup_min_lr\": [0, 1]}}}");
+    ASSERT_REJECT(c, "error: scheduler.params.warmup_min_lr: must be a number, or a list with one number per");
     c = rd("{\"train_batch_size\": 8, \"scheduler\": {\"type\": \"StepLR\", \"params\": {\"step_size\": 10}}}");
     assert_non_null(c);
     assert_int_equal(count_diags(c, DSRT_DIAG_WARNING, "torch.optim.lr_scheduler.StepLR"), 1);
