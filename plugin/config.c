@@ -309,7 +309,7 @@ static dsrt_status read_float(const struct dsrt_config *cfg, const char *path, c
     if (v->type == JSON_STRING && lax && parse_number_string(v->u.str.s, out))
         return check_range(cfg, path, k, v, *out);
     /* per-param-group lists (scheduler lrs): one group here, so one entry */
-    if (v->type == JSON_ARRAY && !lax) {
+    if (v->type == JSON_ARRAY && !strncmp(path, "scheduler.params.", 17)) {
         if (v->u.arr.count != 1 || v->u.arr.items[0]->type != JSON_NUMBER)
             return cfg_reject(cfg, path, v, "must be a number, or a list with one number per parameter group "
                                             "(one group here)");

@@ -482,6 +482,8 @@ static void test_scheduler(void **state)
     drop(c);
     c = rd("{\"train_batch_size\": 8, \"scheduler\": {\"type\": \"WarmupLR\", \"params\": {\"warmup_min_lr\": [0, 1]}}}");
     ASSERT_REJECT(c, "error: scheduler.params.warmup_min_lr: must be a number, or a list with one number per");
+    c = rd("{\"train_batch_size\": 8, \"gradient_clipping\": [1.0]}");
+    ASSERT_REJECT(c, "error: gradient_clipping: must be a number (got [...] (a list of 1))");
     c = rd("{\"train_batch_size\": 8, \"scheduler\": {\"type\": \"StepLR\", \"params\": {\"step_size\": 10}}}");
     assert_non_null(c);
     assert_int_equal(count_diags(c, DSRT_DIAG_WARNING, "torch.optim.lr_scheduler.StepLR"), 1);
