@@ -1,5 +1,16 @@
-/* Stand-in for the CUDA backend's device query in builds without CUDA (no
- * nvcc, or the sanitizer variant): there are never any devices. */
+/* Stand-in for the CUDA backend in builds without CUDA (no nvcc, or the
+ * sanitizer variant): there are never any devices. */
+#include "backend.h"
 #include "internal.h"
 
 int dsrt_cuda_device_count(void) { return 0; }
+
+dsrt_status dsrt_backend_cuda_create(dsrt_dtype dt, int device, dsrt_backend **out)
+{
+    (void)dt;
+    (void)device;
+    *out = NULL;
+    return dsrt_error_set(DSRT_STATUS_UNSUPPORTED,
+                          "this libdsrt was built without CUDA (no nvcc at build time, or a "
+                          "sanitizer build)");
+}

@@ -1,0 +1,109 @@
+/* A compute backend: its memory and the op table the GPT-2 model (and later
+ * the engine) runs on. CPU and CUDA are peers behind this one interface; the
+ * core never includes a CUDA header. Every pointer an op takes is backend
+ * memory (host memory for cpu, device memory for cuda), typed by the
+ * backend's storage dtype `dt` unless the signature says float/int32_t.
+ *
+ * Shapes use the same letters everywhere: B batch, T time, C channels,
+ * NH heads, V vocabulary, N = B*T rows, K inner dimension, OC output columns.
+ *
+ * One rule, as in llm.c: parameter gradients always accumulate (+=);
+ * activation gradients overwrite (=) except where the signature says +=
+ * (the residual stream). Ops queue work and may return before it is done
+ * (CUDA: on the backend's stream); `sync` waits. Ops return DSRT_STATUS_OK or a
+ * status with the message already set (dsrt_error_set). */
+#ifndef DSRT_KERNELS_BACKEND_H
+#define DSRT_KERNELS_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dsrt.h"
+#include "common/dtype.h"
+
+/* Weight layouts of a matmul. Hugging Face GPT-2 stores its Conv1D weights as
+ * (K, OC) (y = x W + b) and the tied LM head as the embedding (OC, K)
+ * (y = x W^T); both are kept as stored so names and shapes match HF. */
+typedef enum dsrt_wlayout {
+    DSRT_W_KN = 0, /* W (K, OC): Conv1D */
+    DSRT_W_NK = 1, /* W (OC, K): nn.Linear, tied LM head */
+} dsrt_wlayout;
+
+/* The largest shapes an instance will see; the backend sizes its scratch
+ * once from these (no allocation in the step). */
+typedef struct dsrt_backend_shapes {
+    int B, T, C, NH, V;
+    int max_K, max_OC; /* over every matmul */
+} dsrt_backend_shapes;
+
+typedef struct dsrt_backend dsrt_backend;
+struct dsrt_backend {
+    const char *name; /* "cpu", "cuda" */
+    dsrt_dtype dt;    /* storage type of parameters, activations and gradients */
+    void *impl;
+
+    void (*destroy)(dsrt_backend *be);
+    dsrt_status (*reserve)(dsrt_backend *be, const dsrt_backend_shapes *s);
+    dsrt_status (*sync)(dsrt_backend *be);
+
+    /* ---- memory. alloc: zero-filled, aligned to 256 bytes. */
+    dsrt_status (*alloc)(dsrt_backend *be, size_t bytes, void **out);
+    void (*free)(dsrt_backend *be, void *p);
+    dsrt_status (*memset0)(dsrt_backend *be, void *p, size_t bytes);
+    dsrt_status (*upload)(dsrt_backend *be, void *dst, const void *host_src, size_t bytes);
+    dsrt_status (*download)(dsrt_backend *be, void *host_dst, const void *src, size_t bytes);
+    /* typed <-> fp32 host arrays (rounding to nearest even on the way in) */
+    dsrt_status (*upload_f32)(dsrt_backend *be, void *dst, const float *host_src, size_t n);
+    dsrt_status (*download_f32)(dsrt_backend *be, float *host_dst, const void *src, size_t n);
+
+    /* ---- ops (see kernels/cpu/<op>.c for the readable definition of each) */
+    /* out (B,T,C) = wte[tokens] + wpe[t];  dwte, dwpe += */
+    dsrt_status (*encoder_forward)(dsrt_backend *be, void *out, const int32_t *tokens,
+                                   const void *wte, const void *wpe, int B, int T, int C);
+    dsrt_status (*encoder_backward)(dsrt_backend *be, void *dwte, void *dwpe, const void *dout,
+                                    const int32_t *tokens, int B, int T, int C);
+    /* out (N,C); mean, rstd (N) fp32, saved for backward. dinp +=, dw +=, db += */
+    dsrt_status (*layernorm_forward)(dsrt_backend *be, void *out, float *mean, float *rstd,
+                                     const void *inp, const void *w, const void *b, int N, int C,
+                                     float eps);
+    dsrt_status (*layernorm_backward)(dsrt_backend *be, void *dinp, void *dw, void *db,
+                                      const void *dout, const void *inp, const void *w,
+                                      const float *mean, const float *rstd, int N, int C);
+    /* out (N,OC) = inp (N,K) . W + bias (bias may be NULL).
+     * backward: dinp (N,K) = dout . W^T (skipped when dinp is NULL), dw +=, dbias += */
+    dsrt_status (*matmul_forward)(dsrt_backend *be, void *out, const void *inp, const void *w,
+                                  const void *bias, int N, int K, int OC, dsrt_wlayout wl);
+    dsrt_status (*matmul_backward)(dsrt_backend *be, void *dinp, void *dw, void *dbias,
+                                   const void *dout, const void *inp, const void *w, int N, int K,
+                                   int OC, dsrt_wlayout wl);
+    /* qkv (B,T,3C) -> out (B,T,C); att (B,NH,T,T) softmax probabilities, saved.
+     * backward: dqkv (B,T,3C) = */
+    dsrt_status (*attention_forward)(dsrt_backend *be, void *out, void *att, const void *qkv, int B,
+                                     int T, int C, int NH);
+    dsrt_status (*attention_backward)(dsrt_backend *be, void *dqkv, const void *dout,
+                                      const void *qkv, const void *att, int B, int T, int C, int NH);
+    /* tanh-approximated GELU ("gelu_new"); backward dinp = */
+    dsrt_status (*gelu_forward)(dsrt_backend *be, void *out, const void *inp, size_t n);
+    dsrt_status (*gelu_backward)(dsrt_backend *be, void *dinp, const void *inp, const void *dout,
+                                 size_t n);
+    /* out = a + b;  backward: da += dout, db += dout */
+    dsrt_status (*residual_forward)(dsrt_backend *be, void *out, const void *a, const void *b,
+                                    size_t n);
+    dsrt_status (*residual_backward)(dsrt_backend *be, void *da, void *db, const void *dout,
+                                     size_t n);
+    /* Fused classifier over logits (N,V): losses[i] = -log softmax(logits[i])[target[i]]
+     * (0 where target == -100). When `grad` is set the logits are overwritten in
+     * the same pass by their gradient, (softmax - onehot) * dloss, zero on
+     * ignored rows; dloss is the loss scale divided by the number of counted
+     * targets. The full probabilities are never stored. */
+    dsrt_status (*classifier_forward)(dsrt_backend *be, float *losses, void *logits,
+                                      const int32_t *targets, int N, int V, float dloss, int grad);
+};
+
+/* The CPU backend (OpenBLAS + OpenMP). Always available. */
+dsrt_status dsrt_backend_cpu_create(dsrt_dtype dt, dsrt_backend **out);
+/* The CUDA backend on the given device; DSRT_STATUS_UNSUPPORTED with a message
+ * when the build has no CUDA or the machine has no usable GPU. */
+dsrt_status dsrt_backend_cuda_create(dsrt_dtype dt, int device, dsrt_backend **out);
+
+#endif /* DSRT_KERNELS_BACKEND_H */

@@ -1,0 +1,142 @@
+/* Causal multi-head self-attention of GPT-2.
+ *   qkv (B,T,3C): q | k | v, head h at channels h*hs .. (h+1)*hs, hs = C/NH
+ *   att (B,NH,T,T): softmax(q k^T / sqrt(hs)) over keys 0..t, 0 above the
+ *                   diagonal; saved for the backward
+ *   out (B,T,C):   att . v, heads side by side
+ * Per (batch, head) the products are sgemm calls on strided views of qkv (no
+ * permuted copies), done in row blocks so the part above the diagonal is
+ * mostly skipped; the scale is folded into the q k^T product and the softmax
+ * subtracts the row maximum. backward overwrites dqkv.
+ * 16-bit storage: the probabilities are rounded to the storage type before
+ * they multiply v, as a GPU that stores att in 16 bits does. */
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#include "common/softmax.h"
+#include "cpu_common.h"
+
+enum { ATT_ROWS = 64 }; /* row block of the triangular products */
+
+static void softmax_causal_rows(float *s, int T, dsrt_dtype dt)
+{
+    for (int t = 0; t < T; t++) {
+        float *row = s + (size_t)t * T;
+        float mx = -INFINITY;
+        for (int j = 0; j <= t; j++)
+            mx = row[j] > mx ? row[j] : mx;
+        float sum = 0.0f;
+        for (int j = 0; j <= t; j++) {
+            float e = expf(row[j] - mx);
+            row[j] = e;
+            sum += e;
+        }
+        float inv = 1.0f / sum;
+        for (int j = 0; j <= t; j++)
+            row[j] = dsrt_round_to(dt, row[j] * inv);
+        for (int j = t + 1; j < T; j++)
+            row[j] = 0.0f;
+    }
+}
+
+dsrt_status cpu_attention_forward(dsrt_backend *be, void *out, void *att, const void *qkv, int B,
+                                  int T, int C, int NH)
+{
+    size_t nqkv = (size_t)B * T * 3 * C, natt = (size_t)B * NH * T * T, nout = (size_t)B * T * C;
+    dsrt_status st = cpu_check_reserved(be, nqkv > natt ? nqkv : natt, "attention_forward");
+    if (st)
+        return st;
+    const float *x = cpu_in(be, 0, qkv, nqkv);
+    float *a = cpu_out(be, 1, att, natt, false);
+    float *y = cpu_out(be, 2, out, nout, false);
+    int hs = C / NH, C3 = 3 * C;
+    float scale = 1.0f / sqrtf((float)hs);
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < NH; h++) {
+            const float *q = x + (size_t)b * T * C3 + (size_t)h * hs;
+            const float *k = q + C, *v = q + 2 * C;
+            float *s = a + ((size_t)b * NH + h) * T * T;
+            float *o = y + (size_t)b * T * C + (size_t)h * hs;
+            for (int r0 = 0; r0 < T; r0 += ATT_ROWS) {
+                int r1 = r0 + ATT_ROWS < T ? r0 + ATT_ROWS : T;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1 - r0, r1, hs, scale,
+                            q + (size_t)r0 * C3, C3, k, C3, 0.0f, s + (size_t)r0 * T, T);
+            }
+            softmax_causal_rows(s, T, be->dt);
+            for (int r0 = 0; r0 < T; r0 += ATT_ROWS) {
+                int r1 = r0 + ATT_ROWS < T ? r0 + ATT_ROWS : T;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1 - r0, hs, r1, 1.0f,
+                            s + (size_t)r0 * T, T, v, C3, 0.0f, o + (size_t)r0 * C, C);
+            }
+        }
+    }
+    cpu_out_put(be, att, a, natt);
+    cpu_out_put(be, out, y, nout);
+    return DSRT_STATUS_OK;
+}
+
+dsrt_status cpu_attention_backward(dsrt_backend *be, void *dqkv, const void *dout, const void *qkv,
+                                   const void *att, int B, int T, int C, int NH)
+{
+    size_t nqkv = (size_t)B * T * 3 * C, natt = (size_t)B * NH * T * T, nout = (size_t)B * T * C;
+    dsrt_status st = cpu_check_reserved(be, nqkv > natt ? nqkv : natt, "attention_backward");
+    if (st)
+        return st;
+    cpu_backend *cb = cpu_of(be);
+    const float *x = cpu_in(be, 0, qkv, nqkv);
+    const float *dy = cpu_in(be, 1, dout, nout);
+    const float *a = cpu_in(be, 2, att, natt);
+    float *dx = cpu_out(be, 3, dqkv, nqkv, false);
+    float *ds = cb->att_work; /* (T,T) */
+    int hs = C / NH, C3 = 3 * C;
+    float scale = 1.0f / sqrtf((float)hs);
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < NH; h++) {
+            size_t off = (size_t)b * T * C3 + (size_t)h * hs;
+            const float *q = x + off, *k = q + C, *v = q + 2 * C;
+            float *dq = dx + off, *dk = dq + C, *dv = dq + 2 * C;
+            const float *p = a + ((size_t)b * NH + h) * T * T;
+            const float *go = dy + (size_t)b * T * C + (size_t)h * hs;
+            /* datt = dout . v^T (lower triangle) */
+            for (int r0 = 0; r0 < T; r0 += ATT_ROWS) {
+                int r1 = r0 + ATT_ROWS < T ? r0 + ATT_ROWS : T;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1 - r0, r1, hs, 1.0f,
+                            go + (size_t)r0 * C, C, v, C3, 0.0f, ds + (size_t)r0 * T, T);
+            }
+            /* dv = att^T . dout: key block [c0,c1) sees query rows c0..T-1 */
+            for (int c0 = 0; c0 < T; c0 += ATT_ROWS) {
+                int c1 = c0 + ATT_ROWS < T ? c0 + ATT_ROWS : T;
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, c1 - c0, hs, T - c0, 1.0f,
+                            p + (size_t)c0 * T + c0, T, go + (size_t)c0 * C, C, 0.0f,
+                            dv + (size_t)c0 * C3, C3);
+            }
+            /* softmax backward, the 1/sqrt(hs) of the forward folded in */
+            for (int t = 0; t < T; t++) {
+                const float *pr = p + (size_t)t * T;
+                float *dr = ds + (size_t)t * T;
+                float dot = 0.0f;
+                for (int j = 0; j <= t; j++)
+                    dot += pr[j] * dr[j];
+                for (int j = 0; j <= t; j++)
+                    dr[j] = dsrt_softmax_grad(pr[j], dr[j], dot) * scale;
+                for (int j = t + 1; j < T; j++)
+                    dr[j] = 0.0f;
+            }
+            /* dq = ds . k ; dk = ds^T . q */
+            for (int r0 = 0; r0 < T; r0 += ATT_ROWS) {
+                int r1 = r0 + ATT_ROWS < T ? r0 + ATT_ROWS : T;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1 - r0, hs, r1, 1.0f,
+                            ds + (size_t)r0 * T, T, k, C3, 0.0f, dq + (size_t)r0 * C3, C3);
+            }
+            for (int c0 = 0; c0 < T; c0 += ATT_ROWS) {
+                int c1 = c0 + ATT_ROWS < T ? c0 + ATT_ROWS : T;
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, c1 - c0, hs, T - c0, 1.0f,
+                            ds + (size_t)c0 * T + c0, T, q + (size_t)c0 * C3, C3, 0.0f,
+                            dk + (size_t)c0 * C3, C3);
+            }
+        }
+    }
+    cpu_out_put(be, dqkv, dx, nqkv);
+    return DSRT_STATUS_OK;
+}

@@ -1,0 +1,74 @@
+/* Private to the CPU backend: its state and the helpers that let every op be
+ * written once in fp32. For fp16/bf16 storage an op converts its inputs into
+ * fp32 scratch (exact), computes in fp32 exactly as the fp32 path does, and
+ * rounds each output once to the storage type (nearest even) — the rounding a
+ * GPU kernel that accumulates in fp32 does when it writes its result. */
+#ifndef DSRT_KERNELS_CPU_COMMON_H
+#define DSRT_KERNELS_CPU_COMMON_H
+
+#include <stdbool.h>
+
+#include "backend.h"
+#include "internal.h"
+
+enum { CPU_SCRATCH_SLOTS = 6 };
+
+typedef struct cpu_backend {
+    dsrt_backend base;
+    dsrt_backend_shapes shapes;
+    bool reserved;
+    /* fp32 staging for 16-bit storage (unused for fp32) */
+    float *slot[CPU_SCRATCH_SLOTS];
+    size_t slot_n; /* floats per slot */
+    /* attention: per-thread (T,T) fp32 work rows */
+    float *att_work;
+    size_t att_work_n; /* floats per thread */
+    int threads;
+} cpu_backend;
+
+static inline cpu_backend *cpu_of(dsrt_backend *be) { return (cpu_backend *)be; }
+
+/* Large zeroed host buffers: mmap'd, huge pages requested (first touch of
+ * fresh memory is the slow part on small machines), 256-byte aligned. */
+void *dsrt_cpu_alloc(size_t bytes);
+void dsrt_cpu_free(void *p);
+
+/* Typed array -> fp32. Returns `p` itself for fp32 storage, else scratch `slot`. */
+const float *cpu_in(dsrt_backend *be, int slot, const void *p, size_t n);
+/* Writable fp32 view of a typed output. `load`: the op accumulates into it
+ * (+=), so the current values are converted in first. Finish with cpu_out_put. */
+float *cpu_out(dsrt_backend *be, int slot, void *p, size_t n, bool load);
+void cpu_out_put(dsrt_backend *be, void *p, const float *f, size_t n);
+/* Is a 16-bit run missing its reserve()? (ops need the scratch) */
+dsrt_status cpu_check_reserved(dsrt_backend *be, size_t n, const char *op);
+
+/* the op table (one file each) */
+dsrt_status cpu_encoder_forward(dsrt_backend *be, void *out, const int32_t *tokens, const void *wte,
+                                const void *wpe, int B, int T, int C);
+dsrt_status cpu_encoder_backward(dsrt_backend *be, void *dwte, void *dwpe, const void *dout,
+                                 const int32_t *tokens, int B, int T, int C);
+dsrt_status cpu_layernorm_forward(dsrt_backend *be, void *out, float *mean, float *rstd,
+                                  const void *inp, const void *w, const void *b, int N, int C,
+                                  float eps);
+dsrt_status cpu_layernorm_backward(dsrt_backend *be, void *dinp, void *dw, void *db,
+                                   const void *dout, const void *inp, const void *w,
+                                   const float *mean, const float *rstd, int N, int C);
+dsrt_status cpu_matmul_forward(dsrt_backend *be, void *out, const void *inp, const void *w,
+                               const void *bias, int N, int K, int OC, dsrt_wlayout wl);
+dsrt_status cpu_matmul_backward(dsrt_backend *be, void *dinp, void *dw, void *dbias,
+                                const void *dout, const void *inp, const void *w, int N, int K,
+                                int OC, dsrt_wlayout wl);
+dsrt_status cpu_attention_forward(dsrt_backend *be, void *out, void *att, const void *qkv, int B,
+                                  int T, int C, int NH);
+dsrt_status cpu_attention_backward(dsrt_backend *be, void *dqkv, const void *dout, const void *qkv,
+                                   const void *att, int B, int T, int C, int NH);
+dsrt_status cpu_gelu_forward(dsrt_backend *be, void *out, const void *inp, size_t n);
+dsrt_status cpu_gelu_backward(dsrt_backend *be, void *dinp, const void *inp, const void *dout,
+                              size_t n);
+dsrt_status cpu_residual_forward(dsrt_backend *be, void *out, const void *a, const void *b,
+                                 size_t n);
+dsrt_status cpu_residual_backward(dsrt_backend *be, void *da, void *db, const void *dout, size_t n);
+dsrt_status cpu_classifier_forward(dsrt_backend *be, float *losses, void *logits,
+                                   const int32_t *targets, int N, int V, float dloss, int grad);
+
+#endif

@@ -1,0 +1,539 @@
+/* GPT-2 forward and backward over the backend's ops (see gpt2.h).
+ * Memory: one parameter buffer, one gradient buffer, one activation buffer
+ * (storage dtype), one fp32 buffer (LayerNorm statistics, losses) and one
+ * int32 buffer (tokens, targets), all on the backend, made at creation. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gpt2.h"
+#include "internal.h"
+
+typedef struct gpt2_layer_acts {
+    void *ln1;           /* (B,T,C) */
+    float *ln1_mean;     /* (B,T) */
+    float *ln1_rstd;     /* (B,T) */
+    void *qkv;           /* (B,T,3C) */
+    void *atty;          /* (B,T,C) */
+    void *att;           /* (B,NH,T,T) */
+    void *residual2;     /* (B,T,C) */
+    void *ln2;           /* (B,T,C) */
+    float *ln2_mean;     /* (B,T) */
+    float *ln2_rstd;     /* (B,T) */
+    void *fch;           /* (B,T,F) F = n_inner */
+    void *fch_gelu;      /* (B,T,F) */
+    void *residual3;     /* (B,T,C) */
+} gpt2_layer_acts;
+
+struct dsrt_gpt2 {
+    dsrt_gpt2_config cfg;
+    dsrt_backend *be;
+    int B, T; /* capacity */
+    size_t dsz;
+
+    dsrt_param *params;
+    size_t n_params; /* tensors */
+    size_t numel;    /* elements */
+    char *names;     /* storage for the names */
+
+    void *param_mem, *grad_mem;
+    void *act_mem;
+    float *stat_mem;
+    int32_t *idx_mem;
+    size_t act_bytes;
+
+    void *encoded;  /* (B,T,C) */
+    gpt2_layer_acts *layers;
+    void *lnf;      /* (B,T,C) */
+    float *lnf_mean, *lnf_rstd;
+    void *logits;   /* (B,T,V) */
+    float *losses;  /* (B,T) */
+    void *proj;     /* (B,T,C) output of the two c_proj matmuls before the residual add */
+    /* backward scratch */
+    void *dresidual; /* (B,T,C) the residual stream's gradient */
+    void *dln;       /* (B,T,C) */
+    void *datty;     /* (B,T,C) */
+    void *dqkv;      /* (B,T,3C) */
+    void *dfch;      /* (B,T,F) */
+    int32_t *tokens, *targets; /* (B,T) backend copies */
+
+    float *losses_host; /* (B,T) */
+    int cur_B, cur_T;
+    int have_train_fwd, have_eval_fwd;
+};
+
+static void *pofs(void *base, size_t elems, size_t dsz) { return (char *)base + elems * dsz; }
+
+void *dsrt_gpt2_param_buffer(dsrt_gpt2 *m) { return m->param_mem; }
+void *dsrt_gpt2_grad_buffer(dsrt_gpt2 *m) { return m->grad_mem; }
+const dsrt_gpt2_config *dsrt_gpt2_get_config(const dsrt_gpt2 *m) { return &m->cfg; }
+size_t dsrt_gpt2_num_params(const dsrt_gpt2 *m) { return m->numel; }
+size_t dsrt_gpt2_activation_bytes(const dsrt_gpt2 *m) { return m->act_bytes; }
+
+const dsrt_param *dsrt_gpt2_params(const dsrt_gpt2 *m, size_t *count)
+{
+    if (count)
+        *count = m->n_params;
+    return m->params;
+}
+
+static void *P(dsrt_gpt2 *m, size_t i) { return pofs(m->param_mem, m->params[i].offset, m->dsz); }
+static void *G(dsrt_gpt2 *m, size_t i) { return pofs(m->grad_mem, m->params[i].offset, m->dsz); }
+static size_t LP(int layer, int slot) { return 2 + (size_t)GPT2_PER_LAYER * layer + slot; }
+
+/* The parameter table in HF named_parameters() order. */
+static dsrt_status build_params(dsrt_gpt2 *m)
+{
+    const dsrt_gpt2_config *c = &m->cfg;
+    int64_t V = c->vocab_size, C = c->n_embd, F = c->n_inner, Tm = c->n_positions;
+    size_t n = 2 + (size_t)GPT2_PER_LAYER * c->n_layer + 2;
+    m->params = calloc(n, sizeof *m->params);
+    m->names = calloc(n, 64);
+    if (!m->params || !m->names)
+        return dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "gpt2: parameter table");
+    static const char *const slot_names[GPT2_PER_LAYER] = {
+        "ln_1.weight",        "ln_1.bias",        "attn.c_attn.weight", "attn.c_attn.bias",
+        "attn.c_proj.weight", "attn.c_proj.bias", "ln_2.weight",        "ln_2.bias",
+        "mlp.c_fc.weight",    "mlp.c_fc.bias",    "mlp.c_proj.weight",  "mlp.c_proj.bias",
+    };
+    const int64_t slot_shape[GPT2_PER_LAYER][2] = {
+        {C, 0}, {C, 0}, {C, 3 * C}, {3 * C, 0}, {C, C}, {C, 0},
+        {C, 0}, {C, 0}, {C, F},     {F, 0},     {F, C}, {C, 0},
+    };
+    size_t k = 0, off = 0;
+#define ADD(nm, d0, d1)                                                                            \
+    do {                                                                                           \
+        dsrt_param *p = &m->params[k];                                                             \
+        char *nm_ = m->names + k * 64;                                                               \
+        snprintf(nm_, 64, "%s", nm);                                                               \
+        p->name = nm_;                                                                             \
+        p->shape[0] = (d0);                                                                        \
+        p->shape[1] = (d1);                                                                        \
+        p->ndim = (d1) ? 2 : 1;                                                                    \
+        p->numel = (size_t)(d0) * (size_t)((d1) ? (d1) : 1);                                       \
+        p->offset = off;                                                                           \
+        off += p->numel;                                                                           \
+        k++;                                                                                       \
+    } while (0)
+    ADD("transformer.wte.weight", V, C);
+    ADD("transformer.wpe.weight", Tm, C);
+    for (int l = 0; l < c->n_layer; l++) {
+        for (int s = 0; s < GPT2_PER_LAYER; s++) {
+            char nm[64];
+            snprintf(nm, sizeof nm, "transformer.h.%d.%s", l, slot_names[s]);
+            ADD(nm, slot_shape[s][0], slot_shape[s][1]);
+        }
+    }
+    ADD("transformer.ln_f.weight", C, 0);
+    ADD("transformer.ln_f.bias", C, 0);
+#undef ADD
+    m->n_params = k;
+    m->numel = off;
+    return DSRT_STATUS_OK;
+}
+
+static dsrt_status carve_activations(dsrt_gpt2 *m, bool count_only)
+{
+    const dsrt_gpt2_config *c = &m->cfg;
+    size_t BT = (size_t)m->B * m->T, C = (size_t)c->n_embd, F = (size_t)c->n_inner;
+    size_t V = (size_t)c->vocab_size, NH = (size_t)c->n_head, T = (size_t)m->T;
+    size_t a = 0, s = 0, dsz = m->dsz;
+    /* keep every array 256-byte aligned */
+#define ACT(ptr, n)                                                                                \
+    do {                                                                                           \
+        if (!count_only)                                                                           \
+            (ptr) = (void *)((char *)m->act_mem + a);                                              \
+        a += (((n) * dsz) + 255) & ~(size_t)255;                                                   \
+    } while (0)
+#define STAT(ptr, n)                                                                               \
+    do {                                                                                           \
+        if (!count_only)                                                                           \
+            (ptr) = (float *)((char *)m->stat_mem + s);                                            \
+        s += (((n) * sizeof(float)) + 255) & ~(size_t)255;                                         \
+    } while (0)
+    ACT(m->encoded, BT * C);
+    for (int l = 0; l < c->n_layer; l++) {
+        gpt2_layer_acts *L = &m->layers[l];
+        ACT(L->ln1, BT * C);
+        STAT(L->ln1_mean, BT);
+        STAT(L->ln1_rstd, BT);
+        ACT(L->qkv, BT * 3 * C);
+        ACT(L->atty, BT * C);
+        ACT(L->att, (size_t)m->B * NH * T * T);
+        ACT(L->residual2, BT * C);
+        ACT(L->ln2, BT * C);
+        STAT(L->ln2_mean, BT);
+        STAT(L->ln2_rstd, BT);
+        ACT(L->fch, BT * F);
+        ACT(L->fch_gelu, BT * F);
+        ACT(L->residual3, BT * C);
+    }
+    ACT(m->lnf, BT * C);
+    STAT(m->lnf_mean, BT);
+    STAT(m->lnf_rstd, BT);
+    ACT(m->logits, BT * V);
+    STAT(m->losses, BT);
+    ACT(m->proj, BT * C);
+    ACT(m->dresidual, BT * C);
+    ACT(m->dln, BT * C);
+    ACT(m->datty, BT * C);
+    ACT(m->dqkv, BT * 3 * C);
+    ACT(m->dfch, BT * F);
+#undef ACT
+#undef STAT
+    if (count_only) {
+        m->act_bytes = a;
+        return DSRT_STATUS_OK;
+    }
+    (void)s;
+    return DSRT_STATUS_OK;
+}
+
+static size_t stat_bytes(const dsrt_gpt2 *m)
+{
+    size_t BT = (size_t)m->B * m->T, one = ((BT * sizeof(float)) + 255) & ~(size_t)255;
+    return one * (4 * (size_t)m->cfg.n_layer + 3);
+}
+
+dsrt_status dsrt_gpt2_create(const dsrt_gpt2_config *cfg, dsrt_backend *be, int B, int T,
+                             dsrt_gpt2 **out)
+{
+    if (!out)
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT, "gpt2_create: out is NULL");
+    *out = NULL;
+    if (!cfg || !be)
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT, "gpt2_create: NULL config or backend");
+    if (B < 1 || T < 1 || T > cfg->n_positions)
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
+                              "gpt2_create: batch %d x %d tokens: need B >= 1 and 1 <= T <= "
+                              "n_positions (%d)",
+                              B, T, cfg->n_positions);
+    if (cfg->n_head < 1 || cfg->n_embd % cfg->n_head || cfg->n_inner < 1 || cfg->n_layer < 1 ||
+        cfg->vocab_size < 1)
+        return dsrt_error_set(DSRT_STATUS_INVALID_CONFIG, "gpt2_create: inconsistent model config");
+    dsrt_gpt2 *m = calloc(1, sizeof *m);
+    if (!m)
+        return dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "gpt2_create");
+    m->cfg = *cfg;
+    m->be = be;
+    m->B = B;
+    m->T = T;
+    m->dsz = dsrt_dtype_size(be->dt);
+    dsrt_status st = build_params(m);
+    if (st)
+        goto fail;
+    m->layers = calloc((size_t)cfg->n_layer, sizeof *m->layers);
+    m->losses_host = calloc((size_t)B * T, sizeof(float));
+    if (!m->layers || !m->losses_host) {
+        st = dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "gpt2_create");
+        goto fail;
+    }
+    carve_activations(m, true);
+    if ((st = be->alloc(be, m->numel * m->dsz, &m->param_mem)) ||
+        (st = be->alloc(be, m->numel * m->dsz, &m->grad_mem)) ||
+        (st = be->alloc(be, m->act_bytes, &m->act_mem)) ||
+        (st = be->alloc(be, stat_bytes(m), (void **)&m->stat_mem)) ||
+        (st = be->alloc(be, 2 * (size_t)B * T * sizeof(int32_t), (void **)&m->idx_mem)))
+        goto fail;
+    carve_activations(m, false);
+    m->tokens = m->idx_mem;
+    m->targets = m->idx_mem + (size_t)B * T;
+    int K = cfg->n_inner > cfg->n_embd ? cfg->n_inner : cfg->n_embd;
+    int OC = cfg->vocab_size;
+    if (3 * cfg->n_embd > OC)
+        OC = 3 * cfg->n_embd;
+    if (cfg->n_inner > OC)
+        OC = cfg->n_inner;
+    dsrt_backend_shapes shapes = {.B = B, .T = T, .C = cfg->n_embd, .NH = cfg->n_head,
+                                  .V = cfg->vocab_size, .max_K = K, .max_OC = OC};
+    if ((st = be->reserve(be, &shapes)))
+        goto fail;
+    *out = m;
+    return DSRT_STATUS_OK;
+fail:
+    dsrt_gpt2_destroy(m);
+    return st;
+}
+
+void dsrt_gpt2_destroy(dsrt_gpt2 *m)
+{
+    if (!m)
+        return;
+    if (m->be) {
+        m->be->free(m->be, m->param_mem);
+        m->be->free(m->be, m->grad_mem);
+        m->be->free(m->be, m->act_mem);
+        m->be->free(m->be, m->stat_mem);
+        m->be->free(m->be, m->idx_mem);
+    }
+    free(m->params);
+    free(m->names);
+    free(m->layers);
+    free(m->losses_host);
+    free(m);
+}
+
+/* ---- initialisation: splitmix64 per (seed, tensor), Box-Muller normals */
+static uint64_t splitmix64(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static double uniform01(uint64_t *s) /* (0, 1] */
+{
+    return ((double)(splitmix64(s) >> 11) + 1.0) * 0x1.0p-53;
+}
+
+static void fill_normal(float *dst, size_t n, double std, uint64_t seed, uint64_t stream)
+{
+    uint64_t s = seed ^ (0xd1b54a32d192ed03ull * (stream + 1));
+    (void)splitmix64(&s);
+    for (size_t i = 0; i < n; i += 2) {
+        double u1 = uniform01(&s), u2 = uniform01(&s);
+        double r = sqrt(-2.0 * log(u1)), th = 6.283185307179586 * u2;
+        dst[i] = (float)(std * r * cos(th));
+        if (i + 1 < n)
+            dst[i + 1] = (float)(std * r * sin(th));
+    }
+}
+
+dsrt_status dsrt_gpt2_init(dsrt_gpt2 *m, uint64_t seed)
+{
+    float *h = malloc(m->numel * sizeof(float));
+    if (!h)
+        return dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "gpt2_init: %zu parameters", m->numel);
+    double std = m->cfg.initializer_range;
+    double proj_std = std / sqrt(2.0 * m->cfg.n_layer);
+    for (size_t i = 0; i < m->n_params; i++) {
+        const dsrt_param *p = &m->params[i];
+        float *d = h + p->offset;
+        const char *nm = p->name;
+        size_t len = strlen(nm);
+        bool is_bias = len > 5 && strcmp(nm + len - 5, ".bias") == 0;
+        bool is_ln = strstr(nm, ".ln_") != NULL;
+        if (is_ln && !is_bias) {
+            for (size_t j = 0; j < p->numel; j++)
+                d[j] = 1.0f;
+        } else if (is_bias) {
+            memset(d, 0, p->numel * sizeof(float));
+        } else {
+            bool is_proj = strstr(nm, "c_proj.weight") != NULL;
+            fill_normal(d, p->numel, is_proj ? proj_std : std, seed, i);
+        }
+    }
+    dsrt_status st = dsrt_gpt2_set_params_f32(m, h);
+    free(h);
+    return st;
+}
+
+dsrt_status dsrt_gpt2_set_params_f32(dsrt_gpt2 *m, const float *src)
+{
+    return m->be->upload_f32(m->be, m->param_mem, src, m->numel);
+}
+
+dsrt_status dsrt_gpt2_get_params_f32(dsrt_gpt2 *m, float *dst)
+{
+    return m->be->download_f32(m->be, dst, m->param_mem, m->numel);
+}
+
+dsrt_status dsrt_gpt2_get_grads_f32(dsrt_gpt2 *m, float *dst)
+{
+    return m->be->download_f32(m->be, dst, m->grad_mem, m->numel);
+}
+
+dsrt_status dsrt_gpt2_zero_grad(dsrt_gpt2 *m)
+{
+    return m->be->memset0(m->be, m->grad_mem, m->numel * m->dsz);
+}
+
+/* ---- forward */
+static dsrt_status check_inputs(dsrt_gpt2 *m, const int32_t *tokens, const int32_t *targets,
+                                int B, int T, int *n_valid)
+{
+    if (!tokens)
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT, "gpt2_forward: tokens is NULL");
+    if (B < 1 || T < 1 || B > m->B || T > m->T)
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
+                              "gpt2_forward: batch %d x %d exceeds the model's %d x %d", B, T, m->B,
+                              m->T);
+    int V = m->cfg.vocab_size;
+    *n_valid = 0;
+    for (int i = 0; i < B * T; i++) {
+        if (tokens[i] < 0 || tokens[i] >= V)
+            return dsrt_error_set(DSRT_STATUS_OUT_OF_RANGE,
+                                  "gpt2_forward: tokens[%d][%d] = %d is outside the vocabulary "
+                                  "[0, %d)",
+                                  i / T, i % T, (int)tokens[i], V);
+        if (targets) {
+            int32_t y = targets[i];
+            if (y == -100)
+                continue;
+            if (y < 0 || y >= V)
+                return dsrt_error_set(DSRT_STATUS_OUT_OF_RANGE,
+                                      "gpt2_forward: targets[%d][%d] = %d is outside the vocabulary "
+                                      "[0, %d) and is not the ignore index -100",
+                                      i / T, i % T, (int)y, V);
+            (*n_valid)++;
+        }
+    }
+    return DSRT_STATUS_OK;
+}
+
+#define TRY(call)                                                                                  \
+    do {                                                                                           \
+        dsrt_status st_ = (call);                                                                  \
+        if (st_)                                                                                   \
+            return st_;                                                                            \
+    } while (0)
+
+dsrt_status dsrt_gpt2_forward(dsrt_gpt2 *m, const int32_t *tokens, const int32_t *targets, int B,
+                              int T, dsrt_gpt2_mode mode, float loss_scale, float *loss)
+{
+    if (mode == DSRT_GPT2_TRAIN && !targets)
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
+                              "gpt2_forward: training needs targets");
+    int n_valid = 0;
+    TRY(check_inputs(m, tokens, targets, B, T, &n_valid));
+    dsrt_backend *be = m->be;
+    const dsrt_gpt2_config *c = &m->cfg;
+    int C = c->n_embd, NH = c->n_head, F = c->n_inner, V = c->vocab_size, N = B * T;
+    m->have_train_fwd = m->have_eval_fwd = 0;
+    TRY(be->upload(be, m->tokens, tokens, (size_t)N * sizeof(int32_t)));
+    if (targets)
+        TRY(be->upload(be, m->targets, targets, (size_t)N * sizeof(int32_t)));
+
+    TRY(be->encoder_forward(be, m->encoded, m->tokens, P(m, 0), P(m, 1), B, T, C));
+    for (int l = 0; l < c->n_layer; l++) {
+        gpt2_layer_acts *L = &m->layers[l];
+        void *res = l == 0 ? m->encoded : m->layers[l - 1].residual3;
+        float eps = c->layer_norm_epsilon;
+        TRY(be->layernorm_forward(be, L->ln1, L->ln1_mean, L->ln1_rstd, res,
+                                  P(m, LP(l, GPT2_LN1_W)), P(m, LP(l, GPT2_LN1_B)), N, C, eps));
+        TRY(be->matmul_forward(be, L->qkv, L->ln1, P(m, LP(l, GPT2_QKV_W)),
+                               P(m, LP(l, GPT2_QKV_B)), N, C, 3 * C, DSRT_W_KN));
+        TRY(be->attention_forward(be, L->atty, L->att, L->qkv, B, T, C, NH));
+        TRY(be->matmul_forward(be, m->proj, L->atty, P(m, LP(l, GPT2_ATTPROJ_W)),
+                               P(m, LP(l, GPT2_ATTPROJ_B)), N, C, C, DSRT_W_KN));
+        TRY(be->residual_forward(be, L->residual2, res, m->proj, (size_t)N * C));
+        TRY(be->layernorm_forward(be, L->ln2, L->ln2_mean, L->ln2_rstd, L->residual2,
+                                  P(m, LP(l, GPT2_LN2_W)), P(m, LP(l, GPT2_LN2_B)), N, C, eps));
+        TRY(be->matmul_forward(be, L->fch, L->ln2, P(m, LP(l, GPT2_FC_W)), P(m, LP(l, GPT2_FC_B)),
+                               N, C, F, DSRT_W_KN));
+        TRY(be->gelu_forward(be, L->fch_gelu, L->fch, (size_t)N * F));
+        TRY(be->matmul_forward(be, m->proj, L->fch_gelu, P(m, LP(l, GPT2_FCPROJ_W)),
+                               P(m, LP(l, GPT2_FCPROJ_B)), N, F, C, DSRT_W_KN));
+        TRY(be->residual_forward(be, L->residual3, L->residual2, m->proj, (size_t)N * C));
+    }
+    size_t lnf = m->n_params - 2;
+    TRY(be->layernorm_forward(be, m->lnf, m->lnf_mean, m->lnf_rstd,
+                              m->layers[c->n_layer - 1].residual3, P(m, lnf), P(m, lnf + 1), N, C,
+                              c->layer_norm_epsilon));
+    TRY(be->matmul_forward(be, m->logits, m->lnf, P(m, 0), NULL, N, C, V, DSRT_W_NK));
+    m->cur_B = B;
+    m->cur_T = T;
+    if (!targets) {
+        m->have_eval_fwd = 1;
+        if (loss)
+            *loss = NAN;
+        return DSRT_STATUS_OK;
+    }
+    int grad = mode == DSRT_GPT2_TRAIN;
+    float dloss = n_valid ? loss_scale / (float)n_valid : 0.0f;
+    TRY(be->classifier_forward(be, m->losses, m->logits, m->targets, N, V, dloss, grad));
+    TRY(be->download(be, m->losses_host, m->losses, (size_t)N * sizeof(float)));
+    double sum = 0.0;
+    for (int i = 0; i < N; i++)
+        sum += m->losses_host[i];
+    if (loss)
+        *loss = n_valid ? (float)(sum / n_valid) : NAN;
+    m->have_train_fwd = grad;
+    m->have_eval_fwd = !grad;
+    return DSRT_STATUS_OK;
+}
+
+dsrt_status dsrt_gpt2_get_logits_f32(dsrt_gpt2 *m, float *dst)
+{
+    if (!m->have_eval_fwd)
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
+                              "gpt2_get_logits: no evaluation forward to read (a training "
+                              "forward replaces the logits by their gradient)");
+    return m->be->download_f32(m->be, dst, m->logits,
+                               (size_t)m->cur_B * m->cur_T * m->cfg.vocab_size);
+}
+
+/* ---- backward (reverse of the forward; the residual stream's gradient
+ * accumulates in one buffer since the residual add passes it through) */
+static void ready(dsrt_grad_ready_fn fn, void *user, size_t i)
+{
+    if (fn)
+        fn(user, i);
+}
+
+dsrt_status dsrt_gpt2_backward(dsrt_gpt2 *m, dsrt_grad_ready_fn fn, void *user)
+{
+    if (!m->have_train_fwd)
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
+                              "gpt2_backward: needs a training forward first (each forward "
+                              "allows one backward)");
+    m->have_train_fwd = 0;
+    dsrt_backend *be = m->be;
+    const dsrt_gpt2_config *c = &m->cfg;
+    int B = m->cur_B, T = m->cur_T, N = B * T;
+    int C = c->n_embd, NH = c->n_head, F = c->n_inner, V = c->vocab_size;
+    size_t NC = (size_t)N * C;
+    size_t lnf = m->n_params - 2;
+
+    TRY(be->memset0(be, m->dresidual, NC * m->dsz));
+    /* logits hold dlogits after the fused classifier */
+    TRY(be->matmul_backward(be, m->dln, G(m, 0), NULL, m->logits, m->lnf, P(m, 0), N, C, V,
+                            DSRT_W_NK));
+    TRY(be->layernorm_backward(be, m->dresidual, G(m, lnf), G(m, lnf + 1), m->dln,
+                               m->layers[c->n_layer - 1].residual3, P(m, lnf), m->lnf_mean,
+                               m->lnf_rstd, N, C));
+    ready(fn, user, lnf + 1);
+    ready(fn, user, lnf);
+    for (int l = c->n_layer - 1; l >= 0; l--) {
+        gpt2_layer_acts *L = &m->layers[l];
+        void *res = l == 0 ? m->encoded : m->layers[l - 1].residual3;
+        /* MLP: residual3 = residual2 + c_proj(gelu(c_fc(ln_2(residual2)))) */
+        TRY(be->matmul_backward(be, m->dfch, G(m, LP(l, GPT2_FCPROJ_W)), G(m, LP(l, GPT2_FCPROJ_B)),
+                                m->dresidual, L->fch_gelu, P(m, LP(l, GPT2_FCPROJ_W)), N, F, C,
+                                DSRT_W_KN));
+        ready(fn, user, LP(l, GPT2_FCPROJ_B));
+        ready(fn, user, LP(l, GPT2_FCPROJ_W));
+        TRY(be->gelu_backward(be, m->dfch, L->fch, m->dfch, (size_t)N * F));
+        TRY(be->matmul_backward(be, m->dln, G(m, LP(l, GPT2_FC_W)), G(m, LP(l, GPT2_FC_B)), m->dfch,
+                                L->ln2, P(m, LP(l, GPT2_FC_W)), N, C, F, DSRT_W_KN));
+        ready(fn, user, LP(l, GPT2_FC_B));
+        ready(fn, user, LP(l, GPT2_FC_W));
+        TRY(be->layernorm_backward(be, m->dresidual, G(m, LP(l, GPT2_LN2_W)),
+                                   G(m, LP(l, GPT2_LN2_B)), m->dln, L->residual2,
+                                   P(m, LP(l, GPT2_LN2_W)), L->ln2_mean, L->ln2_rstd, N, C));
+        ready(fn, user, LP(l, GPT2_LN2_B));
+        ready(fn, user, LP(l, GPT2_LN2_W));
+        /* attention: residual2 = residual + c_proj(attn(c_attn(ln_1(residual)))) */
+        TRY(be->matmul_backward(be, m->datty, G(m, LP(l, GPT2_ATTPROJ_W)),
+                                G(m, LP(l, GPT2_ATTPROJ_B)), m->dresidual, L->atty,
+                                P(m, LP(l, GPT2_ATTPROJ_W)), N, C, C, DSRT_W_KN));
+        ready(fn, user, LP(l, GPT2_ATTPROJ_B));
+        ready(fn, user, LP(l, GPT2_ATTPROJ_W));
+        TRY(be->attention_backward(be, m->dqkv, m->datty, L->qkv, L->att, B, T, C, NH));
+        TRY(be->matmul_backward(be, m->dln, G(m, LP(l, GPT2_QKV_W)), G(m, LP(l, GPT2_QKV_B)),
+                                m->dqkv, L->ln1, P(m, LP(l, GPT2_QKV_W)), N, C, 3 * C, DSRT_W_KN));
+        ready(fn, user, LP(l, GPT2_QKV_B));
+        ready(fn, user, LP(l, GPT2_QKV_W));
+        TRY(be->layernorm_backward(be, m->dresidual, G(m, LP(l, GPT2_LN1_W)),
+                                   G(m, LP(l, GPT2_LN1_B)), m->dln, res, P(m, LP(l, GPT2_LN1_W)),
+                                   L->ln1_mean, L->ln1_rstd, N, C));
+        ready(fn, user, LP(l, GPT2_LN1_B));
+        ready(fn, user, LP(l, GPT2_LN1_W));
+    }
+    TRY(be->encoder_backward(be, G(m, 0), G(m, 1), m->dresidual, m->tokens, B, T, C));
+    ready(fn, user, 1);
+    ready(fn, user, 0);
+    return DSRT_STATUS_OK;
+}

@@ -1,0 +1,634 @@
+/* The CPU ops, one table row each:
+ *  - storage conversions against the compiler's own fp16 (and exhaustive
+ *    bf16/fp16 round trips);
+ *  - a finite-difference gradient check of every op's backward against its
+ *    forward. The kernels compute in fp32, so the perturbed forwards run in
+ *    fp32 and the objective sum(w * out) is accumulated in double; with
+ *    central differences (h = 1e-2 on O(1) inputs) the truncation error is
+ *    ~h^2 and the rounding error ~1e-6 / h, so 1e-3 + 1e-2 |g| separates a
+ *    correct gradient from a wrong one by orders of magnitude;
+ *  - 16-bit storage: an op on fp16/bf16 data gives exactly the fp32 op's
+ *    result rounded once to the storage type (the contract "compute in fp32,
+ *    round each output once, nearest even"). */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "backend.h"
+#include "common/gelu.h"
+#include "internal.h"
+
+/* ---------------------------------------------------------------- helpers */
+static uint64_t rng_state = 88172645463325252ull;
+static uint64_t rnd_u64(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+static float rnd_uniform(void) { return (float)((rnd_u64() >> 40) * 0x1.0p-24 * 2.0 - 1.0); }
+static float *rnd_array(size_t n, float scale)
+{
+    float *a = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        a[i] = rnd_uniform() * scale;
+    return a;
+}
+static float *zeros(size_t n) { return calloc(n, sizeof(float)); }
+
+static dsrt_backend *make_cpu(dsrt_dtype dt, int B, int T, int C, int NH, int V, int K, int OC)
+{
+    dsrt_backend *be = NULL;
+    assert_int_equal(dsrt_backend_cpu_create(dt, &be), DSRT_STATUS_OK);
+    dsrt_backend_shapes s = {.B = B, .T = T, .C = C, .NH = NH, .V = V, .max_K = K, .max_OC = OC};
+    assert_int_equal(be->reserve(be, &s), DSRT_STATUS_OK);
+    return be;
+}
+
+static double dot_d(const float *a, const float *b, size_t n)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++)
+        s += (double)a[i] * b[i];
+    return s;
+}
+
+/* Central differences of `loss` wrt x[i] at `count` random positions. */
+typedef double (*loss_fn)(void *ctx);
+static void fd_check(const char *what, float *x, size_t n, const float *grad, loss_fn loss,
+                     void *ctx, int count)
+{
+    const float h = 1e-2f;
+    int bad = 0;
+    for (int k = 0; k < count; k++) {
+        size_t i = (size_t)(rnd_u64() % n);
+        float orig = x[i];
+        x[i] = orig + h;
+        double lp = loss(ctx);
+        x[i] = orig - h;
+        double lm = loss(ctx);
+        x[i] = orig;
+        double fd = (lp - lm) / (2.0 * (double)h);
+        double tol = 1e-3 + 1e-2 * fabs(fd);
+        if (fabs(fd - grad[i]) > tol) {
+            print_error("%s: d/dx[%zu]: analytic %.7g, finite difference %.7g\n", what, i,
+                        (double)grad[i], fd);
+            bad++;
+        }
+    }
+    assert_int_equal(bad, 0);
+}
+
+/* ---------------------------------------------------------------- conversions */
+static void test_fp16_matches_compiler(void **state)
+{
+    (void)state;
+#if defined(__FLT16_MAX__)
+    /* every fp16 bit pattern round-trips, and random fp32 values round as
+     * the compiler's _Float16 conversion (IEEE, nearest even) does */
+    for (uint32_t h = 0; h < 65536; h++) {
+        float f = dsrt_f16_to_f32((uint16_t)h);
+        _Float16 ref;
+        uint16_t rb = (uint16_t)h;
+        memcpy(&ref, &rb, 2);
+        if (isnan(f)) {
+            assert_true(isnan((float)ref));
+            continue;
+        }
+        assert_true(f == (float)ref);
+        assert_int_equal(dsrt_f32_to_f16(f), h);
+    }
+    for (int i = 0; i < 2000000; i++) {
+        uint32_t u = (uint32_t)rnd_u64();
+        float f = dsrt_bits_f32(u);
+        if (isnan(f))
+            continue;
+        _Float16 r = (_Float16)f;
+        uint16_t rb;
+        memcpy(&rb, &r, 2);
+        if (dsrt_f32_to_f16(f) != rb)
+            fail_msg("fp16 rounding of %a (0x%08x): got 0x%04x, compiler 0x%04x", (double)f, u,
+                     dsrt_f32_to_f16(f), rb);
+    }
+#else
+    skip();
+#endif
+    /* the edges, written out */
+    assert_int_equal(dsrt_f32_to_f16(65504.0f), 0x7bff);
+    assert_int_equal(dsrt_f32_to_f16(65519.996f), 0x7bff);
+    assert_int_equal(dsrt_f32_to_f16(65520.0f), 0x7c00); /* overflows as a GPU does */
+    assert_int_equal(dsrt_f32_to_f16(-INFINITY), 0xfc00);
+    assert_int_equal(dsrt_f32_to_f16(0x1.0p-24f), 0x0001);  /* smallest subnormal */
+    assert_int_equal(dsrt_f32_to_f16(0x1.0p-25f), 0x0000);  /* tie to even: 0 */
+    assert_int_equal(dsrt_f32_to_f16(0x1.8p-24f), 0x0002);  /* tie to even: 2 */
+    assert_true(isnan(dsrt_f16_to_f32(dsrt_f32_to_f16(NAN))));
+}
+
+static void test_bf16_rounding(void **state)
+{
+    (void)state;
+    for (uint32_t h = 0; h < 65536; h++) {
+        float f = dsrt_bf16_to_f32((uint16_t)h);
+        if (!isnan(f))
+            assert_int_equal(dsrt_f32_to_bf16(f), h);
+    }
+    /* ties go to the even neighbour; anything above a tie rounds up */
+    assert_int_equal(dsrt_f32_to_bf16(dsrt_bits_f32(0x3f808000u)), 0x3f80);
+    assert_int_equal(dsrt_f32_to_bf16(dsrt_bits_f32(0x3f818000u)), 0x3f82);
+    assert_int_equal(dsrt_f32_to_bf16(dsrt_bits_f32(0x3f808001u)), 0x3f81);
+    assert_int_equal(dsrt_f32_to_bf16(dsrt_bits_f32(0x7f7fffffu)), 0x7f80); /* to inf */
+    assert_true(isnan(dsrt_bf16_to_f32(dsrt_f32_to_bf16(NAN))));
+    /* random values: compare with the definition (nearest, ties to even) */
+    for (int i = 0; i < 1000000; i++) {
+        float f = dsrt_bits_f32((uint32_t)rnd_u64());
+        if (isnan(f) || isinf(f) || fabsf(f) > 0x1.fep127f) /* near the top: tested above */
+            continue;
+        float r = dsrt_bf16_to_f32(dsrt_f32_to_bf16(f));
+        uint32_t u = dsrt_f32_bits(f);
+        float lo = dsrt_bits_f32(u & 0xffff0000u), hi = dsrt_bits_f32((u & 0xffff0000u) + 0x10000u);
+        double dl = fabs((double)f - lo), dh = fabs((double)f - hi);
+        float want = dl < dh ? lo : dh < dl ? hi : ((dsrt_f32_bits(lo) >> 16) & 1 ? hi : lo);
+        if (dsrt_f32_bits(r) != dsrt_f32_bits(want))
+            fail_msg("bf16 rounding of %a", (double)f);
+    }
+}
+
+/* ---------------------------------------------------------------- finite differences */
+typedef struct op_ctx {
+    dsrt_backend *be;
+    int B, T, C, NH, V, K, OC;
+    dsrt_wlayout wl;
+    float *x[4];  /* inputs */
+    float *out;   /* forward output */
+    float *w;     /* objective weights (= dout) */
+    size_t nout;
+    int32_t *tok;
+    float *aux, *aux2; /* mean/rstd, att */
+} op_ctx;
+
+static double loss_matmul(void *p)
+{
+    op_ctx *c = p;
+    int N = c->B * c->T;
+    assert_int_equal(c->be->matmul_forward(c->be, c->out, c->x[0], c->x[1], c->x[2], N, c->K, c->OC,
+                                           c->wl),
+                     DSRT_STATUS_OK);
+    return dot_d(c->out, c->w, c->nout);
+}
+
+static void run_matmul_fd(dsrt_wlayout wl)
+{
+    op_ctx c = {.B = 2, .T = 5, .K = 7, .OC = 9, .wl = wl};
+    int N = c.B * c.T;
+    c.be = make_cpu(DSRT_F32, c.B, c.T, 8, 1, 16, 16, 16);
+    c.x[0] = rnd_array((size_t)N * c.K, 1.0f);
+    c.x[1] = rnd_array((size_t)c.K * c.OC, 1.0f);
+    c.x[2] = rnd_array(c.OC, 1.0f);
+    c.nout = (size_t)N * c.OC;
+    c.out = zeros(c.nout);
+    c.w = rnd_array(c.nout, 1.0f);
+    float *dx = zeros((size_t)N * c.K), *dw = zeros((size_t)c.K * c.OC), *db = zeros(c.OC);
+    assert_int_equal(c.be->matmul_backward(c.be, dx, dw, db, c.w, c.x[0], c.x[1], N, c.K, c.OC, wl),
+                     DSRT_STATUS_OK);
+    fd_check("matmul dinp", c.x[0], (size_t)N * c.K, dx, loss_matmul, &c, 30);
+    fd_check("matmul dweight", c.x[1], (size_t)c.K * c.OC, dw, loss_matmul, &c, 30);
+    fd_check("matmul dbias", c.x[2], c.OC, db, loss_matmul, &c, 9);
+    /* dw and dbias accumulate: a second backward doubles them */
+    float dw0 = dw[3], db0 = db[2];
+    assert_int_equal(c.be->matmul_backward(c.be, NULL, dw, db, c.w, c.x[0], c.x[1], N, c.K, c.OC, wl),
+                     DSRT_STATUS_OK);
+    assert_float_equal(dw[3], 2 * dw0, 1e-5 * fabsf(dw0) + 1e-6);
+    assert_float_equal(db[2], 2 * db0, 1e-5 * fabsf(db0) + 1e-6);
+    for (int i = 0; i < 3; i++)
+        free(c.x[i]);
+    free(c.out), free(c.w), free(dx), free(dw), free(db);
+    c.be->destroy(c.be);
+}
+
+static void test_fd_matmul(void **state)
+{
+    (void)state;
+    run_matmul_fd(DSRT_W_KN);
+    run_matmul_fd(DSRT_W_NK);
+}
+
+static double loss_layernorm(void *p)
+{
+    op_ctx *c = p;
+    int N = c->B * c->T;
+    assert_int_equal(c->be->layernorm_forward(c->be, c->out, c->aux, c->aux + N, c->x[0], c->x[1],
+                                              c->x[2], N, c->C, 1e-5f),
+                     DSRT_STATUS_OK);
+    return dot_d(c->out, c->w, c->nout);
+}
+
+static void test_fd_layernorm(void **state)
+{
+    (void)state;
+    op_ctx c = {.B = 3, .T = 4, .C = 70}; /* C > 64: two channel blocks in the reduction */
+    int N = c.B * c.T;
+    c.be = make_cpu(DSRT_F32, c.B, c.T, c.C, 1, 8, c.C, c.C);
+    c.nout = (size_t)N * c.C;
+    c.x[0] = rnd_array(c.nout, 2.0f);
+    c.x[1] = rnd_array(c.C, 1.0f);
+    c.x[2] = rnd_array(c.C, 1.0f);
+    c.out = zeros(c.nout);
+    c.aux = zeros(2 * (size_t)N);
+    c.w = rnd_array(c.nout, 1.0f);
+    loss_layernorm(&c);
+    float *dx = rnd_array(c.nout, 1.0f), *dx0 = malloc(c.nout * sizeof(float));
+    memcpy(dx0, dx, c.nout * sizeof(float)); /* dinp accumulates: start from noise */
+    float *dw = zeros(c.C), *db = zeros(c.C);
+    assert_int_equal(c.be->layernorm_backward(c.be, dx, dw, db, c.w, c.x[0], c.x[1], c.aux,
+                                              c.aux + N, N, c.C),
+                     DSRT_STATUS_OK);
+    for (size_t i = 0; i < c.nout; i++)
+        dx[i] -= dx0[i];
+    fd_check("layernorm dinp", c.x[0], c.nout, dx, loss_layernorm, &c, 40);
+    fd_check("layernorm dweight", c.x[1], c.C, dw, loss_layernorm, &c, 20);
+    fd_check("layernorm dbias", c.x[2], c.C, db, loss_layernorm, &c, 20);
+    for (int i = 0; i < 3; i++)
+        free(c.x[i]);
+    free(c.out), free(c.w), free(c.aux), free(dx), free(dx0), free(dw), free(db);
+    c.be->destroy(c.be);
+}
+
+static double loss_attention(void *p)
+{
+    op_ctx *c = p;
+    assert_int_equal(c->be->attention_forward(c->be, c->out, c->aux, c->x[0], c->B, c->T, c->C,
+                                              c->NH),
+                     DSRT_STATUS_OK);
+    return dot_d(c->out, c->w, c->nout);
+}
+
+static void run_attention_fd(int B, int T, int C, int NH)
+{
+    op_ctx c = {.B = B, .T = T, .C = C, .NH = NH};
+    size_t N = (size_t)B * T;
+    c.be = make_cpu(DSRT_F32, B, T, C, NH, 8, 3 * C, 3 * C);
+    c.x[0] = rnd_array(N * 3 * C, 1.5f);
+    c.nout = N * C;
+    c.out = zeros(c.nout);
+    c.aux = zeros((size_t)B * NH * T * T);
+    c.w = rnd_array(c.nout, 1.0f);
+    loss_attention(&c);
+    /* causal: probabilities sum to one over keys 0..t and are 0 above */
+    for (int bh = 0; bh < B * NH; bh++)
+        for (int t = 0; t < T; t++) {
+            const float *row = c.aux + ((size_t)bh * T + t) * T;
+            double s = 0;
+            for (int j = 0; j < T; j++) {
+                if (j > t)
+                    assert_true(row[j] == 0.0f);
+                s += row[j];
+            }
+            assert_float_equal(s, 1.0, 1e-5);
+        }
+    float *dqkv = rnd_array(N * 3 * C, 1.0f); /* overwritten */
+    assert_int_equal(c.be->attention_backward(c.be, dqkv, c.w, c.x[0], c.aux, B, T, C, NH),
+                     DSRT_STATUS_OK);
+    fd_check("attention dqkv", c.x[0], N * 3 * C, dqkv, loss_attention, &c, 80);
+    free(c.x[0]), free(c.out), free(c.aux), free(c.w), free(dqkv);
+    c.be->destroy(c.be);
+}
+
+static void test_fd_attention(void **state)
+{
+    (void)state;
+    run_attention_fd(2, 5, 12, 3);
+    run_attention_fd(1, 70, 8, 2); /* T > the 64-row block of the triangular products */
+}
+
+static double loss_gelu(void *p)
+{
+    op_ctx *c = p;
+    assert_int_equal(c->be->gelu_forward(c->be, c->out, c->x[0], c->nout), DSRT_STATUS_OK);
+    return dot_d(c->out, c->w, c->nout);
+}
+
+static void test_fd_gelu(void **state)
+{
+    (void)state;
+    op_ctx c = {.nout = 300};
+    c.be = make_cpu(DSRT_F32, 1, 1, 8, 1, 8, 8, 8);
+    c.x[0] = rnd_array(c.nout, 4.0f);
+    c.out = zeros(c.nout);
+    c.w = rnd_array(c.nout, 1.0f);
+    float *dx = zeros(c.nout);
+    assert_int_equal(c.be->gelu_backward(c.be, dx, c.x[0], c.w, c.nout), DSRT_STATUS_OK);
+    fd_check("gelu", c.x[0], c.nout, dx, loss_gelu, &c, 60);
+    /* values from torch.nn.functional.gelu(x, approximate="tanh") */
+    assert_float_equal(dsrt_gelu(1.0f), 0.8411920070648193f, 1e-6);
+    assert_float_equal(dsrt_gelu(-2.5f), -0.015084296464920044f, 1e-7);
+    free(c.x[0]), free(c.out), free(c.w), free(dx);
+    c.be->destroy(c.be);
+}
+
+static double loss_residual(void *p)
+{
+    op_ctx *c = p;
+    assert_int_equal(c->be->residual_forward(c->be, c->out, c->x[0], c->x[1], c->nout),
+                     DSRT_STATUS_OK);
+    return dot_d(c->out, c->w, c->nout);
+}
+
+static void test_fd_residual(void **state)
+{
+    (void)state;
+    op_ctx c = {.nout = 100};
+    c.be = make_cpu(DSRT_F32, 1, 1, 8, 1, 8, 8, 8);
+    c.x[0] = rnd_array(c.nout, 1.0f);
+    c.x[1] = rnd_array(c.nout, 1.0f);
+    c.out = zeros(c.nout);
+    c.w = rnd_array(c.nout, 1.0f);
+    float *da = zeros(c.nout), *db = zeros(c.nout);
+    assert_int_equal(c.be->residual_backward(c.be, da, db, c.w, c.nout), DSRT_STATUS_OK);
+    fd_check("residual a", c.x[0], c.nout, da, loss_residual, &c, 20);
+    fd_check("residual b", c.x[1], c.nout, db, loss_residual, &c, 20);
+    free(c.x[0]), free(c.x[1]), free(c.out), free(c.w), free(da), free(db);
+    c.be->destroy(c.be);
+}
+
+static double loss_encoder(void *p)
+{
+    op_ctx *c = p;
+    assert_int_equal(c->be->encoder_forward(c->be, c->out, c->tok, c->x[0], c->x[1], c->B, c->T,
+                                            c->C),
+                     DSRT_STATUS_OK);
+    return dot_d(c->out, c->w, c->nout);
+}
+
+static void test_fd_encoder(void **state)
+{
+    (void)state;
+    op_ctx c = {.B = 3, .T = 6, .C = 5, .V = 4}; /* V < B*T: tokens repeat */
+    c.be = make_cpu(DSRT_F32, c.B, c.T, c.C, 1, c.V, 8, 8);
+    size_t N = (size_t)c.B * c.T;
+    c.tok = malloc(N * sizeof(int32_t));
+    for (size_t i = 0; i < N; i++)
+        c.tok[i] = (int32_t)(rnd_u64() % (uint64_t)c.V);
+    c.x[0] = rnd_array((size_t)c.V * c.C, 1.0f);
+    c.x[1] = rnd_array((size_t)c.T * c.C, 1.0f);
+    c.nout = N * c.C;
+    c.out = zeros(c.nout);
+    c.w = rnd_array(c.nout, 1.0f);
+    float *dwte = zeros((size_t)c.V * c.C), *dwpe = zeros((size_t)c.T * c.C);
+    assert_int_equal(c.be->encoder_backward(c.be, dwte, dwpe, c.w, c.tok, c.B, c.T, c.C),
+                     DSRT_STATUS_OK);
+    fd_check("encoder dwte", c.x[0], (size_t)c.V * c.C, dwte, loss_encoder, &c, 20);
+    fd_check("encoder dwpe", c.x[1], (size_t)c.T * c.C, dwpe, loss_encoder, &c, 20);
+    free(c.tok), free(c.x[0]), free(c.x[1]), free(c.out), free(c.w), free(dwte), free(dwpe);
+    c.be->destroy(c.be);
+}
+
+static double loss_classifier(void *p)
+{
+    op_ctx *c = p;
+    size_t N = (size_t)c->B * c->T;
+    memcpy(c->out, c->x[0], N * c->V * sizeof(float));
+    assert_int_equal(c->be->classifier_forward(c->be, c->aux, c->out, c->tok, (int)N, c->V, 0.0f, 0),
+                     DSRT_STATUS_OK);
+    double s = 0;
+    for (size_t i = 0; i < N; i++)
+        s += c->aux[i];
+    return s * c->w[0];
+}
+
+static void test_fd_classifier(void **state)
+{
+    (void)state;
+    op_ctx c = {.B = 2, .T = 5, .V = 11};
+    size_t N = (size_t)c.B * c.T;
+    c.be = make_cpu(DSRT_F32, c.B, c.T, 8, 1, c.V, 16, 16);
+    c.tok = malloc(N * sizeof(int32_t));
+    int counted = 0;
+    for (size_t i = 0; i < N; i++) {
+        c.tok[i] = i % 3 == 1 ? -100 : (int32_t)(rnd_u64() % (uint64_t)c.V);
+        counted += c.tok[i] != -100;
+    }
+    c.x[0] = rnd_array(N * c.V, 3.0f);
+    c.out = zeros(N * c.V);
+    c.aux = zeros(N);
+    float dloss = 1.0f / (float)counted;
+    c.w = &dloss;
+    /* the loss itself: logsumexp - target logit, computed here in double */
+    loss_classifier(&c);
+    for (size_t i = 0; i < N; i++) {
+        if (c.tok[i] == -100) {
+            assert_true(c.aux[i] == 0.0f);
+            continue;
+        }
+        double mx = -1e30, s = 0;
+        for (int j = 0; j < c.V; j++)
+            mx = fmax(mx, c.x[0][i * c.V + j]);
+        for (int j = 0; j < c.V; j++)
+            s += exp(c.x[0][i * c.V + j] - mx);
+        assert_float_equal(c.aux[i], log(s) + mx - c.x[0][i * c.V + c.tok[i]], 1e-5);
+    }
+    float *g = malloc(N * c.V * sizeof(float));
+    memcpy(g, c.x[0], N * c.V * sizeof(float));
+    assert_int_equal(c.be->classifier_forward(c.be, c.aux, g, c.tok, (int)N, c.V, dloss, 1),
+                     DSRT_STATUS_OK);
+    fd_check("classifier dlogits", c.x[0], N * c.V, g, loss_classifier, &c, 60);
+    free(c.tok), free(c.x[0]), free(c.out), free(c.aux), free(g);
+    c.be->destroy(c.be);
+}
+
+/* ---------------------------------------------------------------- 16-bit storage */
+static dsrt_dtype g_dt16;
+
+/* fp32 values that the 16-bit type represents exactly */
+static float *rnd_exact(size_t n, float scale)
+{
+    float *a = rnd_array(n, scale);
+    for (size_t i = 0; i < n; i++)
+        a[i] = dsrt_round_to(g_dt16, a[i]);
+    return a;
+}
+
+/* upload a host fp32 array into a new 16-bit array of `be` */
+static void *up(dsrt_backend *be, const float *src, size_t n)
+{
+    void *p = NULL;
+    assert_int_equal(be->alloc(be, n * 2, &p), DSRT_STATUS_OK);
+    if (src)
+        assert_int_equal(be->upload_f32(be, p, src, n), DSRT_STATUS_OK);
+    return p;
+}
+
+/* a 16-bit result must be the fp32 result rounded once */
+static void expect_rounded(const char *what, dsrt_backend *be16, const void *got16,
+                           const float *want32, size_t n)
+{
+    float *got = malloc(n * sizeof(float));
+    assert_int_equal(be16->download_f32(be16, got, got16, n), DSRT_STATUS_OK);
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        float want = dsrt_round_to(be16->dt, want32[i]);
+        if (dsrt_f32_bits(got[i]) != dsrt_f32_bits(want) && !(isnan(got[i]) && isnan(want))) {
+            if (bad++ < 3)
+                print_error("%s %s[%zu]: got %.8g, fp32 result %.8g rounds to %.8g\n",
+                            dsrt_dtype_name(be16->dt), what, i, (double)got[i], (double)want32[i],
+                            (double)want);
+        }
+    }
+    free(got);
+    assert_int_equal(bad, 0);
+}
+
+static void run_16bit(dsrt_dtype dt)
+{
+    g_dt16 = dt;
+    int B = 2, T = 9, C = 16, NH = 2, V = 13, N = B * T, F = 4 * C;
+    dsrt_backend *b32 = make_cpu(DSRT_F32, B, T, C, NH, V, F, F);
+    dsrt_backend *b16 = make_cpu(dt, B, T, C, NH, V, F, F);
+    size_t NC = (size_t)N * C, NF = (size_t)N * F;
+
+    /* matmul forward and backward (fresh zero gradients: one rounding each) */
+    float *x = rnd_exact(NC, 1.0f), *w = rnd_exact((size_t)C * F, 0.5f), *bias = rnd_exact(F, 0.5f);
+    float *y = zeros(NF), *dy = rnd_exact(NF, 1.0f);
+    float *dx = zeros(NC), *dw = zeros((size_t)C * F), *db = zeros(F);
+    void *x16 = up(b16, x, NC), *w16 = up(b16, w, (size_t)C * F), *b16b = up(b16, bias, F);
+    void *y16 = up(b16, NULL, NF), *dy16 = up(b16, dy, NF);
+    void *dx16 = up(b16, NULL, NC), *dw16 = up(b16, NULL, (size_t)C * F), *db16 = up(b16, NULL, F);
+    assert_int_equal(b32->matmul_forward(b32, y, x, w, bias, N, C, F, DSRT_W_KN), 0);
+    assert_int_equal(b16->matmul_forward(b16, y16, x16, w16, b16b, N, C, F, DSRT_W_KN), 0);
+    expect_rounded("matmul out", b16, y16, y, NF);
+    assert_int_equal(b32->matmul_backward(b32, dx, dw, db, dy, x, w, N, C, F, DSRT_W_KN), 0);
+    assert_int_equal(b16->matmul_backward(b16, dx16, dw16, db16, dy16, x16, w16, N, C, F, DSRT_W_KN), 0);
+    expect_rounded("matmul dinp", b16, dx16, dx, NC);
+    expect_rounded("matmul dweight", b16, dw16, dw, (size_t)C * F);
+    expect_rounded("matmul dbias", b16, db16, db, F);
+
+    /* gelu */
+    float *g = zeros(NF), *dg = zeros(NF);
+    float *h = rnd_exact(NF, 3.0f);
+    void *h16 = up(b16, h, NF), *g16 = up(b16, NULL, NF), *dg16 = up(b16, NULL, NF);
+    assert_int_equal(b32->gelu_forward(b32, g, h, NF), 0);
+    assert_int_equal(b16->gelu_forward(b16, g16, h16, NF), 0);
+    expect_rounded("gelu out", b16, g16, g, NF);
+    assert_int_equal(b32->gelu_backward(b32, dg, h, dy, NF), 0);
+    assert_int_equal(b16->gelu_backward(b16, dg16, h16, dy16, NF), 0);
+    expect_rounded("gelu dinp", b16, dg16, dg, NF);
+
+    /* layernorm */
+    float *lw = rnd_exact(C, 1.0f), *lb = rnd_exact(C, 1.0f), *ly = zeros(NC);
+    float *st32 = zeros(2 * (size_t)N), *st16 = zeros(2 * (size_t)N);
+    void *lw16 = up(b16, lw, C), *lb16 = up(b16, lb, C), *ly16 = up(b16, NULL, NC);
+    assert_int_equal(b32->layernorm_forward(b32, ly, st32, st32 + N, x, lw, lb, N, C, 1e-5f), 0);
+    assert_int_equal(b16->layernorm_forward(b16, ly16, st16, st16 + N, x16, lw16, lb16, N, C, 1e-5f), 0);
+    expect_rounded("layernorm out", b16, ly16, ly, NC);
+    assert_memory_equal(st32, st16, 2 * (size_t)N * sizeof(float));
+    float *ldx = zeros(NC), *ldw = zeros(C), *ldb = zeros(C);
+    void *ldx16 = up(b16, NULL, NC), *ldw16 = up(b16, NULL, C), *ldb16 = up(b16, NULL, C);
+    float *ldy = rnd_exact(NC, 1.0f);
+    void *ldy16 = up(b16, ldy, NC);
+    assert_int_equal(b32->layernorm_backward(b32, ldx, ldw, ldb, ldy, x, lw, st32, st32 + N, N, C), 0);
+    assert_int_equal(b16->layernorm_backward(b16, ldx16, ldw16, ldb16, ldy16, x16, lw16, st16,
+                                             st16 + N, N, C), 0);
+    expect_rounded("layernorm dinp", b16, ldx16, ldx, NC);
+    expect_rounded("layernorm dweight", b16, ldw16, ldw, C);
+    expect_rounded("layernorm dbias", b16, ldb16, ldb, C);
+
+    /* attention: the stored probabilities are the fp32 ones rounded */
+    size_t natt = (size_t)B * NH * T * T;
+    float *qkv = rnd_exact(NC * 3, 1.0f), *att = zeros(natt), *ao = zeros(NC);
+    void *qkv16 = up(b16, qkv, NC * 3), *att16 = up(b16, NULL, natt), *ao16 = up(b16, NULL, NC);
+    assert_int_equal(b32->attention_forward(b32, ao, att, qkv, B, T, C, NH), 0);
+    assert_int_equal(b16->attention_forward(b16, ao16, att16, qkv16, B, T, C, NH), 0);
+    expect_rounded("attention probabilities", b16, att16, att, natt);
+
+    /* classifier: losses from the same logits are identical; gradients rounded once */
+    size_t NV = (size_t)N * V;
+    float *lg = rnd_exact(NV, 4.0f), *loss32 = zeros(N), *loss16 = zeros(N);
+    int32_t *tg = malloc((size_t)N * sizeof(int32_t));
+    for (int i = 0; i < N; i++)
+        tg[i] = i == 3 ? -100 : (int32_t)(rnd_u64() % (uint64_t)V);
+    void *lg16 = up(b16, lg, NV);
+    float dl = 1024.0f / (float)(N - 1); /* a loss scale in the gradient */
+    assert_int_equal(b32->classifier_forward(b32, loss32, lg, tg, N, V, dl, 1), 0);
+    assert_int_equal(b16->classifier_forward(b16, loss16, lg16, tg, N, V, dl, 1), 0);
+    assert_memory_equal(loss32, loss16, (size_t)N * sizeof(float));
+    expect_rounded("classifier dlogits", b16, lg16, lg, NV);
+
+    /* encoder forward */
+    int32_t *tok = malloc((size_t)N * sizeof(int32_t));
+    for (int i = 0; i < N; i++)
+        tok[i] = (int32_t)(rnd_u64() % (uint64_t)V);
+    float *wte = rnd_exact((size_t)V * C, 1.0f), *wpe = rnd_exact((size_t)T * C, 1.0f), *enc = zeros(NC);
+    void *wte16 = up(b16, wte, (size_t)V * C), *wpe16 = up(b16, wpe, (size_t)T * C), *enc16 = up(b16, NULL, NC);
+    assert_int_equal(b32->encoder_forward(b32, enc, tok, wte, wpe, B, T, C), 0);
+    assert_int_equal(b16->encoder_forward(b16, enc16, tok, wte16, wpe16, B, T, C), 0);
+    expect_rounded("encoder out", b16, enc16, enc, NC);
+    /* encoder backward: each gradient element sums its contributions in fp32, rounds once */
+    float *gte = zeros((size_t)V * C), *gpe = zeros((size_t)T * C);
+    void *gte16 = up(b16, NULL, (size_t)V * C), *gpe16 = up(b16, NULL, (size_t)T * C);
+    float *de = rnd_exact(NC, 1.0f);
+    void *de16 = up(b16, de, NC);
+    assert_int_equal(b32->encoder_backward(b32, gte, gpe, de, tok, B, T, C), 0);
+    assert_int_equal(b16->encoder_backward(b16, gte16, gpe16, de16, tok, B, T, C), 0);
+    expect_rounded("encoder dwte", b16, gte16, gte, (size_t)V * C);
+    expect_rounded("encoder dwpe", b16, gpe16, gpe, (size_t)T * C);
+
+    /* fp16 overflows where a GPU would: 60000 + 60000 is inf in fp16, finite in bf16 */
+    float big[2] = {60000.0f, 60000.0f}, sum32;
+    void *a16 = up(b16, big, 1), *c16 = up(b16, big + 1, 1), *s16 = up(b16, NULL, 1);
+    assert_int_equal(b16->residual_forward(b16, s16, a16, c16, 1), 0);
+    assert_int_equal(b16->download_f32(b16, &sum32, s16, 1), 0);
+    if (dt == DSRT_F16)
+        assert_true(isinf(sum32));
+    else
+        assert_true(sum32 == 119808.0f); /* 120000 rounded to bf16 (torch agrees) */
+
+    void *all16[] = {x16, w16, b16b, y16, dy16, dx16, dw16, db16, h16, g16, dg16, lw16, lb16,
+                     ly16, ldx16, ldw16, ldb16, ldy16, qkv16, att16, ao16, lg16, wte16, wpe16,
+                     enc16, gte16, gpe16, de16, a16, c16, s16};
+    for (size_t i = 0; i < sizeof all16 / sizeof all16[0]; i++)
+        b16->free(b16, all16[i]);
+    float *all32[] = {x, w, bias, y, dy, dx, dw, db, g, dg, h, lw, lb, ly, st32, st16, ldx, ldw,
+                      ldb, ldy, qkv, att, ao, lg, loss32, loss16, wte, wpe, enc, gte, gpe, de};
+    for (size_t i = 0; i < sizeof all32 / sizeof all32[0]; i++)
+        free(all32[i]);
+    free(tg), free(tok);
+    b32->destroy(b32);
+    b16->destroy(b16);
+}
+
+static void test_fp16_storage(void **state)
+{
+    (void)state;
+    run_16bit(DSRT_F16);
+}
+
+static void test_bf16_storage(void **state)
+{
+    (void)state;
+    run_16bit(DSRT_BF16);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fp16_matches_compiler),
+        cmocka_unit_test(test_bf16_rounding),
+        cmocka_unit_test(test_fd_matmul),
+        cmocka_unit_test(test_fd_layernorm),
+        cmocka_unit_test(test_fd_attention),
+        cmocka_unit_test(test_fd_gelu),
+        cmocka_unit_test(test_fd_residual),
+        cmocka_unit_test(test_fd_encoder),
+        cmocka_unit_test(test_fd_classifier),
+        cmocka_unit_test(test_fp16_storage),
+        cmocka_unit_test(test_bf16_storage),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
