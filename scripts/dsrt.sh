@@ -12,7 +12,7 @@ build=${BUILD_DIR:-build}
 cmd=${1:-}
 
 packages=(build-essential cmake ninja-build pkg-config git
-          libcmocka-dev libcjson-dev libhdf5-dev hdf5-tools libopenblas-dev libopenmpi-dev openmpi-bin
+          libcmocka-dev libcjson-dev libhdf5-dev hdf5-tools libopenblas-openmp-dev libopenmpi-dev openmpi-bin
           valgrind clang libclang-rt-14-dev)
 
 install_missing() {

@@ -1,0 +1,193 @@
+/* GPT-2 forward+backward throughput on the CPU backend, against PyTorch on
+ * the same model, batch and thread count, measured in the same run, and
+ * against the machine's own sgemm rate (also measured here).
+ *
+ *   bench_gpt2 [--model PRESET|config.json] [--batch B] [--seq T] [--steps S]
+ *              [--warmup W] [--threads N] [--dtype fp32|bf16|fp16]
+ *              [--torch-script PATH] [--python PATH]
+ *
+ * FLOPs per token of a training step (PaLM's convention, Chowdhery et al.
+ * 2022, appendix B): 6 * N_matmul + 12 * L * C * T, where N_matmul counts
+ * every weight that takes part in a matmul (the tied LM head included) and
+ * the second term is attention's q.k and att.v without a causal discount. */
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "gpt2.h"
+#include "internal.h"
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* sgemm rate on the shape of the model's widest matmul (N x C x 4C) */
+static double sgemm_gflops(int M, int K, int N)
+{
+    float *a = malloc((size_t)M * K * sizeof(float)), *b = malloc((size_t)K * N * sizeof(float));
+    float *c = calloc((size_t)M * N, sizeof(float));
+    for (size_t i = 0; i < (size_t)M * K; i++)
+        a[i] = (float)(i % 13) * 0.01f;
+    for (size_t i = 0; i < (size_t)K * N; i++)
+        b[i] = (float)(i % 7) * 0.01f;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, a, K, b, N, 0.0f, c, N);
+    int reps = 0;
+    double t0 = now(), t;
+    do {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, a, K, b, N, 0.0f, c,
+                    N);
+        reps++;
+        t = now() - t0;
+    } while (t < 2.0 || reps < 3);
+    free(a), free(b), free(c);
+    return 2.0 * M * K * (double)N * reps / t / 1e9;
+}
+
+static double torch_tokens_per_s(const char *python, const char *script, const char *config_path,
+                                 int B, int T, int steps, int warmup, int threads, char *why,
+                                 size_t why_len)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "%s %s --config %s --batch %d --seq %d --steps %d --warmup %d --threads %d 2>&1",
+             python, script, config_path, B, T, steps, warmup, threads);
+    FILE *p = popen(cmd, "r");
+    if (!p) {
+        snprintf(why, why_len, "cannot run %s", python);
+        return 0;
+    }
+    char line[4096], last[4096] = "";
+    double tps = 0;
+    while (fgets(line, sizeof line, p)) {
+        snprintf(last, sizeof last, "%s", line);
+        const char *k = strstr(line, "\"tokens_per_s\":");
+        if (k)
+            tps = atof(k + strlen("\"tokens_per_s\":"));
+    }
+    int rc = pclose(p);
+    if (tps <= 0) {
+        last[strcspn(last, "\n")] = 0;
+        snprintf(why, why_len, "PyTorch run skipped (exit %d): %s", rc, last);
+    }
+    return tps;
+}
+
+int main(int argc, char **argv)
+{
+    const char *model = "gpt2-tiny", *dtype = "fp32";
+    const char *script = "bench/torch_gpt2.py", *python = "/usr/bin/python3";
+    int B = 8, T = 256, steps = 5, warmup = 1, threads = omp_get_max_threads();
+    for (int i = 1; i + 1 < argc; i += 2) {
+        const char *k = argv[i], *v = argv[i + 1];
+        if (!strcmp(k, "--model")) model = v;
+        else if (!strcmp(k, "--batch")) B = atoi(v);
+        else if (!strcmp(k, "--seq")) T = atoi(v);
+        else if (!strcmp(k, "--steps")) steps = atoi(v);
+        else if (!strcmp(k, "--warmup")) warmup = atoi(v);
+        else if (!strcmp(k, "--threads")) threads = atoi(v);
+        else if (!strcmp(k, "--dtype")) dtype = v;
+        else if (!strcmp(k, "--torch-script")) script = v;
+        else if (!strcmp(k, "--python")) python = v;
+        else {
+            fprintf(stderr, "bench_gpt2: unknown option %s\n", k);
+            return 2;
+        }
+    }
+    omp_set_num_threads(threads);
+    openblas_set_num_threads(threads);
+    dsrt_dtype dt = !strcmp(dtype, "bf16") ? DSRT_BF16 : !strcmp(dtype, "fp16") ? DSRT_F16 : DSRT_F32;
+
+    dsrt_gpt2_config cfg;
+    dsrt_backend *be = NULL;
+    dsrt_gpt2 *m = NULL;
+    if (dsrt_gpt2_config_load(model, &cfg) || dsrt_backend_cpu_create(dt, &be) ||
+        dsrt_gpt2_create(&cfg, be, B, T, &m) || dsrt_gpt2_init(m, 1234)) {
+        fprintf(stderr, "bench_gpt2: %s\n", dsrt_error_message());
+        return 1;
+    }
+    const char *coretype = getenv("OPENBLAS_CORETYPE");
+    printf("== GPT-2 forward+backward, CPU backend\n");
+    printf("model %s: L=%d C=%d NH=%d V=%d, %zu parameters; batch %d x %d; %s; threads %d\n",
+           model, cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.vocab_size, dsrt_gpt2_num_params(m), B,
+           T, dtype, threads);
+    printf("OpenBLAS: %s; OPENBLAS_CORETYPE=%s\n", openblas_get_config(),
+           coretype ? coretype : "(unset)");
+
+    int N = B * T, C = cfg.n_embd, L = cfg.n_layer, F = cfg.n_inner, V = cfg.vocab_size;
+    double n_matmul = (double)L * (4.0 * C * C + 2.0 * C * F) + (double)C * V;
+    double flops_tok = 6.0 * n_matmul + 12.0 * L * C * (double)T;
+
+    double sg = sgemm_gflops(N, C, 4 * C);
+    printf("sgemm %d x %d x %d: %.1f GFLOP/s\n", N, C, 4 * C, sg);
+
+    int32_t *tok = malloc((size_t)N * sizeof(int32_t)), *tgt = malloc((size_t)N * sizeof(int32_t));
+    uint64_t s = 42;
+    for (int i = 0; i < N; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        tok[i] = (int32_t)((s >> 33) % (uint64_t)V);
+        tgt[i] = (int32_t)((s >> 13) % (uint64_t)V);
+    }
+    double t_total = 0, t_fwd = 0;
+    float loss = 0;
+    for (int it = 0; it < warmup + steps; it++) {
+        double t0 = now();
+        if (dsrt_gpt2_zero_grad(m) ||
+            dsrt_gpt2_forward(m, tok, tgt, B, T, DSRT_GPT2_TRAIN, 1.0f, &loss)) {
+            fprintf(stderr, "bench_gpt2: %s\n", dsrt_error_message());
+            return 1;
+        }
+        double t1 = now();
+        if (dsrt_gpt2_backward(m, NULL, NULL)) {
+            fprintf(stderr, "bench_gpt2: %s\n", dsrt_error_message());
+            return 1;
+        }
+        double t2 = now();
+        if (it >= warmup) {
+            t_total += t2 - t0;
+            t_fwd += t1 - t0;
+        }
+    }
+    double step = t_total / steps, tps = N / step;
+    double achieved = flops_tok * N / step / 1e9;
+    printf("dsrt:    %.3f s/step (forward %.3f s), %.0f tokens/s, %.1f GFLOP/s = %.0f%% of sgemm "
+           "(loss %.4f)\n",
+           step, t_fwd / steps, tps, achieved, 100.0 * achieved / sg, (double)loss);
+
+    /* PyTorch: same config file, batch, threads */
+    char cfg_path[1024], why[1024] = "";
+    const char *preset = dsrt_gpt2_preset_json(model);
+    if (preset) {
+        snprintf(cfg_path, sizeof cfg_path, "/tmp/dsrt_bench_%s_%d.json", model, (int)getpid());
+        FILE *f = fopen(cfg_path, "w");
+        if (f) {
+            fputs(preset, f);
+            fclose(f);
+        }
+    } else {
+        snprintf(cfg_path, sizeof cfg_path, "%s", model);
+    }
+    double ttps = 0;
+    if (dt == DSRT_F32)
+        ttps = torch_tokens_per_s(python, script, cfg_path, B, T, steps, warmup, threads, why,
+                                  sizeof why);
+    else
+        snprintf(why, sizeof why, "PyTorch comparison runs in fp32 only");
+    if (preset)
+        remove(cfg_path);
+    if (ttps > 0)
+        printf("pytorch: %.0f tokens/s\nratio dsrt/pytorch: %.2fx\n", ttps, tps / ttps);
+    else
+        printf("pytorch: %s\n", why);
+    free(tok), free(tgt);
+    dsrt_gpt2_destroy(m);
+    be->destroy(be);
+    return 0;
+}
