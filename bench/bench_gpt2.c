@@ -5,6 +5,11 @@
  *   bench_gpt2 [--model PRESET|config.json] [--batch B] [--seq T] [--steps S]
  *              [--warmup W] [--threads N] [--dtype fp32|bf16|fp16]
  *              [--torch-script PATH] [--python PATH]
+ *              [--backend cpu|cuda] [--peak-tflops X]
+ *
+ * On CUDA the report is MFU: achieved FLOP/s over --peak-tflops (default
+ * 989.4, NVIDIA's dense BF16/FP16 tensor-core figure for the H100 SXM; 756 for
+ * the H100 PCIe), with the same FLOP count as below.
  *
  * FLOPs per token of a training step (PaLM's convention, Chowdhery et al.
  * 2022, appendix B): 6 * N_matmul + 12 * L * C * T, where N_matmul counts
@@ -13,6 +18,7 @@
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,7 +88,8 @@ static double torch_tokens_per_s(const char *python, const char *script, const c
 
 int main(int argc, char **argv)
 {
-    const char *model = "gpt2-tiny", *dtype = "fp32";
+    const char *model = "gpt2-tiny", *dtype = "fp32", *backend = "cpu";
+    double peak_tflops = 989.4;
     const char *script = "bench/torch_gpt2.py", *python = "/usr/bin/python3";
     int B = 8, T = 256, steps = 5, warmup = 1, threads = omp_get_max_threads();
     for (int i = 1; i + 1 < argc; i += 2) {
@@ -96,6 +103,8 @@ int main(int argc, char **argv)
         else if (!strcmp(k, "--dtype")) dtype = v;
         else if (!strcmp(k, "--torch-script")) script = v;
         else if (!strcmp(k, "--python")) python = v;
+        else if (!strcmp(k, "--backend")) backend = v;
+        else if (!strcmp(k, "--peak-tflops")) peak_tflops = atof(v);
         else {
             fprintf(stderr, "bench_gpt2: unknown option %s\n", k);
             return 2;
@@ -108,13 +117,15 @@ int main(int argc, char **argv)
     dsrt_gpt2_config cfg;
     dsrt_backend *be = NULL;
     dsrt_gpt2 *m = NULL;
-    if (dsrt_gpt2_config_load(model, &cfg) || dsrt_backend_cpu_create(dt, &be) ||
+    bool cuda = !strcmp(backend, "cuda");
+    if (dsrt_gpt2_config_load(model, &cfg) ||
+        (cuda ? dsrt_backend_cuda_create(dt, 0, &be) : dsrt_backend_cpu_create(dt, &be)) ||
         dsrt_gpt2_create(&cfg, be, B, T, &m) || dsrt_gpt2_init(m, 1234)) {
         fprintf(stderr, "bench_gpt2: %s\n", dsrt_error_message());
         return 1;
     }
     const char *coretype = getenv("OPENBLAS_CORETYPE");
-    printf("== GPT-2 forward+backward, CPU backend\n");
+    printf("== GPT-2 forward+backward, %s backend\n", backend);
     printf("model %s: L=%d C=%d NH=%d V=%d, %zu parameters; batch %d x %d; %s; threads %d\n",
            model, cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.vocab_size, dsrt_gpt2_num_params(m), B,
            T, dtype, threads);
@@ -125,8 +136,9 @@ int main(int argc, char **argv)
     double n_matmul = (double)L * (4.0 * C * C + 2.0 * C * F) + (double)C * V;
     double flops_tok = 6.0 * n_matmul + 12.0 * L * C * (double)T;
 
-    double sg = sgemm_gflops(N, C, 4 * C);
-    printf("sgemm %d x %d x %d: %.1f GFLOP/s\n", N, C, 4 * C, sg);
+    double sg = cuda ? 0 : sgemm_gflops(N, C, 4 * C);
+    if (!cuda)
+        printf("sgemm %d x %d x %d: %.1f GFLOP/s\n", N, C, 4 * C, sg);
 
     int32_t *tok = malloc((size_t)N * sizeof(int32_t)), *tgt = malloc((size_t)N * sizeof(int32_t));
     uint64_t s = 42;
@@ -145,7 +157,7 @@ int main(int argc, char **argv)
             return 1;
         }
         double t1 = now();
-        if (dsrt_gpt2_backward(m, NULL, NULL)) {
+        if (dsrt_gpt2_backward(m, NULL, NULL) || be->sync(be)) {
             fprintf(stderr, "bench_gpt2: %s\n", dsrt_error_message());
             return 1;
         }
@@ -157,6 +169,16 @@ int main(int argc, char **argv)
     }
     double step = t_total / steps, tps = N / step;
     double achieved = flops_tok * N / step / 1e9;
+    printf("FLOPs per token (6 N_matmul + 12 L C T): %.4g\n", flops_tok);
+    if (cuda) {
+        printf("dsrt:    %.4f s/step (forward %.4f s), %.0f tokens/s, %.1f TFLOP/s, MFU %.1f%% of "
+               "%.1f TFLOP/s (loss %.4f)\n",
+               step, t_fwd / steps, tps, achieved / 1e3, 100.0 * achieved / 1e3 / peak_tflops,
+               peak_tflops, (double)loss);
+        dsrt_gpt2_destroy(m);
+        be->destroy(be);
+        return 0;
+    }
     printf("dsrt:    %.3f s/step (forward %.3f s), %.0f tokens/s, %.1f GFLOP/s = %.0f%% of sgemm "
            "(loss %.4f)\n",
            step, t_fwd / steps, tps, achieved, 100.0 * achieved / sg, (double)loss);
