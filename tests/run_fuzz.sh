@@ -6,7 +6,7 @@ set -euo pipefail
 clang=$1 src=$2 out=$3
 secs=${DSRT_FUZZ_SECONDS:-30}
 mkdir -p "$out/corpus"
-cflags="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I$src/include -I$src/plugin"
+cflags="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I$src/include -I$src/plugin -I$src/kernels"
 cflags="$cflags -DDSRT_VERSION_STRING=\"fuzz\" -DDSRT_BUILD_STRING=\"fuzz\""
 if ! echo 'int LLVMFuzzerTestOneInput(const char*d,unsigned long n){(void)d;(void)n;return 0;}' |
     "$clang" -x c -fsanitize=fuzzer - -o "$out/probe" 2>/dev/null; then

@@ -1,0 +1,600 @@
+/* The CUDA ops against the CPU ops (the reference), for every op and every
+ * storage type: both backends get the same random inputs (generated in fp32
+ * on the host and stored with upload_f32, so both hold the same bits), run
+ * forward and backward, and the results, read back with download_f32, must
+ * agree within a per-dtype tolerance (see tol_for). Ops that accumulate
+ * (+=) start from the same random gradient on both sides. Backward inputs
+ * that a forward produced (att, mean, rstd) are copied from the CPU run to
+ * the GPU, so each backward is compared on identical inputs.
+ * The GPU's reductions must be deterministic: the encoder, matmul and
+ * layernorm backwards are run twice on the GPU and must give the same bits.
+ * Without a usable GPU the whole program is skipped (exit 77). */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "backend.h"
+#include "common/softmax.h"
+#include "internal.h"
+
+/* ---------------------------------------------------------------- helpers */
+#define OK(call)                                                                                   \
+    do {                                                                                           \
+        dsrt_status st_ = (call);                                                                  \
+        if (st_ != DSRT_STATUS_OK)                                                                 \
+            fail_msg("%s: status %d: %s", #call, (int)st_, dsrt_error_message());                  \
+    } while (0)
+
+static uint64_t rng_state = 88172645463325252ull;
+static uint64_t rnd_u64(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+/* uniform in [-1, 1) */
+static float rnd_uniform(void) { return (float)((rnd_u64() >> 40) * 0x1.0p-24 * 2.0 - 1.0); }
+static float *rnd_array(size_t n, float offset, float scale)
+{
+    float *a = malloc(n * sizeof(float));
+    assert_non_null(a);
+    for (size_t i = 0; i < n; i++)
+        a[i] = offset + rnd_uniform() * scale;
+    return a;
+}
+
+/* The largest shapes of every test below (both backends reserve them). */
+static const dsrt_backend_shapes SHAPES = {
+    .B = 4, .T = 160, .C = 96, .NH = 4, .V = 300, .max_K = 384, .max_OC = 384};
+
+typedef struct pair {
+    dsrt_dtype dt;
+    dsrt_backend *cpu, *gpu;
+} pair;
+
+static pair pair_new(void **state)
+{
+    pair p = {.dt = *(const dsrt_dtype *)*state};
+    OK(dsrt_backend_cpu_create(p.dt, &p.cpu));
+    OK(dsrt_backend_cuda_create(p.dt, 0, &p.gpu));
+    OK(p.cpu->reserve(p.cpu, &SHAPES));
+    OK(p.gpu->reserve(p.gpu, &SHAPES));
+    return p;
+}
+
+static void pair_free(pair *p)
+{
+    p->cpu->destroy(p->cpu);
+    p->gpu->destroy(p->gpu);
+}
+
+/* One tensor on both backends: n elements of the storage type (typed), or
+ * n raw fp32 / int32 values (es = 4, !typed). */
+typedef struct tens {
+    void *c, *g;
+    size_t n, es;
+    int typed;
+} tens;
+
+static tens tens_alloc(pair *p, size_t n, size_t es, int typed)
+{
+    tens t = {.n = n, .es = es, .typed = typed};
+    OK(p->cpu->alloc(p->cpu, n * es, &t.c));
+    OK(p->gpu->alloc(p->gpu, n * es, &t.g));
+    return t;
+}
+static tens tens_new(pair *p, size_t n) { return tens_alloc(p, n, dsrt_dtype_size(p->dt), 1); }
+static tens raw_new(pair *p, size_t n) { return tens_alloc(p, n, 4, 0); }
+
+static void tens_set_one(dsrt_backend *be, const tens *t, void *dst, const void *host)
+{
+    if (t->typed)
+        OK(be->upload_f32(be, dst, host, t->n));
+    else
+        OK(be->upload(be, dst, host, t->n * t->es));
+}
+
+/* host: n floats (typed or raw fp32) or n int32 (raw) */
+static void tens_set(pair *p, const tens *t, const void *host)
+{
+    tens_set_one(p->cpu, t, t->c, host);
+    tens_set_one(p->gpu, t, t->g, host);
+}
+
+static tens tens_rand(pair *p, size_t n, float offset, float scale)
+{
+    tens t = tens_new(p, n);
+    float *h = rnd_array(n, offset, scale);
+    tens_set(p, &t, h);
+    free(h);
+    return t;
+}
+
+static void tens_free(pair *p, tens *t)
+{
+    p->cpu->free(p->cpu, t->c);
+    p->gpu->free(p->gpu, t->g);
+    t->c = t->g = NULL;
+}
+
+/* n floats (typed tensors and raw fp32) */
+static float *get_f32(dsrt_backend *be, const tens *t, const void *src)
+{
+    float *h = malloc(t->n * sizeof(float) + 1);
+    assert_non_null(h);
+    if (t->typed)
+        OK(be->download_f32(be, h, src, t->n));
+    else
+        OK(be->download(be, h, src, t->n * sizeof(float)));
+    return h;
+}
+
+/* the GPU copy's storage bits */
+static void *gpu_bits(pair *p, const tens *t)
+{
+    void *h = malloc(t->n * t->es + 1);
+    assert_non_null(h);
+    OK(p->gpu->download(p->gpu, h, t->g, t->n * t->es));
+    return h;
+}
+
+/* Copy the CPU's values of t to the GPU (a forward's saved output). */
+static void cpu_to_gpu(pair *p, const tens *t)
+{
+    float *h = get_f32(p->cpu, t, t->c);
+    tens_set_one(p->gpu, t, t->g, h);
+    free(h);
+}
+
+/* ---------------------------------------------------------------- tolerances
+ * An element passes when |gpu - cpu| <= rel * |cpu| + abs * max|cpu| (the
+ * max over the tensor).
+ * fp32: both sides compute in fp32 and differ only in summation order (and
+ * libm vs CUDA expf/tanhf, a couple of ulps): 1e-4 relative, plus 1e-5 of the
+ * tensor's magnitude for the cancellation in sums (5e-5 for long reductions:
+ * matmul over K or N, layernorm's dw/db, attention).
+ * fp16 / bf16 (eps = 2^-10 / 2^-7, one unit in the last place at 1.0): each
+ * side computes in fp32 and rounds each output once to nearest even, so two
+ * fp32 values a few fp32 ulps apart round to the same value or to neighbours:
+ * at most 1 ulp of the result, i.e. eps * |x|; 2 eps relative leaves a margin.
+ * The absolute term (1 ulp of the magnitude) covers results that cancel to
+ * far below their terms. Attention gets 4: the GPU rounds d(pre-softmax) to
+ * the storage type before the dq/dk GEMMs (the CPU keeps it in fp32), an
+ * error of half an ulp on each term, and a 1-ulp difference in a stored
+ * probability moves out by up to an ulp of att times |v|. */
+typedef struct tol {
+    double rel, abs;
+} tol;
+
+static tol tol_for(dsrt_dtype dt, int long_sum, double abs_ulps)
+{
+    if (dt == DSRT_F32)
+        return (tol){1e-4, long_sum ? 5e-5 : 1e-5};
+    double eps = dt == DSRT_F16 ? 0x1p-10 : 0x1p-7;
+    return (tol){2.0 * eps, abs_ulps * eps};
+}
+
+/* fp32 results (mean, rstd, losses) from identical inputs, any storage type */
+static const tol TOL_F32 = {1e-4, 1e-5};
+
+static void expect_close(const char *what, const pair *p, const float *cpu, const float *gpu,
+                         size_t n, tol tl)
+{
+    double scale = 0.0;
+    for (size_t i = 0; i < n; i++)
+        if (fabs((double)cpu[i]) > scale)
+            scale = fabs((double)cpu[i]);
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        double c = cpu[i], g = gpu[i];
+        int ok;
+        if (isnan(c) || isnan(g))
+            ok = isnan(c) && isnan(g);
+        else
+            ok = fabs(g - c) <= tl.rel * fabs(c) + tl.abs * scale;
+        if (!ok) {
+            if (bad < 8)
+                print_error("%s (%s): [%zu] cpu %.9g gpu %.9g (|diff| %.3g, allowed %.3g)\n", what,
+                            dsrt_dtype_name(p->dt), i, c, g, fabs(g - c),
+                            tl.rel * fabs(c) + tl.abs * scale);
+            bad++;
+        }
+    }
+    if (bad)
+        fail_msg("%s (%s): %zu of %zu values beyond tolerance", what, dsrt_dtype_name(p->dt), bad,
+                 n);
+}
+
+static void check(pair *p, const tens *t, const char *what, tol tl)
+{
+    float *c = get_f32(p->cpu, t, t->c);
+    float *g = get_f32(p->gpu, t, t->g);
+    expect_close(what, p, c, g, t->n, tl);
+    free(c);
+    free(g);
+}
+
+static void expect_same_bits(pair *p, const void *a, const void *b, const tens *t, const char *what)
+{
+    if (memcmp(a, b, t->n * t->es) != 0)
+        fail_msg("%s (%s): two GPU runs differ (not deterministic)", what, dsrt_dtype_name(p->dt));
+}
+
+/* ---------------------------------------------------------------- memory */
+static void test_memory(void **state)
+{
+    pair p = pair_new(state);
+    size_t n = 1000;
+    tens t = tens_new(&p, n);
+    float *z = get_f32(p.gpu, &t, t.g);
+    for (size_t i = 0; i < n; i++)
+        assert_true(z[i] == 0.0f); /* alloc zero-fills */
+    free(z);
+    float *h = rnd_array(n, 0.0f, 3.0f);
+    tens_set(&p, &t, h);
+    void *cb = malloc(n * t.es), *gb = gpu_bits(&p, &t);
+    OK(p.cpu->download(p.cpu, cb, t.c, n * t.es));
+    assert_memory_equal(cb, gb, n * t.es); /* upload_f32 rounds as the CPU does */
+    OK(p.gpu->memset0(p.gpu, t.g, n * t.es));
+    z = get_f32(p.gpu, &t, t.g);
+    for (size_t i = 0; i < n; i++)
+        assert_true(z[i] == 0.0f);
+    OK(p.gpu->sync(p.gpu));
+    free(z);
+    free(h);
+    free(cb);
+    free(gb);
+    tens_free(&p, &t);
+    pair_free(&p);
+}
+
+/* ---------------------------------------------------------------- encoder */
+static void test_encoder(void **state)
+{
+    pair p = pair_new(state);
+    int B = 4, T = 150, C = 80, V = SHAPES.V, NT = B * T;
+    int32_t *tok = malloc((size_t)NT * sizeof(int32_t));
+    for (int i = 0; i < NT; i++) /* few distinct tokens: many repeats to gather */
+        tok[i] = (int32_t)(rnd_u64() % 50) * 5 + (i % 3 == 0 ? 1 : 0);
+    tok[0] = V - 1;
+    tens tokens = raw_new(&p, (size_t)NT);
+    tens_set(&p, &tokens, tok);
+    tens wte = tens_rand(&p, (size_t)V * C, 0.0f, 1.0f);
+    tens wpe = tens_rand(&p, (size_t)T * C, 0.0f, 0.5f);
+    tens out = tens_new(&p, (size_t)NT * C);
+    OK(p.cpu->encoder_forward(p.cpu, out.c, tokens.c, wte.c, wpe.c, B, T, C));
+    OK(p.gpu->encoder_forward(p.gpu, out.g, tokens.g, wte.g, wpe.g, B, T, C));
+    check(&p, &out, "encoder out", tol_for(p.dt, 0, 1));
+
+    float *dwte0 = rnd_array((size_t)V * C, 0.0f, 0.1f);
+    float *dwpe0 = rnd_array((size_t)T * C, 0.0f, 0.1f);
+    tens dwte = tens_new(&p, (size_t)V * C), dwpe = tens_new(&p, (size_t)T * C);
+    tens_set(&p, &dwte, dwte0);
+    tens_set(&p, &dwpe, dwpe0);
+    tens dout = tens_rand(&p, (size_t)NT * C, 0.0f, 1.0f);
+    OK(p.cpu->encoder_backward(p.cpu, dwte.c, dwpe.c, dout.c, tokens.c, B, T, C));
+    OK(p.gpu->encoder_backward(p.gpu, dwte.g, dwpe.g, dout.g, tokens.g, B, T, C));
+    check(&p, &dwte, "encoder dwte", tol_for(p.dt, 1, 1));
+    check(&p, &dwpe, "encoder dwpe", tol_for(p.dt, 0, 1));
+
+    /* the same again on the GPU: the same bits */
+    void *w1 = gpu_bits(&p, &dwte), *e1 = gpu_bits(&p, &dwpe);
+    tens_set_one(p.gpu, &dwte, dwte.g, dwte0);
+    tens_set_one(p.gpu, &dwpe, dwpe.g, dwpe0);
+    OK(p.gpu->encoder_backward(p.gpu, dwte.g, dwpe.g, dout.g, tokens.g, B, T, C));
+    void *w2 = gpu_bits(&p, &dwte), *e2 = gpu_bits(&p, &dwpe);
+    expect_same_bits(&p, w1, w2, &dwte, "encoder dwte");
+    expect_same_bits(&p, e1, e2, &dwpe, "encoder dwpe");
+
+    free(w1), free(w2), free(e1), free(e2), free(dwte0), free(dwpe0), free(tok);
+    tens *all[] = {&tokens, &wte, &wpe, &out, &dwte, &dwpe, &dout};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        tens_free(&p, all[i]);
+    pair_free(&p);
+}
+
+/* ---------------------------------------------------------------- layernorm */
+static void layernorm_case(pair *p, int N, int C)
+{
+    size_t n = (size_t)N * C;
+    tens inp = tens_rand(p, n, 0.3f, 2.0f);
+    tens w = tens_rand(p, (size_t)C, 1.0f, 0.3f);
+    tens b = tens_rand(p, (size_t)C, 0.0f, 0.3f);
+    tens out = tens_new(p, n);
+    tens mean = raw_new(p, (size_t)N), rstd = raw_new(p, (size_t)N);
+    OK(p->cpu->layernorm_forward(p->cpu, out.c, mean.c, rstd.c, inp.c, w.c, b.c, N, C, 1e-5f));
+    OK(p->gpu->layernorm_forward(p->gpu, out.g, mean.g, rstd.g, inp.g, w.g, b.g, N, C, 1e-5f));
+    check(p, &out, "layernorm out", tol_for(p->dt, 0, 1));
+    check(p, &mean, "layernorm mean", TOL_F32);
+    check(p, &rstd, "layernorm rstd", TOL_F32);
+
+    cpu_to_gpu(p, &mean);
+    cpu_to_gpu(p, &rstd);
+    float *dinp0 = rnd_array(n, 0.0f, 0.5f);
+    float *dw0 = rnd_array((size_t)C, 0.0f, 0.5f), *db0 = rnd_array((size_t)C, 0.0f, 0.5f);
+    tens dinp = tens_new(p, n), dw = tens_new(p, (size_t)C), db = tens_new(p, (size_t)C);
+    tens_set(p, &dinp, dinp0);
+    tens_set(p, &dw, dw0);
+    tens_set(p, &db, db0);
+    tens dout = tens_rand(p, n, 0.0f, 1.0f);
+    OK(p->cpu->layernorm_backward(p->cpu, dinp.c, dw.c, db.c, dout.c, inp.c, w.c, mean.c, rstd.c, N,
+                                  C));
+    OK(p->gpu->layernorm_backward(p->gpu, dinp.g, dw.g, db.g, dout.g, inp.g, w.g, mean.g, rstd.g, N,
+                                  C));
+    check(p, &dinp, "layernorm dinp", tol_for(p->dt, 0, 1));
+    check(p, &dw, "layernorm dw", tol_for(p->dt, 1, 1));
+    check(p, &db, "layernorm db", tol_for(p->dt, 1, 1));
+
+    void *a1 = gpu_bits(p, &dw), *b1 = gpu_bits(p, &db);
+    tens_set_one(p->gpu, &dinp, dinp.g, dinp0);
+    tens_set_one(p->gpu, &dw, dw.g, dw0);
+    tens_set_one(p->gpu, &db, db.g, db0);
+    OK(p->gpu->layernorm_backward(p->gpu, dinp.g, dw.g, db.g, dout.g, inp.g, w.g, mean.g, rstd.g, N,
+                                  C));
+    void *a2 = gpu_bits(p, &dw), *b2 = gpu_bits(p, &db);
+    expect_same_bits(p, a1, a2, &dw, "layernorm dw");
+    expect_same_bits(p, b1, b2, &db, "layernorm db");
+
+    free(a1), free(a2), free(b1), free(b2), free(dinp0), free(dw0), free(db0);
+    tens *all[] = {&inp, &w, &b, &out, &mean, &rstd, &dinp, &dw, &db, &dout};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        tens_free(p, all[i]);
+}
+
+static void test_layernorm(void **state)
+{
+    pair p = pair_new(state);
+    layernorm_case(&p, SHAPES.B * SHAPES.T, SHAPES.C); /* 3 row chunks of the reductions */
+    layernorm_case(&p, 37, 40);                        /* C not a multiple of 32 */
+    pair_free(&p);
+}
+
+/* ---------------------------------------------------------------- matmul */
+static void matmul_case(pair *p, int N, int K, int OC, dsrt_wlayout wl, int with_bias,
+                        int with_dinp)
+{
+    char what[96];
+    int long_sum = K > 64 || N > 64;
+    tens inp = tens_rand(p, (size_t)N * K, 0.0f, 1.0f);
+    tens w = tens_rand(p, (size_t)K * OC, 0.0f, 1.0f);
+    tens bias = with_bias ? tens_rand(p, (size_t)OC, 0.0f, 1.0f) : (tens){0};
+    tens out = tens_new(p, (size_t)N * OC);
+    OK(p->cpu->matmul_forward(p->cpu, out.c, inp.c, w.c, bias.c, N, K, OC, wl));
+    OK(p->gpu->matmul_forward(p->gpu, out.g, inp.g, w.g, bias.g, N, K, OC, wl));
+    snprintf(what, sizeof what, "matmul N=%d K=%d OC=%d %s%s out", N, K, OC,
+             wl == DSRT_W_KN ? "KN" : "NK", with_bias ? " bias" : "");
+    check(p, &out, what, tol_for(p->dt, long_sum, 1));
+
+    float *dw0 = rnd_array((size_t)K * OC, 0.0f, 0.5f);
+    float *db0 = with_bias ? rnd_array((size_t)OC, 0.0f, 0.5f) : NULL;
+    tens dinp = with_dinp ? tens_new(p, (size_t)N * K) : (tens){0};
+    tens dw = tens_new(p, (size_t)K * OC);
+    tens dbias = with_bias ? tens_new(p, (size_t)OC) : (tens){0};
+    tens_set(p, &dw, dw0);
+    if (with_bias)
+        tens_set(p, &dbias, db0);
+    tens dout = tens_rand(p, (size_t)N * OC, 0.0f, 1.0f);
+    OK(p->cpu->matmul_backward(p->cpu, dinp.c, dw.c, dbias.c, dout.c, inp.c, w.c, N, K, OC, wl));
+    OK(p->gpu->matmul_backward(p->gpu, dinp.g, dw.g, dbias.g, dout.g, inp.g, w.g, N, K, OC, wl));
+    what[strlen(what) - 4] = '\0'; /* drop " out" */
+    char name[128];
+    if (with_dinp) {
+        snprintf(name, sizeof name, "%s dinp", what);
+        check(p, &dinp, name, tol_for(p->dt, OC > 64, 1));
+    }
+    snprintf(name, sizeof name, "%s dw", what);
+    check(p, &dw, name, tol_for(p->dt, N > 64, 1));
+    if (with_bias) {
+        snprintf(name, sizeof name, "%s dbias", what);
+        check(p, &dbias, name, tol_for(p->dt, N > 64, 1));
+    }
+
+    /* determinism of dw and dbias */
+    void *w1 = gpu_bits(p, &dw), *b1 = with_bias ? gpu_bits(p, &dbias) : NULL;
+    tens_set_one(p->gpu, &dw, dw.g, dw0);
+    if (with_bias)
+        tens_set_one(p->gpu, &dbias, dbias.g, db0);
+    OK(p->gpu->matmul_backward(p->gpu, dinp.g, dw.g, dbias.g, dout.g, inp.g, w.g, N, K, OC, wl));
+    void *w2 = gpu_bits(p, &dw);
+    expect_same_bits(p, w1, w2, &dw, "matmul dw");
+    if (with_bias) {
+        void *b2 = gpu_bits(p, &dbias);
+        expect_same_bits(p, b1, b2, &dbias, "matmul dbias");
+        free(b2);
+    }
+
+    free(w1), free(w2), free(b1), free(dw0), free(db0);
+    tens *all[] = {&inp, &w, &out, &dw, &dout};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        tens_free(p, all[i]);
+    if (with_bias) {
+        tens_free(p, &bias);
+        tens_free(p, &dbias);
+    }
+    if (with_dinp)
+        tens_free(p, &dinp);
+}
+
+static void test_matmul(void **state)
+{
+    pair p = pair_new(state);
+    int NT = SHAPES.B * SHAPES.T, C = SHAPES.C;
+    matmul_case(&p, 70, 48, 200, DSRT_W_KN, 1, 1);
+    matmul_case(&p, 70, 48, 200, DSRT_W_NK, 1, 1);
+    matmul_case(&p, NT, C, 3 * C, DSRT_W_KN, 1, 1);    /* c_attn */
+    matmul_case(&p, NT, 4 * C, C, DSRT_W_KN, 1, 1);    /* c_proj of the MLP */
+    matmul_case(&p, NT, C, SHAPES.V, DSRT_W_NK, 0, 1); /* tied LM head */
+    matmul_case(&p, 33, C, SHAPES.V, DSRT_W_NK, 0, 0); /* dinp skipped */
+    matmul_case(&p, 1, 7, 3, DSRT_W_KN, 1, 0);
+    pair_free(&p);
+}
+
+/* ---------------------------------------------------------------- attention */
+static void attention_case(pair *p, int B, int T, int C, int NH)
+{
+    char what[80];
+    size_t nqkv = (size_t)B * T * 3 * C, nout = (size_t)B * T * C;
+    size_t natt = (size_t)B * NH * T * T;
+    tens qkv = tens_rand(p, nqkv, 0.0f, 1.5f);
+    tens out = tens_new(p, nout), att = tens_new(p, natt);
+    OK(p->cpu->attention_forward(p->cpu, out.c, att.c, qkv.c, B, T, C, NH));
+    OK(p->gpu->attention_forward(p->gpu, out.g, att.g, qkv.g, B, T, C, NH));
+    snprintf(what, sizeof what, "attention B=%d T=%d C=%d NH=%d att", B, T, C, NH);
+    check(p, &att, what, tol_for(p->dt, 1, 1));
+    snprintf(what, sizeof what, "attention B=%d T=%d C=%d NH=%d out", B, T, C, NH);
+    check(p, &out, what, tol_for(p->dt, 1, 4));
+
+    cpu_to_gpu(p, &att);
+    tens dout = tens_rand(p, nout, 0.0f, 1.0f);
+    tens dqkv = tens_new(p, nqkv);
+    OK(p->cpu->attention_backward(p->cpu, dqkv.c, dout.c, qkv.c, att.c, B, T, C, NH));
+    OK(p->gpu->attention_backward(p->gpu, dqkv.g, dout.g, qkv.g, att.g, B, T, C, NH));
+    snprintf(what, sizeof what, "attention B=%d T=%d C=%d NH=%d dqkv", B, T, C, NH);
+    check(p, &dqkv, what, tol_for(p->dt, 1, 4));
+
+    tens *all[] = {&qkv, &out, &att, &dout, &dqkv};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        tens_free(p, all[i]);
+}
+
+static void test_attention(void **state)
+{
+    pair p = pair_new(state);
+    attention_case(&p, 2, 70, SHAPES.C, SHAPES.NH);       /* T over two warps' widths */
+    attention_case(&p, 1, SHAPES.T, SHAPES.C, 6);         /* hs = 16 */
+    attention_case(&p, SHAPES.B, 5, SHAPES.C, SHAPES.NH); /* T below a warp */
+    pair_free(&p);
+}
+
+/* ---------------------------------------------------------------- gelu */
+static void test_gelu(void **state)
+{
+    pair p = pair_new(state);
+    size_t n = 10007;
+    tens inp = tens_rand(&p, n, 0.0f, 5.0f);
+    tens out = tens_new(&p, n);
+    OK(p.cpu->gelu_forward(p.cpu, out.c, inp.c, n));
+    OK(p.gpu->gelu_forward(p.gpu, out.g, inp.g, n));
+    check(&p, &out, "gelu out", tol_for(p.dt, 0, 1));
+    tens dout = tens_rand(&p, n, 0.0f, 1.0f);
+    tens dinp = tens_new(&p, n);
+    OK(p.cpu->gelu_backward(p.cpu, dinp.c, inp.c, dout.c, n));
+    OK(p.gpu->gelu_backward(p.gpu, dinp.g, inp.g, dout.g, n));
+    check(&p, &dinp, "gelu dinp", tol_for(p.dt, 0, 1));
+    tens *all[] = {&inp, &out, &dout, &dinp};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        tens_free(&p, all[i]);
+    pair_free(&p);
+}
+
+/* ---------------------------------------------------------------- residual */
+static void test_residual(void **state)
+{
+    pair p = pair_new(state);
+    size_t n = 10007;
+    tens a = tens_rand(&p, n, 0.0f, 2.0f), b = tens_rand(&p, n, 0.0f, 2.0f);
+    tens out = tens_new(&p, n);
+    OK(p.cpu->residual_forward(p.cpu, out.c, a.c, b.c, n));
+    OK(p.gpu->residual_forward(p.gpu, out.g, a.g, b.g, n));
+    check(&p, &out, "residual out", tol_for(p.dt, 0, 1));
+    tens da = tens_rand(&p, n, 0.0f, 1.0f), db = tens_rand(&p, n, 0.0f, 1.0f);
+    tens dout = tens_rand(&p, n, 0.0f, 1.0f);
+    OK(p.cpu->residual_backward(p.cpu, da.c, db.c, dout.c, n));
+    OK(p.gpu->residual_backward(p.gpu, da.g, db.g, dout.g, n));
+    check(&p, &da, "residual da", tol_for(p.dt, 0, 1));
+    check(&p, &db, "residual db", tol_for(p.dt, 0, 1));
+    tens *all[] = {&a, &b, &out, &da, &db, &dout};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        tens_free(&p, all[i]);
+    pair_free(&p);
+}
+
+/* ---------------------------------------------------------------- classifier */
+static void test_classifier(void **state)
+{
+    pair p = pair_new(state);
+    int N = 37, V = SHAPES.V, counted = 0;
+    int32_t *tgt = malloc((size_t)N * sizeof(int32_t));
+    for (int i = 0; i < N; i++) {
+        tgt[i] = i % 5 == 3 ? DSRT_IGNORE_INDEX : (int32_t)(rnd_u64() % (uint64_t)V);
+        counted += tgt[i] != DSRT_IGNORE_INDEX;
+    }
+    tgt[0] = 0;
+    tgt[1] = V - 1;
+    float dloss = 1.0f / (float)counted;
+    tens targets = raw_new(&p, (size_t)N);
+    tens_set(&p, &targets, tgt);
+    float *lg = rnd_array((size_t)N * V, 0.0f, 4.0f);
+    tens logits = tens_new(&p, (size_t)N * V);
+    tens_set(&p, &logits, lg);
+    tens losses = raw_new(&p, (size_t)N);
+
+    /* losses only: the logits stay as they are */
+    void *before = gpu_bits(&p, &logits);
+    OK(p.cpu->classifier_forward(p.cpu, losses.c, logits.c, targets.c, N, V, dloss, 0));
+    OK(p.gpu->classifier_forward(p.gpu, losses.g, logits.g, targets.g, N, V, dloss, 0));
+    check(&p, &losses, "classifier losses (no grad)", TOL_F32);
+    void *after = gpu_bits(&p, &logits);
+    expect_same_bits(&p, before, after, &logits, "classifier logits without grad");
+
+    /* losses and the gradient in place of the logits */
+    OK(p.gpu->memset0(p.gpu, losses.g, (size_t)N * sizeof(float)));
+    OK(p.cpu->classifier_forward(p.cpu, losses.c, logits.c, targets.c, N, V, dloss, 1));
+    OK(p.gpu->classifier_forward(p.gpu, losses.g, logits.g, targets.g, N, V, dloss, 1));
+    check(&p, &losses, "classifier losses", TOL_F32);
+    check(&p, &logits, "classifier dlogits", tol_for(p.dt, 1, 1));
+    float *gl = get_f32(p.gpu, &logits, logits.g), *ls = get_f32(p.gpu, &losses, losses.g);
+    for (int i = 0; i < N; i++) {
+        if (tgt[i] != DSRT_IGNORE_INDEX)
+            continue;
+        assert_true(ls[i] == 0.0f);
+        for (int j = 0; j < V; j++)
+            assert_true(gl[(size_t)i * V + j] == 0.0f);
+    }
+
+    free(gl), free(ls), free(before), free(after), free(lg), free(tgt);
+    tens *all[] = {&targets, &logits, &losses};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        tens_free(&p, all[i]);
+    pair_free(&p);
+}
+
+/* ---------------------------------------------------------------- main */
+static dsrt_dtype dt_f32 = DSRT_F32, dt_f16 = DSRT_F16, dt_bf16 = DSRT_BF16;
+
+#define GPU_TEST(f, name)                                                                          \
+    {name "_fp32", f, NULL, NULL, &dt_f32}, {name "_fp16", f, NULL, NULL, &dt_f16},                \
+    {                                                                                              \
+        name "_bf16", f, NULL, NULL, &dt_bf16                                                      \
+    }
+
+int main(void)
+{
+    dsrt_backend *be = NULL;
+    dsrt_status st = dsrt_backend_cuda_create(DSRT_F32, 0, &be);
+    if (st == DSRT_STATUS_UNSUPPORTED) {
+        printf("SKIP: no usable CUDA GPU (%s)\n", dsrt_error_message());
+        return 77;
+    }
+    if (st != DSRT_STATUS_OK) {
+        fprintf(stderr, "cuda backend: %s\n", dsrt_error_message());
+        return 1;
+    }
+    be->destroy(be);
+
+    const struct CMUnitTest tests[] = {
+        GPU_TEST(test_memory, "memory"),       GPU_TEST(test_encoder, "encoder"),
+        GPU_TEST(test_layernorm, "layernorm"), GPU_TEST(test_matmul, "matmul"),
+        GPU_TEST(test_attention, "attention"), GPU_TEST(test_gelu, "gelu"),
+        GPU_TEST(test_residual, "residual"),   GPU_TEST(test_classifier, "classifier"),
+    };
+    return cmocka_run_group_tests_name("ops_gpu", tests, NULL, NULL);
+}
