@@ -6,7 +6,9 @@
  * Per (batch, head) the products are sgemm calls on strided views of qkv (no
  * permuted copies), done in row blocks so the part above the diagonal is
  * mostly skipped; the scale is folded into the q k^T product and the softmax
- * subtracts the row maximum. backward overwrites dqkv.
+ * subtracts the row maximum. backward overwrites dqkv. The (batch, head)
+ * pairs run in parallel; OpenBLAS's OpenMP build runs each sgemm on the
+ * calling thread inside a parallel region, so the threads do not nest.
  * 16-bit storage: the probabilities are rounded to the storage type before
  * they multiply v, as a GPU that stores att in 16 bits does. */
 #include <cblas.h>
@@ -52,6 +54,7 @@ dsrt_status cpu_attention_forward(dsrt_backend *be, void *out, void *att, const 
     float *y = cpu_out(be, 2, out, nout, false);
     int hs = C / NH, C3 = 3 * C;
     float scale = 1.0f / sqrtf((float)hs);
+#pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < NH; h++) {
             const float *q = x + (size_t)b * T * C3 + (size_t)h * hs;
@@ -88,11 +91,13 @@ dsrt_status cpu_attention_backward(dsrt_backend *be, void *dqkv, const void *dou
     const float *dy = cpu_in(be, 1, dout, nout);
     const float *a = cpu_in(be, 2, att, natt);
     float *dx = cpu_out(be, 3, dqkv, nqkv, false);
-    float *ds = cb->att_work; /* (T,T) */
     int hs = C / NH, C3 = 3 * C;
     float scale = 1.0f / sqrtf((float)hs);
+    /* at most as many threads as reserve() made work rows for */
+#pragma omp parallel for collapse(2) schedule(static) num_threads(cb->threads)
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < NH; h++) {
+            float *ds = cb->att_work + (size_t)omp_get_thread_num() * cb->att_work_n; /* (T,T) */
             size_t off = (size_t)b * T * C3 + (size_t)h * hs;
             const float *q = x + off, *k = q + C, *v = q + 2 * C;
             float *dq = dx + off, *dk = dq + C, *dv = dq + 2 * C;
