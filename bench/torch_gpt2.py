@@ -25,6 +25,8 @@ def main():
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--optimizer", action="store_true",
+                    help="a whole training step: also clip_grad_norm_(1.0) and torch.optim.AdamW")
     a = ap.parse_args()
     if min(a.batch, a.seq, a.threads, a.steps) < 1 or a.warmup < 0:
         ap.error("batch, seq, threads and steps must be >= 1, warmup >= 0")
@@ -53,11 +55,17 @@ def main():
     ids = torch.randint(0, v, (a.batch, a.seq), generator=g)
     tgt = torch.randint(0, v, (a.batch, a.seq), generator=g)
 
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.999), eps=1e-8,
+                            weight_decay=0.01) if a.optimizer else None
+
     def step():
         model.zero_grad(set_to_none=True)
         logits = model(ids).logits
         loss = F.cross_entropy(logits.view(-1, v), tgt.view(-1), ignore_index=-100)
         loss.backward()
+        if opt is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
         return loss
 
     for _ in range(a.warmup):
@@ -68,7 +76,8 @@ def main():
     dt = time.perf_counter() - t0
     print(json.dumps({"impl": "pytorch", "torch": torch.__version__, "threads": a.threads,
                       "B": a.batch, "T": a.seq, "tokens_per_s": a.batch * a.seq * a.steps / dt,
-                      "step_s": dt / a.steps, "steps": a.steps, "model": impl}))
+                      "step_s": dt / a.steps, "steps": a.steps, "model": impl,
+                      "optimizer": bool(a.optimizer)}))
     return 0
 
 

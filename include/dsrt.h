@@ -53,7 +53,7 @@ extern "C" {
 #endif
 
 #define DSRT_ABI_MAJOR 1
-#define DSRT_ABI_MINOR 0
+#define DSRT_ABI_MINOR 1
 
 #define DSRT_GET_API_SYMBOL "dsrt_get_api"
 
@@ -227,6 +227,90 @@ typedef struct dsrt_config_summary_args {
 } dsrt_config_summary_args;
 #define DSRT_CONFIG_SUMMARY_ARGS_MIN_SIZE DSRT_STRUCT_SIZE(dsrt_config_summary_args, gradient_clipping)
 
+/* ---------------------------------------------------------------- engine (ABI 1.1) */
+
+/* A training engine: one model (the built-in GPT-2) trained under one
+ * resolved config on one backend, as DeepSpeed's engine would: loss scaling,
+ * gradient accumulation, clipping, fused AdamW on fp32 masters, the LR
+ * scheduler, the step counters. Not thread-safe: one thread drives an engine. */
+typedef struct dsrt_engine dsrt_engine;
+
+typedef struct dsrt_engine_create_args {
+    size_t struct_size;
+    const dsrt_config *config; // the resolved ds_config; the engine keeps its own copy
+    const char *model;         // GPT-2 preset ("gpt2-tiny", "gpt2", "gpt2-medium") or config.json path
+    int32_t seq_len;           // T of every micro-batch; 0 = the model's n_positions
+    uint64_t seed;             // initial weights (identical on every backend and rank)
+    dsrt_engine *engine;       // out
+    /* optional from here on */
+    const char *device;        // "cpu" (default, NULL), "cuda", "cuda:N"
+} dsrt_engine_create_args;
+#define DSRT_ENGINE_CREATE_ARGS_MIN_SIZE DSRT_STRUCT_SIZE(dsrt_engine_create_args, engine)
+
+typedef struct dsrt_engine_destroy_args {
+    size_t struct_size;
+    dsrt_engine *engine;       // may be NULL
+} dsrt_engine_destroy_args;
+#define DSRT_ENGINE_DESTROY_ARGS_MIN_SIZE DSRT_STRUCT_SIZE(dsrt_engine_destroy_args, engine)
+
+/* What a training call did. Counters match DeepSpeed's engine: global_steps
+ * counts optimizer boundaries including skipped ones; skipped_steps those
+ * dropped for overflow; global_samples += train_batch_size per boundary. */
+typedef struct dsrt_step_report {
+    double loss;               // mean loss of the micro-batches since the last boundary
+    double lr;                 // lr the update used (or would have used, if skipped)
+    double loss_scale;         // scale after this step's update (1 for bf16/fp32)
+    double grad_norm;          // global norm of the unscaled gradient before clipping; -1 if inf/nan
+    int32_t boundary;          // 1 when this call ended at an optimizer boundary
+    int32_t skipped;           // 1 when that boundary's update was skipped (overflow)
+    int64_t global_steps;
+    int64_t skipped_steps;
+    int64_t global_samples;
+    int64_t micro_steps;
+    double tokens_per_s;       // over this call
+} dsrt_step_report;
+
+/* Trains on `micro_batches` micro-batches of (train_micro_batch_size_per_gpu,
+ * seq_len) tokens each, laid out one after the other (host memory, int32).
+ * targets has the same shape; -100 = not counted. Pass
+ * gradient_accumulation_steps micro-batches to run one whole optimizer step;
+ * fewer leaves the engine inside an accumulation window. A status other than
+ * OK leaves the engine usable unless the message says otherwise (the fp16
+ * scale at its floor is DSRT_STATUS_OUT_OF_RANGE, as DeepSpeed raises). */
+typedef struct dsrt_engine_train_args {
+    size_t struct_size;
+    dsrt_engine *engine;
+    const int32_t *tokens;
+    const int32_t *targets;
+    int32_t micro_batches;
+    dsrt_step_report report;   // out
+} dsrt_engine_train_args;
+#define DSRT_ENGINE_TRAIN_ARGS_MIN_SIZE DSRT_STRUCT_SIZE(dsrt_engine_train_args, report)
+
+/* Mean loss over `batch` sequences of seq_len tokens (no gradients, no state change). */
+typedef struct dsrt_engine_evaluate_args {
+    size_t struct_size;
+    dsrt_engine *engine;
+    const int32_t *tokens;
+    const int32_t *targets;
+    int32_t batch;             // sequences; any number (evaluated in micro-batch chunks)
+    double loss;               // out
+} dsrt_engine_evaluate_args;
+#define DSRT_ENGINE_EVALUATE_ARGS_MIN_SIZE DSRT_STRUCT_SIZE(dsrt_engine_evaluate_args, loss)
+
+typedef struct dsrt_engine_info_args {
+    size_t struct_size;
+    dsrt_engine *engine;
+    int64_t num_parameters;    // out
+    int32_t seq_len;           // out
+    int32_t vocab_size;        // out
+    int32_t micro_batch_size;  // out: train_micro_batch_size_per_gpu
+    int32_t gradient_accumulation_steps; // out
+    const char *device;        // out: "cpu" / "cuda:0"; owned by the engine
+    dsrt_precision precision;  // out
+} dsrt_engine_info_args;
+#define DSRT_ENGINE_INFO_ARGS_MIN_SIZE DSRT_STRUCT_SIZE(dsrt_engine_info_args, precision)
+
 /* ---------------------------------------------------------------- the table */
 
 typedef struct dsrt_api {
@@ -243,6 +327,13 @@ typedef struct dsrt_api {
     dsrt_status (*config_to_json)(dsrt_config_to_json_args *args);
     dsrt_status (*config_diagnostic)(dsrt_config_diagnostic_args *args);
     dsrt_status (*config_summary)(dsrt_config_summary_args *args);
+
+    /* ABI 1.1 */
+    dsrt_status (*engine_create)(dsrt_engine_create_args *args);
+    dsrt_status (*engine_destroy)(dsrt_engine_destroy_args *args);
+    dsrt_status (*engine_train)(dsrt_engine_train_args *args);
+    dsrt_status (*engine_evaluate)(dsrt_engine_evaluate_args *args);
+    dsrt_status (*engine_info)(dsrt_engine_info_args *args);
 } dsrt_api;
 
 /* The one exported symbol. Returns a pointer to a constant table that lives

@@ -36,6 +36,18 @@ typedef struct dsrt_backend_shapes {
     int max_K, max_OC; /* over every matmul */
 } dsrt_backend_shapes;
 
+/* One FusedAdam step's scalars (adamw_step; math in common/adamw.h). */
+typedef struct dsrt_adamw_args {
+    float lr, beta1, beta2, eps, weight_decay;
+    /* every gradient multiplier folded into one: 1 / (loss scale * clip
+     * coefficient), times whatever else the caller applies (e.g. 1/gas) */
+    float grad_mul;
+    /* bias corrections computed by the caller: 1 - beta^step (beta as fp32, the
+     * power in double, stored fp32: dsrt_adamw_bias_correction), or 1 */
+    float bc1, bc2;
+    int adamw_mode; /* 1: decoupled weight decay (AdamW), 0: L2 (g += wd * p) */
+} dsrt_adamw_args;
+
 typedef struct dsrt_backend dsrt_backend;
 struct dsrt_backend {
     const char *name; /* "cpu", "cuda" */
@@ -98,6 +110,21 @@ struct dsrt_backend {
      * targets. The full probabilities are never stored. */
     dsrt_status (*classifier_forward)(dsrt_backend *be, float *losses, void *logits,
                                       const int32_t *targets, int N, int V, float dloss, int grad);
+
+    /* ---- optimizer (kernels/cpu/adamw.c, common/adamw.h) */
+    /* One read of the gradients (storage type): *sumsq = sum of g^2 (double
+     * accumulation, a fixed summation order: the same bits every run), and
+     * *nonfinite = 1 when any element is inf or nan, else 0. Both land in host
+     * memory: on CUDA this waits for the stream (the step's one host sync). */
+    dsrt_status (*grad_stats)(dsrt_backend *be, const void *grads, size_t n, double *sumsq,
+                              int *nonfinite);
+    /* FusedAdam over n elements in one pass: g = grads (storage type) *
+     * grad_mul, then m, v (fp32) and master (fp32) are updated as in
+     * common/adamw.h, and params (storage type) = master rounded to nearest
+     * even. params may be NULL (not written) or, for fp32 storage, equal to
+     * master; otherwise no buffer may overlap another. */
+    dsrt_status (*adamw_step)(dsrt_backend *be, void *params, float *master, float *m, float *v,
+                              const void *grads, size_t n, const dsrt_adamw_args *a);
 };
 
 /* The CPU backend (OpenBLAS + OpenMP). Always available. */

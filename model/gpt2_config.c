@@ -4,7 +4,6 @@
  * identical). Defaults are GPT2Config's (transformers/models/gpt2/
  * configuration_gpt2.py): vocab 50257, n_positions 1024, n_embd 768,
  * n_layer 12, n_head 12, layer_norm_epsilon 1e-5, initializer_range 0.02. */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,62 +12,29 @@
 #include "internal.h"
 #include "json.h"
 
-static const char k_tiny[] =
-    "{\n"
-    "  \"model_type\": \"gpt2\",\n"
-    "  \"architectures\": [\"GPT2LMHeadModel\"],\n"
-    "  \"vocab_size\": 256,\n"
-    "  \"n_positions\": 256,\n"
-    "  \"n_embd\": 128,\n"
-    "  \"n_layer\": 4,\n"
-    "  \"n_head\": 4,\n"
-    "  \"n_inner\": null,\n"
-    "  \"activation_function\": \"gelu_new\",\n"
-    "  \"resid_pdrop\": 0.0,\n"
-    "  \"embd_pdrop\": 0.0,\n"
-    "  \"attn_pdrop\": 0.0,\n"
-    "  \"layer_norm_epsilon\": 1e-05,\n"
-    "  \"initializer_range\": 0.02,\n"
-    "  \"tie_word_embeddings\": true\n"
-    "}\n";
+/* One config.json text per preset, differing only in the sizes. */
+#define GPT2_PRESET_JSON(V, NPOS, C, L, NH)                                                        \
+    "{\n"                                                                                          \
+    "  \"model_type\": \"gpt2\",\n"                                                               \
+    "  \"architectures\": [\"GPT2LMHeadModel\"],\n"                                               \
+    "  \"vocab_size\": " #V ",\n"                                                                  \
+    "  \"n_positions\": " #NPOS ",\n"                                                              \
+    "  \"n_embd\": " #C ",\n"                                                                      \
+    "  \"n_layer\": " #L ",\n"                                                                     \
+    "  \"n_head\": " #NH ",\n"                                                                     \
+    "  \"n_inner\": null,\n"                                                                       \
+    "  \"activation_function\": \"gelu_new\",\n"                                                  \
+    "  \"resid_pdrop\": 0.0,\n"                                                                    \
+    "  \"embd_pdrop\": 0.0,\n"                                                                     \
+    "  \"attn_pdrop\": 0.0,\n"                                                                     \
+    "  \"layer_norm_epsilon\": 1e-05,\n"                                                           \
+    "  \"initializer_range\": 0.02,\n"                                                             \
+    "  \"tie_word_embeddings\": true\n"                                                            \
+    "}\n"
 
-static const char k_gpt2[] =
-    "{\n"
-    "  \"model_type\": \"gpt2\",\n"
-    "  \"architectures\": [\"GPT2LMHeadModel\"],\n"
-    "  \"vocab_size\": 50257,\n"
-    "  \"n_positions\": 1024,\n"
-    "  \"n_embd\": 768,\n"
-    "  \"n_layer\": 12,\n"
-    "  \"n_head\": 12,\n"
-    "  \"n_inner\": null,\n"
-    "  \"activation_function\": \"gelu_new\",\n"
-    "  \"resid_pdrop\": 0.0,\n"
-    "  \"embd_pdrop\": 0.0,\n"
-    "  \"attn_pdrop\": 0.0,\n"
-    "  \"layer_norm_epsilon\": 1e-05,\n"
-    "  \"initializer_range\": 0.02,\n"
-    "  \"tie_word_embeddings\": true\n"
-    "}\n";
-
-static const char k_gpt2_medium[] =
-    "{\n"
-    "  \"model_type\": \"gpt2\",\n"
-    "  \"architectures\": [\"GPT2LMHeadModel\"],\n"
-    "  \"vocab_size\": 50257,\n"
-    "  \"n_positions\": 1024,\n"
-    "  \"n_embd\": 1024,\n"
-    "  \"n_layer\": 24,\n"
-    "  \"n_head\": 16,\n"
-    "  \"n_inner\": null,\n"
-    "  \"activation_function\": \"gelu_new\",\n"
-    "  \"resid_pdrop\": 0.0,\n"
-    "  \"embd_pdrop\": 0.0,\n"
-    "  \"attn_pdrop\": 0.0,\n"
-    "  \"layer_norm_epsilon\": 1e-05,\n"
-    "  \"initializer_range\": 0.02,\n"
-    "  \"tie_word_embeddings\": true\n"
-    "}\n";
+static const char k_tiny[] = GPT2_PRESET_JSON(256, 256, 128, 4, 4);
+static const char k_gpt2[] = GPT2_PRESET_JSON(50257, 1024, 768, 12, 12);
+static const char k_gpt2_medium[] = GPT2_PRESET_JSON(50257, 1024, 1024, 24, 16);
 
 static const char *const k_preset_names[] = {"gpt2-tiny", "gpt2", "gpt2-medium", NULL};
 static const char *const k_preset_text[] = {k_tiny, k_gpt2, k_gpt2_medium};
@@ -228,27 +194,13 @@ dsrt_status dsrt_gpt2_config_load(const char *path_or_preset, dsrt_gpt2_config *
     const char *preset = dsrt_gpt2_preset_json(path_or_preset);
     if (preset)
         return dsrt_gpt2_config_parse(preset, strlen(preset), path_or_preset, out);
-    FILE *f = fopen(path_or_preset, "rb");
-    if (!f) {
-        int e = errno;
-        return dsrt_error_set(DSRT_STATUS_IO_ERROR,
-                              "model config %s: %s (presets: gpt2-tiny, gpt2, gpt2-medium)",
-                              path_or_preset, strerror(e));
-    }
-    dsrt_buf b = {0};
-    char chunk[8192];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        dsrt_buf_append(&b, chunk, n);
-    int err = ferror(f);
-    fclose(f);
-    dsrt_status st;
-    if (err)
-        st = dsrt_error_set(DSRT_STATUS_IO_ERROR, "model config %s: read error", path_or_preset);
-    else if (b.oom)
-        st = dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "model config %s", path_or_preset);
-    else
-        st = dsrt_gpt2_config_parse(b.data ? b.data : "", b.len, path_or_preset, out);
-    dsrt_buf_free(&b);
+    char *text = NULL;
+    size_t len = 0;
+    dsrt_status st = dsrt_read_text_file(path_or_preset, "model config (presets: gpt2-tiny, gpt2, "
+                                         "gpt2-medium)", 16u << 20, &text, &len);
+    if (st)
+        return st;
+    st = dsrt_gpt2_config_parse(text, len, path_or_preset, out);
+    free(text);
     return st;
 }

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "engine.h"
 #include "internal.h"
 
 /* Every entry point starts with this: `a` is the library-sized local copy. */
@@ -24,6 +25,11 @@
 #define dsrt_config_to_json_args_MIN_SIZE_ DSRT_CONFIG_TO_JSON_ARGS_MIN_SIZE
 #define dsrt_config_diagnostic_args_MIN_SIZE_ DSRT_CONFIG_DIAGNOSTIC_ARGS_MIN_SIZE
 #define dsrt_config_summary_args_MIN_SIZE_ DSRT_CONFIG_SUMMARY_ARGS_MIN_SIZE
+#define dsrt_engine_create_args_MIN_SIZE_ DSRT_ENGINE_CREATE_ARGS_MIN_SIZE
+#define dsrt_engine_destroy_args_MIN_SIZE_ DSRT_ENGINE_DESTROY_ARGS_MIN_SIZE
+#define dsrt_engine_train_args_MIN_SIZE_ DSRT_ENGINE_TRAIN_ARGS_MIN_SIZE
+#define dsrt_engine_evaluate_args_MIN_SIZE_ DSRT_ENGINE_EVALUATE_ARGS_MIN_SIZE
+#define dsrt_engine_info_args_MIN_SIZE_ DSRT_ENGINE_INFO_ARGS_MIN_SIZE
 
 static dsrt_status api_version(dsrt_version_args *args)
 {
@@ -146,6 +152,52 @@ static dsrt_status api_config_summary(dsrt_config_summary_args *args)
     return DSRT_STATUS_OK;
 }
 
+static dsrt_status api_engine_create(dsrt_engine_create_args *args)
+{
+    ARGS_IN(dsrt_engine_create_args, args, a);
+    a.engine = NULL;
+    dsrt_status st = engine_create(&a, &a.engine);
+    dsrt_args_store(args, &a, sizeof a);
+    return st;
+}
+
+static dsrt_status api_engine_destroy(dsrt_engine_destroy_args *args)
+{
+    ARGS_IN(dsrt_engine_destroy_args, args, a);
+    engine_destroy(a.engine);
+    return DSRT_STATUS_OK;
+}
+
+static dsrt_status api_engine_train(dsrt_engine_train_args *args)
+{
+    ARGS_IN(dsrt_engine_train_args, args, a);
+    if (!a.engine)
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT, "engine_train: engine is NULL");
+    dsrt_status st = engine_train(a.engine, a.tokens, a.targets, a.micro_batches, &a.report);
+    dsrt_args_store(args, &a, sizeof a);
+    return st;
+}
+
+static dsrt_status api_engine_evaluate(dsrt_engine_evaluate_args *args)
+{
+    ARGS_IN(dsrt_engine_evaluate_args, args, a);
+    if (!a.engine)
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT, "engine_evaluate: engine is NULL");
+    dsrt_status st = engine_evaluate(a.engine, a.tokens, a.targets, a.batch, &a.loss);
+    dsrt_args_store(args, &a, sizeof a);
+    return st;
+}
+
+static dsrt_status api_engine_info(dsrt_engine_info_args *args)
+{
+    ARGS_IN(dsrt_engine_info_args, args, a);
+    if (!a.engine)
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT, "engine_info: engine is NULL");
+    engine_info(a.engine, &a);
+    dsrt_args_store(args, &a, sizeof a);
+    return DSRT_STATUS_OK;
+}
+
 static const dsrt_api api_table = {
     .struct_size = sizeof(dsrt_api),
     .abi_major = DSRT_ABI_MAJOR,
@@ -158,6 +210,11 @@ static const dsrt_api api_table = {
     .config_to_json = api_config_to_json,
     .config_diagnostic = api_config_diagnostic,
     .config_summary = api_config_summary,
+    .engine_create = api_engine_create,
+    .engine_destroy = api_engine_destroy,
+    .engine_train = api_engine_train,
+    .engine_evaluate = api_engine_evaluate,
+    .engine_info = api_engine_info,
 };
 
 const dsrt_api *dsrt_api_table(void);

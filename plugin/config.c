@@ -1133,43 +1133,6 @@ static char *base64_decode(const char *s, size_t n, size_t *out_len)
     return out;
 }
 
-static dsrt_status read_file(const char *path, char **text, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return dsrt_error_set(DSRT_STATUS_IO_ERROR, "error: %s: cannot open the config file: %s", path,
-                              strerror(errno));
-    struct stat stbuf;
-    if (fstat(fileno(f), &stbuf) == 0 && S_ISDIR(stbuf.st_mode)) {
-        fclose(f);
-        return dsrt_error_set(DSRT_STATUS_IO_ERROR, "error: %s: is a directory, not a config file", path);
-    }
-    dsrt_buf b = {0};
-    char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if (b.len + n > CONFIG_MAX_BYTES) {
-            fclose(f);
-            dsrt_buf_free(&b);
-            return dsrt_error_set(DSRT_STATUS_INVALID_CONFIG,
-                                  "error: %s: larger than %u MiB; is this really a ds_config file?", path,
-                                  CONFIG_MAX_BYTES >> 20);
-        }
-        dsrt_buf_append(&b, chunk, n);
-    }
-    int err = ferror(f);
-    fclose(f);
-    if (err) {
-        dsrt_buf_free(&b);
-        return dsrt_error_set(DSRT_STATUS_IO_ERROR, "error: %s: read failed", path);
-    }
-    *len = b.len;
-    *text = dsrt_buf_take(&b);
-    if (!*text)
-        return dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "error: %s: out of memory reading the file", path);
-    return DSRT_STATUS_OK;
-}
-
 static dsrt_status parse_text(struct dsrt_config *cfg, const char *text, size_t len)
 {
     json_error err;
@@ -1209,7 +1172,7 @@ dsrt_status config_create(const dsrt_config_create_args *a, struct dsrt_config *
     char *text = NULL;
     size_t len = 0;
     if (a->path) {
-        st = read_file(a->path, &text, &len);
+        st = dsrt_read_text_file(a->path, "config file", CONFIG_MAX_BYTES, &text, &len);
         if (!st)
             st = parse_text(cfg, text, len);
         free(text);

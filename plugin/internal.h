@@ -16,6 +16,15 @@
 #define DSRT_PRINTF(fmt, args)
 #endif
 
+/* Return the status of `expr` from the enclosing function unless it is OK
+ * (the message is already set by whoever failed). */
+#define DSRT_TRY(expr)                                                                             \
+    do {                                                                                           \
+        dsrt_status dsrt_try_st_ = (expr);                                                         \
+        if (dsrt_try_st_ != DSRT_STATUS_OK)                                                        \
+            return dsrt_try_st_;                                                                   \
+    } while (0)
+
 /* ---- errors: one message per thread, read back with api->last_error() */
 dsrt_status dsrt_error_set(dsrt_status status, const char *fmt, ...) DSRT_PRINTF(2, 3);
 void dsrt_error_clear(void);
@@ -51,6 +60,11 @@ void dsrt_buf_vprintf(dsrt_buf *b, const char *fmt, va_list ap);
 char *dsrt_buf_take(dsrt_buf *b);
 
 char *dsrt_strdup(const char *s);
+/* A whole file as NUL-terminated text (*text: free()). Errors name the file
+ * and call it a `what` ("config file", "model config"); more than max_bytes
+ * is refused. */
+dsrt_status dsrt_read_text_file(const char *path, const char *what, size_t max_bytes, char **text,
+                                size_t *len);
 /* Shortest decimal text that reads back as exactly `d` (like Python's repr). */
 void dsrt_format_double(char out[32], double d);
 

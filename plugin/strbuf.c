@@ -3,7 +3,9 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "internal.h"
 
@@ -118,4 +120,44 @@ void dsrt_format_double(char out[32], double d)
     /* keep it a float in JSON terms, as Python prints 1.0 rather than 1 */
     if (!strpbrk(out, ".eEn"))
         strcat(out, ".0");
+}
+
+dsrt_status dsrt_read_text_file(const char *path, const char *what, size_t max_bytes, char **text,
+                                size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return dsrt_error_set(DSRT_STATUS_IO_ERROR, "error: %s: cannot open the %s: %s", path, what,
+                              strerror(errno));
+    struct stat stbuf;
+    if (fstat(fileno(f), &stbuf) == 0 && S_ISDIR(stbuf.st_mode)) {
+        fclose(f);
+        return dsrt_error_set(DSRT_STATUS_IO_ERROR, "error: %s: is a directory, not a %s", path,
+                              what);
+    }
+    dsrt_buf b = {0};
+    char chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        if (b.len + n > max_bytes) {
+            fclose(f);
+            dsrt_buf_free(&b);
+            return dsrt_error_set(DSRT_STATUS_INVALID_CONFIG,
+                                  "error: %s: larger than %zu MiB; is this really a %s?", path,
+                                  max_bytes >> 20, what);
+        }
+        dsrt_buf_append(&b, chunk, n);
+    }
+    int err = ferror(f);
+    fclose(f);
+    if (err) {
+        dsrt_buf_free(&b);
+        return dsrt_error_set(DSRT_STATUS_IO_ERROR, "error: %s: read failed", path);
+    }
+    *len = b.len;
+    *text = dsrt_buf_take(&b);
+    if (!*text)
+        return dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "error: %s: out of memory reading the file",
+                              path);
+    return DSRT_STATUS_OK;
 }

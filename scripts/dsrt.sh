@@ -13,7 +13,7 @@ cmd=${1:-}
 
 packages=(build-essential cmake ninja-build pkg-config git
           libcmocka-dev libcjson-dev libhdf5-dev hdf5-tools libopenblas-openmp-dev libopenmpi-dev openmpi-bin
-          valgrind clang libclang-rt-14-dev)
+          valgrind clang libclang-rt-14-dev bible-kjv)
 
 install_missing() {
     local missing=()
@@ -44,8 +44,19 @@ case "$cmd" in
 run)
     install_missing
     configure_and_build
-    echo "== main job: dsrt-config configs/ds_config.json"
-    "$build/dsrt-config" configs/ds_config.json
+    # The default corpus: the King James Bible from Debian's bible-kjv package,
+    # verse references stripped, as one byte-level text file.
+    corpus="$build/data/kjv.txt"
+    if [ ! -s "$corpus" ]; then
+        mkdir -p "$build/data"
+        bible -f "Gen1:1-Rev22:21" | sed -E 's/^[0-9]?[A-Za-z]+[0-9]+:[0-9]+ //' > "$corpus.tmp"
+        mv "$corpus.tmp" "$corpus"
+    fi
+    steps=${DSRT_STEPS:-1000}
+    echo "== main job: dsrt-train, gpt2-tiny on $corpus ($(wc -c < "$corpus") bytes), configs/ds_config.json, $steps steps"
+    "$build/dsrt-train" --deepspeed_config configs/ds_config.json --model gpt2-tiny \
+        --data "$corpus" --steps "$steps" --eval_every 250 --loss_csv "$build/main_job_loss.csv"
+    echo "== loss per step: $build/main_job_loss.csv"
     ;;
 test)
     install_missing

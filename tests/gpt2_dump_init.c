@@ -29,16 +29,9 @@ static char *read_text(const char *model)
     const char *preset = dsrt_gpt2_preset_json(model);
     if (preset)
         return dsrt_strdup(preset);
-    FILE *f = fopen(model, "rb");
-    if (!f)
-        return NULL;
-    dsrt_buf b = {0};
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        dsrt_buf_append(&b, chunk, n);
-    fclose(f);
-    return dsrt_buf_take(&b);
+    char *text = NULL;
+    size_t len;
+    return dsrt_read_text_file(model, "model config", 16u << 20, &text, &len) ? NULL : text;
 }
 
 int main(int argc, char **argv)

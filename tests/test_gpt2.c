@@ -36,16 +36,9 @@ static void free_model(dsrt_gpt2 *m, dsrt_backend *be)
 
 static char *slurp(const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    dsrt_buf b = {0};
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        dsrt_buf_append(&b, chunk, n);
-    fclose(f);
-    return dsrt_buf_take(&b);
+    char *text = NULL;
+    size_t len;
+    return dsrt_read_text_file(path, "preset file", 1u << 20, &text, &len) ? NULL : text;
 }
 
 static void test_presets_match_files(void **state)

@@ -21,6 +21,7 @@
 #include <cmocka.h>
 
 #include "backend.h"
+#include "common/adamw.h"
 #include "common/softmax.h"
 #include "internal.h"
 
@@ -567,6 +568,144 @@ static void test_classifier(void **state)
     pair_free(&p);
 }
 
+/* ---------------------------------------------------------------- optimizer */
+/* Both backends run the same FusedAdam steps from the same state. nvcc may
+ * contract a*b+c into FMA (as DeepSpeed's build does) where the CPU rounds
+ * op by op, so master, m and v may differ in the last bits: master within a
+ * few fp32 ulps, m and v within 1e-6 of their magnitudes. The GPU's params
+ * are exactly its own master rounded to the storage type. `off` shifts every
+ * pointer by that many elements (1: the unaligned, scalar path). */
+static void adamw_case(pair *p, size_t n, size_t off, int adamw, int params_mode)
+{
+    char what[96];
+    size_t es = dsrt_dtype_size(p->dt);
+    size_t nn = n + off;
+    tens master = raw_new(p, nn), m = raw_new(p, nn), v = raw_new(p, nn);
+    tens params = tens_new(p, nn), grads = tens_new(p, nn);
+    float *h = rnd_array(nn, 0.0f, 1.0f);
+    tens_set(p, &master, h);
+    tens_set(p, &params, h);
+    free(h);
+    h = rnd_array(nn, 0.0f, 1e-2f);
+    tens_set(p, &m, h);
+    free(h);
+    h = rnd_array(nn, 1e-4f, 1e-4f); /* v >= 0 */
+    tens_set(p, &v, h);
+    free(h);
+    float gscale = p->dt == DSRT_F32 ? 1.0f : 256.0f;
+    for (int s = 1; s <= 3; s++) {
+        h = rnd_array(nn, 0.0f, gscale);
+        if (s == 1 && nn > 5)
+            h[off] = 0.0f, h[off + 1] = 1e-6f * gscale, h[off + 2] = -3e-7f * gscale;
+        tens_set(p, &grads, h);
+        free(h);
+        dsrt_adamw_args a = {.lr = 1e-3f,
+                             .beta1 = 0.9f,
+                             .beta2 = 0.999f,
+                             .eps = 1e-8f,
+                             .weight_decay = 0.01f,
+                             .grad_mul = 1.0f / gscale,
+                             .bc1 = dsrt_adamw_bias_correction(0.9f, s),
+                             .bc2 = dsrt_adamw_bias_correction(0.999f, s),
+                             .adamw_mode = adamw};
+        /* params_mode 0: separate params, 1: NULL, 2: aliasing master (fp32) */
+        void *pc = (char *)params.c + off * es, *pg = (char *)params.g + off * es;
+        float *mc = (float *)master.c + off, *mg = (float *)master.g + off;
+        if (params_mode == 1)
+            pc = pg = NULL;
+        if (params_mode == 2)
+            pc = mc, pg = mg;
+        OK(p->cpu->adamw_step(p->cpu, pc, mc, (float *)m.c + off, (float *)v.c + off,
+                              (char *)grads.c + off * es, n, &a));
+        OK(p->gpu->adamw_step(p->gpu, pg, mg, (float *)m.g + off, (float *)v.g + off,
+                              (char *)grads.g + off * es, n, &a));
+    }
+    snprintf(what, sizeof what, "adamw n=%zu off=%zu mode=%d params=%d", n, off, adamw,
+             params_mode);
+    char name[128];
+    snprintf(name, sizeof name, "%s master", what);
+    check(p, &master, name, (tol){5e-7, 1e-7});
+    snprintf(name, sizeof name, "%s m", what);
+    check(p, &m, name, (tol){1e-6, 1e-6});
+    snprintf(name, sizeof name, "%s v", what);
+    check(p, &v, name, (tol){1e-6, 1e-6});
+    if (params_mode == 0) {
+        snprintf(name, sizeof name, "%s params", what);
+        check(p, &params, name, tol_for(p->dt, 0, 1));
+        float *gm = get_f32(p->gpu, &master, master.g), *gp = get_f32(p->gpu, &params, params.g);
+        for (size_t i = off; i < nn; i++)
+            if (dsrt_round_to(p->dt, gm[i]) != gp[i])
+                fail_msg("%s: GPU params[%zu] %.9g is not its master %.9g rounded", what, i,
+                         (double)gp[i], (double)gm[i]);
+        free(gm), free(gp);
+    }
+    tens *all[] = {&master, &m, &v, &params, &grads};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        tens_free(p, all[i]);
+}
+
+static void test_adamw(void **state)
+{
+    pair p = pair_new(state);
+    for (int adamw = 0; adamw <= 1; adamw++) {
+        adamw_case(&p, 100003, 0, adamw, 0); /* packs of 4 and a tail */
+        adamw_case(&p, 1001, 1, adamw, 0);   /* unaligned: the scalar loop */
+    }
+    adamw_case(&p, 4099, 0, 1, 1); /* params NULL */
+    if (p.dt == DSRT_F32)
+        adamw_case(&p, 4099, 0, 1, 2); /* params aliasing master */
+    pair_free(&p);
+}
+
+static void stats_case(pair *p, size_t n, size_t off, float special, size_t at)
+{
+    size_t es = dsrt_dtype_size(p->dt);
+    tens g = tens_new(p, n + off);
+    float *h = rnd_array(n + off, 0.0f, 2.0f);
+    if (special != 0.0f)
+        h[off + at] = special;
+    tens_set(p, &g, h);
+    free(h);
+    double sc = 0, sg = 0, sg2 = 0;
+    int bc = -1, bg = -1, bg2 = -1;
+    OK(p->cpu->grad_stats(p->cpu, (char *)g.c + off * es, n, &sc, &bc));
+    OK(p->gpu->grad_stats(p->gpu, (char *)g.g + off * es, n, &sg, &bg));
+    OK(p->gpu->grad_stats(p->gpu, (char *)g.g + off * es, n, &sg2, &bg2));
+    if (bc != bg)
+        fail_msg("grad_stats n=%zu (%s): nonfinite cpu %d gpu %d", n, dsrt_dtype_name(p->dt), bc,
+                 bg);
+    if (special != 0.0f && !isfinite(dsrt_round_to(p->dt, special)))
+        assert_int_equal(bg, 1);
+    if (!bc && fabs(sg - sc) > 1e-12 * sc)
+        fail_msg("grad_stats n=%zu off=%zu (%s): sumsq cpu %.17g gpu %.17g", n, off,
+                 dsrt_dtype_name(p->dt), sc, sg);
+    if (bc)
+        assert_false(isfinite(sg));
+    assert_memory_equal(&sg, &sg2, sizeof sg); /* deterministic */
+    assert_int_equal(bg, bg2);
+    tens_free(p, &g);
+}
+
+static void test_grad_stats(void **state)
+{
+    pair p = pair_new(state);
+    static const size_t sizes[] = {1, 3, 1000, 100003, 5000011};
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        stats_case(&p, sizes[k], 0, 0.0f, 0);
+        stats_case(&p, sizes[k], 1, 0.0f, 0);
+    }
+    stats_case(&p, 100003, 0, INFINITY, 100002);
+    stats_case(&p, 100003, 1, -INFINITY, 0);
+    stats_case(&p, 5000011, 0, NAN, 2500000);
+    stats_case(&p, 1000, 0, 70000.0f, 999); /* fp16: overflows to inf */
+    stats_case(&p, 1000, 0, 65504.0f, 5);   /* fp16 max: finite */
+    double s = -1;
+    int b = -1;
+    OK(p.gpu->grad_stats(p.gpu, NULL, 0, &s, &b));
+    assert_true(s == 0.0 && b == 0);
+    pair_free(&p);
+}
+
 /* ---------------------------------------------------------------- main */
 static dsrt_dtype dt_f32 = DSRT_F32, dt_f16 = DSRT_F16, dt_bf16 = DSRT_BF16;
 
@@ -595,6 +734,7 @@ int main(void)
         GPU_TEST(test_layernorm, "layernorm"), GPU_TEST(test_matmul, "matmul"),
         GPU_TEST(test_attention, "attention"), GPU_TEST(test_gelu, "gelu"),
         GPU_TEST(test_residual, "residual"),   GPU_TEST(test_classifier, "classifier"),
+        GPU_TEST(test_adamw, "adamw"),         GPU_TEST(test_grad_stats, "grad_stats"),
     };
     return cmocka_run_group_tests_name("ops_gpu", tests, NULL, NULL);
 }

@@ -250,6 +250,8 @@ dsrt_status dsrt_backend_cpu_create(dsrt_dtype dt, dsrt_backend **out)
     be->residual_forward = cpu_residual_forward;
     be->residual_backward = cpu_residual_backward;
     be->classifier_forward = cpu_classifier_forward;
+    be->grad_stats = cpu_grad_stats;
+    be->adamw_step = cpu_adamw_step;
     *out = be;
     return DSRT_STATUS_OK;
 }

@@ -70,5 +70,9 @@ dsrt_status cpu_residual_forward(dsrt_backend *be, void *out, const void *a, con
 dsrt_status cpu_residual_backward(dsrt_backend *be, void *da, void *db, const void *dout, size_t n);
 dsrt_status cpu_classifier_forward(dsrt_backend *be, float *losses, void *logits,
                                    const int32_t *targets, int N, int V, float dloss, int grad);
+dsrt_status cpu_grad_stats(dsrt_backend *be, const void *grads, size_t n, double *sumsq,
+                           int *nonfinite);
+dsrt_status cpu_adamw_step(dsrt_backend *be, void *params, float *master, float *m, float *v,
+                           const void *grads, size_t n, const dsrt_adamw_args *a);
 
 #endif

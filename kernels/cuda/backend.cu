@@ -30,7 +30,7 @@ dsrt_status cublas_fail(const char *file, int line, const char *call, cublasStat
     dsrt_status s =
         st == CUBLAS_STATUS_ALLOC_FAILED ? DSRT_STATUS_OUT_OF_MEMORY : DSRT_STATUS_INTERNAL;
     return dsrt_error_set(s, "%s:%d: %s: %s", base_name(file), line, call,
-                          cublasGetStatusString(st));
+                          dsrt_cublas.GetStatusString(st));
 }
 
 dsrt_status cuda_enter(cuda_backend *cb)
@@ -271,8 +271,9 @@ static void cu_destroy(dsrt_backend *be)
         if (cb->stream)
             (void)cudaStreamSynchronize(cb->stream);
         scratch_free(cb);
+        cuda_adamw_free(cb);
         if (cb->blas)
-            (void)cublasDestroy(cb->blas);
+            (void)dsrt_cublas.Destroy(cb->blas);
         if (cb->blas_ws)
             (void)cudaFree(cb->blas_ws);
         if (cb->stream)
@@ -291,17 +292,19 @@ static dsrt_status cu_init(cuda_backend *cb)
                               "cuda backend: device %d is not usable: %s (%s)", cb->device,
                               cudaGetErrorString(err), cudaGetErrorName(err));
     }
+    DSRT_TRY(cuda_cublas_load());
     CUDA_CHECK(cudaStreamCreateWithFlags(&cb->stream, cudaStreamNonBlocking));
-    CUBLAS_CHECK(cublasCreate(&cb->blas));
-    CUBLAS_CHECK(cublasSetStream(cb->blas, cb->stream)); /* resets the workspace: set it after */
+    CUBLAS_CHECK(dsrt_cublas.Create(&cb->blas));
+    CUBLAS_CHECK(dsrt_cublas.SetStream(cb->blas, cb->stream)); /* resets the workspace: set it after */
     CUDA_CHECK(cudaMalloc(&cb->blas_ws, CUDA_BLAS_WORKSPACE));
-    CUBLAS_CHECK(cublasSetWorkspace(cb->blas, cb->blas_ws, CUDA_BLAS_WORKSPACE));
+    CUBLAS_CHECK(dsrt_cublas.SetWorkspace(cb->blas, cb->blas_ws, CUDA_BLAS_WORKSPACE));
     /* fp32 compute everywhere: no TF32 / BF16x9 (default math), and split-K
      * reductions of 16-bit outputs stay in fp32 */
-    CUBLAS_CHECK(cublasSetMathMode(
+    CUBLAS_CHECK(dsrt_cublas.SetMathMode(
         cb->blas,
         (cublasMath_t)(CUBLAS_DEFAULT_MATH | CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)));
-    CUBLAS_CHECK(cublasSetPointerMode(cb->blas, CUBLAS_POINTER_MODE_HOST));
+    CUBLAS_CHECK(dsrt_cublas.SetPointerMode(cb->blas, CUBLAS_POINTER_MODE_HOST));
+    DSRT_TRY(cuda_adamw_init(cb));
     return DSRT_STATUS_OK;
 }
 
@@ -376,6 +379,8 @@ extern "C" dsrt_status dsrt_backend_cuda_create(dsrt_dtype dt, int device, dsrt_
     be->residual_forward = cuda_residual_forward;
     be->residual_backward = cuda_residual_backward;
     be->classifier_forward = cuda_classifier_forward;
+    be->grad_stats = cuda_grad_stats;
+    be->adamw_step = cuda_adamw_step;
     *out = be;
     return DSRT_STATUS_OK;
 }

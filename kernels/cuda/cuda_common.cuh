@@ -25,6 +25,32 @@ extern "C" {
 #include "internal.h"
 }
 
+/* ---- cuBLAS entry points, resolved at run time (cublas_loader.cu) */
+typedef struct dsrt_cublas_api {
+    bool loaded;
+    decltype(&cublasCreate) Create;
+    decltype(&cublasDestroy) Destroy;
+    decltype(&cublasSetStream) SetStream;
+    decltype(&cublasSetWorkspace) SetWorkspace;
+    decltype(&cublasSetMathMode) SetMathMode;
+    decltype(&cublasSetPointerMode) SetPointerMode;
+    /* the C entry points (C++ also sees inline overloads taking cudaDataType) */
+    cublasStatus_t (*GemmEx)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int, int,
+                             const void *, const void *, cudaDataType, int, const void *,
+                             cudaDataType, int, const void *, void *, cudaDataType, int,
+                             cublasComputeType_t, cublasGemmAlgo_t);
+    cublasStatus_t (*GemmStridedBatchedEx)(cublasHandle_t, cublasOperation_t, cublasOperation_t,
+                                           int, int, int, const void *, const void *, cudaDataType,
+                                           int, long long int, const void *, cudaDataType, int,
+                                           long long int, const void *, void *, cudaDataType, int,
+                                           long long int, int, cublasComputeType_t,
+                                           cublasGemmAlgo_t);
+    decltype(&cublasGetStatusString) GetStatusString;
+} dsrt_cublas_api;
+extern dsrt_cublas_api dsrt_cublas;
+/* dlopen()s cuBLAS once per process; UNSUPPORTED with the reason when it cannot. */
+dsrt_status cuda_cublas_load(void);
+
 /* ---- the backend */
 typedef struct cuda_backend {
     dsrt_backend base; /* first member: a dsrt_backend * is a cuda_backend * */
@@ -52,6 +78,10 @@ typedef struct cuda_backend {
     size_t enc_n;       /* N = B*T reserved */
     void *enc_sort_tmp; /* cub radix sort temporary storage */
     size_t enc_sort_bytes;
+    /* grad_stats (adamw.cu): per-block partials and the result on the device,
+     * the result in pinned host memory; allocated at creation */
+    void *stats_dev;
+    void *stats_host;
 } cuda_backend;
 
 static inline cuda_backend *cuda_of(dsrt_backend *be) { return (cuda_backend *)be; }
@@ -83,12 +113,7 @@ dsrt_status cublas_fail(const char *file, int line, const char *call, cublasStat
             return cuda_fail(__FILE__, __LINE__, "launch " #kernel, err_);                         \
     } while (0)
 
-#define DSRT_TRY(expr)                                                                             \
-    do {                                                                                           \
-        dsrt_status s_ = (expr);                                                                   \
-        if (s_ != DSRT_STATUS_OK)                                                                  \
-            return s_;                                                                             \
-    } while (0)
+/* DSRT_TRY comes from internal.h */
 
 /* Make the backend's device current on the calling thread (ops may be called
  * from any host thread). */
@@ -210,5 +235,12 @@ dsrt_status cuda_residual_backward(dsrt_backend *be, void *da, void *db, const v
                                    size_t n);
 dsrt_status cuda_classifier_forward(dsrt_backend *be, float *losses, void *logits,
                                     const int32_t *targets, int N, int V, float dloss, int grad);
+dsrt_status cuda_grad_stats(dsrt_backend *be, const void *grads, size_t n, double *sumsq,
+                            int *nonfinite);
+dsrt_status cuda_adamw_step(dsrt_backend *be, void *params, float *master, float *m, float *v,
+                            const void *grads, size_t n, const dsrt_adamw_args *a);
+/* the optimizer's fixed scratch (creation / destruction, device current) */
+dsrt_status cuda_adamw_init(cuda_backend *cb);
+void cuda_adamw_free(cuda_backend *cb);
 
 #endif /* DSRT_KERNELS_CUDA_COMMON_CUH */

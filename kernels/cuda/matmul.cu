@@ -23,10 +23,10 @@ dsrt_status cuda_gemm(cuda_backend *cb, bool tA, bool tB, int M, int N, int K, f
     cublasOperation_t opA = tA ? CUBLAS_OP_T : CUBLAS_OP_N;
     cublasOperation_t opB = tB ? CUBLAS_OP_T : CUBLAS_OP_N;
     if (batch == 1)
-        CUBLAS_CHECK(cublasGemmEx(cb->blas, opB, opA, N, M, K, &alpha, B, Btype, ldb, A, Atype, lda,
+        CUBLAS_CHECK(dsrt_cublas.GemmEx(cb->blas, opB, opA, N, M, K, &alpha, B, Btype, ldb, A, Atype, lda,
                                   &beta, C, Ctype, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     else
-        CUBLAS_CHECK(cublasGemmStridedBatchedEx(
+        CUBLAS_CHECK(dsrt_cublas.GemmStridedBatchedEx(
             cb->blas, opB, opA, N, M, K, &alpha, B, Btype, ldb, strideB, A, Atype, lda, strideA,
             &beta, C, Ctype, ldc, strideC, batch, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     return DSRT_STATUS_OK;

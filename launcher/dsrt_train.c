@@ -1,0 +1,482 @@
+/* dsrt-train: the reference host launcher. It loads libdsrt.so with dlopen
+ * (it is not linked to it), as a user's own launcher would, and trains the
+ * built-in GPT-2 under a DeepSpeed config on a token file.
+ *
+ *   dsrt-train [--deepspeed_config FILE] [--model PRESET|config.json]
+ *              [--data FILE] [--steps N] [--seed S] [--seq_len T] [--device D]
+ *              [--eval_every K] [--eval_batches N] [--loss_csv FILE]
+ *              [--reference_curve FILE --curve_rtol X [--curve_window N]]
+ *              [--<TrainingArguments name> VALUE]...   (fill "auto", as dsrt-config --set)
+ *
+ * Data: a text file is read as bytes (token = byte, vocabulary 256); a .bin
+ * file is an llm.c token shard (256 int32 header: magic 20240520, version 1,
+ * token count; then uint16 tokens) or, without that header, raw uint16
+ * tokens. Batches are consecutive windows, as llm.c's loader takes them:
+ * each micro-batch reads B*T+1 tokens at the cursor (inputs, and targets
+ * shifted by one), the cursor advances by B*T and wraps to the start when
+ * the next window would pass the end. With --eval_every, the last 10% of the
+ * file is held out for evaluation. */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "loader.h"
+
+static const char *const k_hf_names[] = {
+    "per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate", "adam_beta1",
+    "adam_beta2", "adam_epsilon", "weight_decay", "max_grad_norm", "warmup_steps", "warmup_ratio",
+    "max_steps", "fp16", "bf16", "hidden_size", NULL};
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: dsrt-train [options]\n"
+            "  --deepspeed_config FILE  DeepSpeed config (default configs/ds_config.json)\n"
+            "  --model M               GPT-2 preset (gpt2-tiny, gpt2, gpt2-medium) or config.json\n"
+            "                          (default gpt2-tiny)\n"
+            "  --data FILE             text (byte tokens) or .bin tokens (llm.c shard / raw uint16)\n"
+            "  --steps N               optimizer steps (default 100)\n"
+            "  --seed S                initial weights (default 1234)\n"
+            "  --seq_len T             tokens per sequence (default min(256, n_positions))\n"
+            "  --device D              cpu (default), cuda, cuda:N\n"
+            "  --eval_every K          evaluate on the held-out last 10%% every K steps\n"
+            "  --eval_batches N        sequences per evaluation (default 16)\n"
+            "  --loss_csv FILE         one row per optimizer step\n"
+            "  --reference_curve FILE  a loss CSV to stay within --curve_rtol of (exit 3 if not)\n"
+            "  --curve_rtol X          relative tolerance per step (default 1e-4)\n"
+            "  --curve_window N        compare means over windows of N steps instead\n"
+            "  --per_device_train_batch_size, --gradient_accumulation_steps, --learning_rate,\n"
+            "  --adam_beta1, --adam_beta2, --adam_epsilon, --weight_decay, --max_grad_norm,\n"
+            "  --warmup_steps, --warmup_ratio, --max_steps, --fp16, --bf16 VALUE\n"
+            "                          Hugging Face TrainingArguments values that fill \"auto\"\n"
+            "Exit status: 0 done, 1 error, 2 usage, 3 left the reference curve.\n");
+}
+
+static int log_level_min = 1;
+static void on_log(void *user, dsrt_log_level level, const char *msg)
+{
+    (void)user;
+    static const char *const names[] = {"DEBUG", "INFO", "WARNING", "ERROR"};
+    if ((int)level >= log_level_min)
+        fprintf(stderr, "[dsrt %s] %s\n", names[level], msg);
+}
+
+typedef struct tokens {
+    int32_t *data;
+    size_t n;
+} tokens;
+
+static int load_tokens(const char *path, tokens *out, int vocab)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "dsrt-train: --data %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *raw = malloc(size > 0 ? (size_t)size : 1);
+    if (!raw || fread(raw, 1, (size_t)size, f) != (size_t)size) {
+        fprintf(stderr, "dsrt-train: --data %s: read failed\n", path);
+        fclose(f);
+        free(raw);
+        return -1;
+    }
+    fclose(f);
+    size_t len = strlen(path);
+    int is_bin = len > 4 && !strcmp(path + len - 4, ".bin");
+    if (!is_bin) {
+        out->n = (size_t)size;
+        out->data = malloc(out->n * sizeof(int32_t));
+        for (size_t i = 0; i < out->n; i++)
+            out->data[i] = raw[i];
+    } else {
+        const int32_t *hdr = (const int32_t *)raw;
+        size_t off = 0, n = (size_t)size / 2;
+        if (size >= 1024 && hdr[0] == 20240520) {
+            if (hdr[1] != 1) {
+                fprintf(stderr, "dsrt-train: %s: llm.c shard version %d, expected 1\n", path,
+                        hdr[1]);
+                free(raw);
+                return -1;
+            }
+            off = 1024;
+            n = (size_t)hdr[2];
+            if (off + 2 * n > (size_t)size) {
+                fprintf(stderr, "dsrt-train: %s: header says %zu tokens, file holds %zu\n", path,
+                        n, ((size_t)size - off) / 2);
+                free(raw);
+                return -1;
+            }
+        }
+        out->n = n;
+        out->data = malloc(n * sizeof(int32_t));
+        for (size_t i = 0; i < n; i++) {
+            uint16_t t;
+            memcpy(&t, raw + off + 2 * i, 2);
+            out->data[i] = t;
+        }
+    }
+    free(raw);
+    for (size_t i = 0; i < out->n; i++) {
+        if (out->data[i] >= vocab) {
+            fprintf(stderr,
+                    "dsrt-train: %s: token %d at position %zu is outside the model's vocabulary "
+                    "(%d)\n",
+                    path, out->data[i], i, vocab);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+typedef struct curve_row {
+    long step;
+    double loss, loss_scale;
+    int skipped; /* -1 when the curve has no such column */
+} curve_row;
+
+/* A loss CSV with a header naming its columns: step and loss are required;
+ * loss_scale and skipped, when present, must match exactly. */
+static int load_curve(const char *path, curve_row **rows, size_t *n)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "dsrt-train: --reference_curve %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    char line[4096];
+    int col_step = -1, col_loss = -1, col_scale = -1, col_skip = -1;
+    if (fgets(line, sizeof line, f)) {
+        int c = 0;
+        for (char *tok = strtok(line, ",\r\n"); tok; tok = strtok(NULL, ",\r\n"), c++) {
+            if (!strcmp(tok, "step")) col_step = c;
+            else if (!strcmp(tok, "loss")) col_loss = c;
+            else if (!strcmp(tok, "loss_scale")) col_scale = c;
+            else if (!strcmp(tok, "skipped")) col_skip = c;
+        }
+    }
+    if (col_step < 0 || col_loss < 0) {
+        fprintf(stderr, "dsrt-train: --reference_curve %s: the header must name step and loss\n",
+                path);
+        fclose(f);
+        return -1;
+    }
+    size_t cap = 0;
+    *rows = NULL;
+    *n = 0;
+    while (fgets(line, sizeof line, f)) {
+        curve_row r = {0, 0, NAN, -1};
+        int c = 0;
+        for (char *tok = strtok(line, ",\r\n"); tok; tok = strtok(NULL, ",\r\n"), c++) {
+            if (c == col_step) r.step = atol(tok);
+            else if (c == col_loss) r.loss = strtod(tok, NULL);
+            else if (c == col_scale) r.loss_scale = strtod(tok, NULL);
+            else if (c == col_skip) r.skipped = atoi(tok);
+        }
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 256;
+            *rows = realloc(*rows, cap * sizeof **rows);
+        }
+        (*rows)[(*n)++] = r;
+    }
+    fclose(f);
+    return 0;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int main(int argc, char **argv)
+{
+    const char *config_path = "configs/ds_config.json", *model = "gpt2-tiny", *data = NULL;
+    const char *device = "cpu", *loss_csv = NULL, *ref_curve = NULL;
+    long steps = 100, eval_every = 0, eval_batches = 16, curve_window = 1;
+    unsigned long long seed = 1234;
+    int seq_len = 0;
+    double curve_rtol = 1e-4;
+    const char **sets = calloc((size_t)argc, sizeof *sets);
+    char **owned = calloc((size_t)argc, sizeof *owned);
+    size_t n_sets = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        }
+        if (strncmp(a, "--", 2) != 0 || i + 1 >= argc) {
+            fprintf(stderr, "dsrt-train: %s: expected --option VALUE\n", a);
+            usage(stderr);
+            return 2;
+        }
+        const char *v = argv[++i], *k = a + 2;
+        if (!strcmp(k, "deepspeed_config") || !strcmp(k, "deepspeed")) config_path = v;
+        else if (!strcmp(k, "model")) model = v;
+        else if (!strcmp(k, "data")) data = v;
+        else if (!strcmp(k, "steps")) steps = atol(v);
+        else if (!strcmp(k, "seed")) seed = strtoull(v, NULL, 10);
+        else if (!strcmp(k, "seq_len")) seq_len = atoi(v);
+        else if (!strcmp(k, "device")) device = v;
+        else if (!strcmp(k, "eval_every")) eval_every = atol(v);
+        else if (!strcmp(k, "eval_batches")) eval_batches = atol(v);
+        else if (!strcmp(k, "loss_csv")) loss_csv = v;
+        else if (!strcmp(k, "reference_curve")) ref_curve = v;
+        else if (!strcmp(k, "curve_rtol")) curve_rtol = atof(v);
+        else if (!strcmp(k, "curve_window")) curve_window = atol(v);
+        else {
+            int known = 0;
+            for (int j = 0; k_hf_names[j]; j++)
+                known |= !strcmp(k, k_hf_names[j]);
+            if (!known) {
+                fprintf(stderr, "dsrt-train: unknown option %s\n", a);
+                usage(stderr);
+                return 2;
+            }
+            size_t len = strlen(k) + strlen(v) + 2;
+            owned[n_sets] = malloc(len);
+            snprintf(owned[n_sets], len, "%s=%s", k, v);
+            sets[n_sets] = owned[n_sets];
+            n_sets++;
+        }
+    }
+    if (!data) {
+        fprintf(stderr, "dsrt-train: --data FILE is required (a text file or .bin tokens)\n");
+        return 2;
+    }
+    if (steps < 1) {
+        fprintf(stderr, "dsrt-train: --steps must be >= 1\n");
+        return 2;
+    }
+
+    dsrt_lib lib;
+    char err[4096];
+    if (dsrt_lib_open(&lib, NULL, err, sizeof err)) {
+        fprintf(stderr, "dsrt-train: %s\n", err);
+        return 1;
+    }
+    const dsrt_api *api = lib.api;
+    if (api->struct_size < offsetof(dsrt_api, engine_info) + sizeof api->engine_info) {
+        fprintf(stderr, "dsrt-train: %s is too old (ABI %u.%u): it has no training engine\n",
+                lib.path, api->abi_major, api->abi_minor);
+        return 1;
+    }
+    dsrt_log_set_args ls = {sizeof ls, on_log, NULL, DSRT_LOG_INFO};
+    api->log_set(&ls);
+
+    dsrt_config_create_args cc = {.struct_size = sizeof cc, .path = config_path,
+                                  .world_size = 1, .hf_values = sets, .hf_value_count = n_sets};
+    if (api->config_create(&cc)) {
+        fprintf(stderr, "dsrt-train: %s\n", dsrt_lib_error(&lib));
+        return 1;
+    }
+    dsrt_engine_create_args ec = {.struct_size = sizeof ec, .config = cc.config, .model = model,
+                                  .seq_len = seq_len, .seed = seed, .device = device};
+    if (!seq_len) {
+        /* default T: 256, or the model's context when shorter */
+        ec.seq_len = 256;
+    }
+    dsrt_status st = api->engine_create(&ec);
+    if (st == DSRT_STATUS_INVALID_ARGUMENT && !seq_len) {
+        ec.seq_len = 0; /* the model's n_positions is below 256 */
+        st = api->engine_create(&ec);
+    }
+    if (st) {
+        fprintf(stderr, "dsrt-train: %s\n", dsrt_lib_error(&lib));
+        return 1;
+    }
+    dsrt_engine *e = ec.engine;
+    dsrt_engine_info_args info = {.struct_size = sizeof info, .engine = e};
+    api->engine_info(&info);
+    int B = info.micro_batch_size, T = info.seq_len, gas = info.gradient_accumulation_steps;
+
+    tokens tk;
+    if (load_tokens(data, &tk, info.vocab_size))
+        return 1;
+    size_t train_n = tk.n, eval_off = 0;
+    if (eval_every > 0) {
+        eval_off = tk.n - tk.n / 10;
+        train_n = eval_off;
+    }
+    size_t window = (size_t)B * T;
+    if (train_n < window + 1) {
+        fprintf(stderr, "dsrt-train: %s: %zu training tokens, one micro-batch needs %zu\n", data,
+                train_n, window + 1);
+        return 1;
+    }
+    fprintf(stderr,
+            "dsrt-train: %s, %lld parameters on %s; %s: %zu tokens (%zu for training); "
+            "micro batch %d x %d, gradient accumulation %d; %ld steps\n",
+            model, (long long)info.num_parameters, info.device, data, tk.n, train_n, B, T, gas,
+            steps);
+
+    int32_t *inp = malloc((size_t)gas * window * sizeof(int32_t));
+    int32_t *tgt = malloc((size_t)gas * window * sizeof(int32_t));
+    FILE *csv = NULL;
+    if (loss_csv) {
+        csv = fopen(loss_csv, "w");
+        if (!csv) {
+            fprintf(stderr, "dsrt-train: --loss_csv %s: %s\n", loss_csv, strerror(errno));
+            return 1;
+        }
+        fprintf(csv, "step,loss,lr,loss_scale,grad_norm,skipped,tokens_per_s\n");
+    }
+    curve_row *ref = NULL;
+    size_t n_ref = 0;
+    if (ref_curve && load_curve(ref_curve, &ref, &n_ref))
+        return 1;
+    typedef struct { long step; double got, want, rel; } dev;
+    dev worst[5] = {{0}};
+    long n_bad = 0, n_event_bad = 0;
+    double *got_loss = calloc((size_t)steps, sizeof(double));
+    double *want_loss = calloc((size_t)steps, sizeof(double));
+    char *have_ref = calloc((size_t)steps, 1);
+
+    int tty = isatty(2);
+    size_t cursor = 0;
+    double t0 = now_s();
+    int rc = 0;
+    for (long step = 1; step <= steps; step++) {
+        for (int g = 0; g < gas; g++) {
+            if (cursor + window + 1 > train_n)
+                cursor = 0;
+            for (size_t i = 0; i < window; i++) {
+                inp[g * window + i] = tk.data[cursor + i];
+                tgt[g * window + i] = tk.data[cursor + i + 1];
+            }
+            cursor += window;
+        }
+        dsrt_engine_train_args tr = {.struct_size = sizeof tr, .engine = e, .tokens = inp,
+                                     .targets = tgt, .micro_batches = gas};
+        if (api->engine_train(&tr)) {
+            fprintf(stderr, "dsrt-train: step %ld: %s\n", step, dsrt_lib_error(&lib));
+            rc = 1;
+            break;
+        }
+        const dsrt_step_report *r = &tr.report;
+        if (csv)
+            fprintf(csv, "%ld,%.9g,%.9g,%.9g,%.9g,%d,%.1f\n", step, r->loss, r->lr, r->loss_scale,
+                    r->grad_norm, r->skipped, r->tokens_per_s);
+        for (size_t i = 0; i < n_ref; i++) {
+            if (ref[i].step != step)
+                continue;
+            if ((ref[i].skipped >= 0 && ref[i].skipped != r->skipped) ||
+                (!isnan(ref[i].loss_scale) && ref[i].loss_scale != r->loss_scale)) {
+                fprintf(stderr,
+                        "dsrt-train: step %ld: skipped %d, loss scale %g; the reference has "
+                        "skipped %d, loss scale %g\n",
+                        step, r->skipped, r->loss_scale, ref[i].skipped, ref[i].loss_scale);
+                n_event_bad++;
+            }
+            got_loss[step - 1] = r->loss;
+            want_loss[step - 1] = ref[i].loss;
+            have_ref[step - 1] = 1;
+            break;
+        }
+        if (eval_every > 0 && step % eval_every == 0) {
+            size_t nb = (size_t)eval_batches, need = nb * T;
+            size_t avail = tk.n - eval_off - 1;
+            if (need > avail)
+                nb = avail / T, need = nb * T;
+            if (nb > 0) {
+                int32_t *ei = malloc(need * sizeof(int32_t)), *et = malloc(need * sizeof(int32_t));
+                for (size_t i = 0; i < need; i++) {
+                    ei[i] = tk.data[eval_off + i];
+                    et[i] = tk.data[eval_off + i + 1];
+                }
+                dsrt_engine_evaluate_args ev = {.struct_size = sizeof ev, .engine = e,
+                                                .tokens = ei, .targets = et, .batch = (int32_t)nb};
+                if (api->engine_evaluate(&ev)) {
+                    fprintf(stderr, "dsrt-train: eval: %s\n", dsrt_lib_error(&lib));
+                    rc = 1;
+                } else {
+                    fprintf(stderr, "%sstep %ld: eval loss %.4f (%zu held-out sequences)\n",
+                            tty ? "\r\033[K" : "", step, ev.loss, nb);
+                }
+                free(ei), free(et);
+            }
+        }
+        if (tty) {
+            double el = now_s() - t0, eta = el / step * (steps - step);
+            fprintf(stderr, "\r\033[Kstep %ld/%ld  loss %.4f  lr %.3g  scale %g  %.0f tok/s  ETA %.0fs",
+                    step, steps, r->loss, r->lr, r->loss_scale, r->tokens_per_s, eta);
+            if (step == steps)
+                fputc('\n', stderr);
+        } else if (step == 1 || step % 10 == 0 || step == steps) {
+            fprintf(stderr, "step %ld/%ld loss %.4f lr %.4g scale %g grad_norm %.4g%s %.0f tok/s\n",
+                    step, steps, r->loss, r->lr, r->loss_scale, r->grad_norm,
+                    r->skipped ? " (skipped)" : "", r->tokens_per_s);
+        }
+    }
+    if (csv)
+        fclose(csv);
+    if (ref_curve && rc == 0) {
+        /* per step, or the means of consecutive windows of --curve_window steps */
+        long w = curve_window > 0 ? curve_window : 1, compared = 0;
+        for (long s0 = 0; s0 + w <= steps; s0 += w) {
+            double g = 0, h = 0;
+            int complete = 1;
+            for (long k = s0; k < s0 + w; k++) {
+                complete &= have_ref[k];
+                g += got_loss[k];
+                h += want_loss[k];
+            }
+            if (!complete)
+                continue;
+            compared++;
+            g /= (double)w;
+            h /= (double)w;
+            double rel = fabs(g - h) / fmax(fabs(h), 1e-12);
+            if (rel <= curve_rtol)
+                continue;
+            n_bad++;
+            if (isnan(rel))
+                rel = INFINITY;
+            for (int k = 0; k < 5; k++) {
+                if (rel > worst[k].rel) {
+                    memmove(&worst[k + 1], &worst[k], (size_t)(4 - k) * sizeof worst[0]);
+                    worst[k] = (dev){s0 + 1, g, h, rel};
+                    break;
+                }
+            }
+        }
+        const char *unit = w > 1 ? "windows" : "steps";
+        if (n_bad || n_event_bad || !compared) {
+            fprintf(stderr,
+                    "dsrt-train: left the reference curve %s: %ld of %ld %s beyond rtol %g, %ld "
+                    "steps differ in skipped/loss scale%s\n",
+                    ref_curve, n_bad, compared, unit, curve_rtol, n_event_bad,
+                    compared ? "" : " (no step compared)");
+            for (int k = 0; k < 5 && worst[k].step; k++)
+                fprintf(stderr, "  %s %ld%s: loss %.9g, reference %.9g, relative diff %.3g\n",
+                        w > 1 ? "window from step" : "step", worst[k].step, "", worst[k].got,
+                        worst[k].want, worst[k].rel);
+            rc = 3;
+        } else {
+            fprintf(stderr,
+                    "dsrt-train: all %ld %s within rtol %g of %s; skipped steps and loss scales "
+                    "identical\n",
+                    compared, unit, curve_rtol, ref_curve);
+        }
+    }
+    dsrt_engine_destroy_args ed = {sizeof ed, e};
+    api->engine_destroy(&ed);
+    dsrt_config_destroy_args cd = {sizeof cd, cc.config};
+    api->config_destroy(&cd);
+    dsrt_lib_close(&lib);
+    for (size_t i = 0; i < n_sets; i++)
+        free(owned[i]);
+    free(owned), free(sets), free(inp), free(tgt), free(tk.data), free(ref);
+    free(got_loss), free(want_loss), free(have_ref);
+    return rc;
+}

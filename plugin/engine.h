@@ -1,0 +1,22 @@
+/* The training engine behind api->engine_*: what one DeepSpeed engine step
+ * does on one rank (spec sections 4-6): scaled backward with gradient
+ * accumulation, the overflow check and gradient norm in one pass, the loss
+ * scaler update, unscale + clip folded into one multiplier, fused AdamW on
+ * fp32 masters (16-bit weights written in the same pass), the LR scheduler
+ * step, DeepSpeed's counters and log line. */
+#ifndef DSRT_ENGINE_H
+#define DSRT_ENGINE_H
+
+#include "dsrt.h"
+
+struct dsrt_config;
+
+dsrt_status engine_create(const dsrt_engine_create_args *a, dsrt_engine **out);
+void engine_destroy(dsrt_engine *e);
+dsrt_status engine_train(dsrt_engine *e, const int32_t *tokens, const int32_t *targets,
+                         int micro_batches, dsrt_step_report *report);
+dsrt_status engine_evaluate(dsrt_engine *e, const int32_t *tokens, const int32_t *targets,
+                            int batch, double *loss);
+void engine_info(dsrt_engine *e, dsrt_engine_info_args *a);
+
+#endif

@@ -1,0 +1,245 @@
+/* The training engine through the public ABI table: counters, accumulation
+ * boundaries, the scheduler's lr sequence, determinism, the fp16 scaler's
+ * skip/hysteresis/halving sequence with overflows that really happen, the
+ * error at the scale floor, and argument errors. The numbers against PyTorch
+ * are in the regression tests (compat_tests/curves). */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "dsrt.h"
+
+const dsrt_api *dsrt_api_table(void);
+static const dsrt_api *api;
+
+static char *last_error(void)
+{
+    static char buf[1024];
+    dsrt_last_error_args le = {sizeof le, buf, sizeof buf, 0, 0};
+    api->last_error(&le);
+    return buf;
+}
+
+static dsrt_engine *make_engine(const char *config_text, dsrt_config **cfg_out)
+{
+    dsrt_config_create_args cc = {.struct_size = sizeof cc, .text = config_text,
+                                  .text_length = strlen(config_text), .world_size = 1};
+    if (api->config_create(&cc))
+        fail_msg("config: %s", last_error());
+    dsrt_engine_create_args ec = {.struct_size = sizeof ec, .config = cc.config,
+                                  .model = "gpt2-tiny", .seq_len = 32, .seed = 1234};
+    if (api->engine_create(&ec))
+        fail_msg("engine: %s", last_error());
+    *cfg_out = cc.config;
+    return ec.engine;
+}
+
+static void destroy(dsrt_engine *e, dsrt_config *c)
+{
+    dsrt_engine_destroy_args ed = {sizeof ed, e};
+    api->engine_destroy(&ed);
+    dsrt_config_destroy_args cd = {sizeof cd, c};
+    api->config_destroy(&cd);
+}
+
+/* deterministic text-like tokens */
+static void batch(int32_t *tok, int32_t *tgt, size_t n, unsigned seed)
+{
+    static const char text[] = "In the beginning God created the heaven and the earth. And the "
+                               "earth was without form, and void; and darkness was upon the face.";
+    for (size_t i = 0; i < n; i++) {
+        tok[i] = (unsigned char)text[(i + seed) % (sizeof text - 1)];
+        tgt[i] = (unsigned char)text[(i + seed + 1) % (sizeof text - 1)];
+    }
+}
+
+static dsrt_step_report train(dsrt_engine *e, int micro, unsigned seed, dsrt_status want)
+{
+    size_t n = (size_t)micro * 4 * 32;
+    int32_t *tok = malloc(n * sizeof(int32_t)), *tgt = malloc(n * sizeof(int32_t));
+    batch(tok, tgt, n, seed);
+    dsrt_engine_train_args tr = {.struct_size = sizeof tr, .engine = e, .tokens = tok,
+                                 .targets = tgt, .micro_batches = micro};
+    dsrt_status st = api->engine_train(&tr);
+    if (st != want)
+        fail_msg("engine_train: %s (%s)", dsrt_status_name(st), last_error());
+    free(tok), free(tgt);
+    return tr.report;
+}
+
+static const char k_fp32[] =
+    "{\"train_micro_batch_size_per_gpu\": 4, \"gradient_accumulation_steps\": 2,"
+    " \"optimizer\": {\"type\": \"AdamW\", \"params\": {\"lr\": 1e-3, \"weight_decay\": 0.01}},"
+    " \"scheduler\": {\"type\": \"WarmupDecayLR\", \"params\": {\"warmup_min_lr\": 0,"
+    "   \"warmup_max_lr\": 1e-3, \"warmup_num_steps\": 4, \"total_num_steps\": 20,"
+    "   \"warmup_type\": \"linear\"}},"
+    " \"gradient_clipping\": 1.0}";
+
+static void test_counters_and_schedule(void **state)
+{
+    (void)state;
+    dsrt_config *c;
+    dsrt_engine *e = make_engine(k_fp32, &c);
+    dsrt_engine_info_args info = {.struct_size = sizeof info, .engine = e};
+    assert_int_equal(api->engine_info(&info), DSRT_STATUS_OK);
+    assert_int_equal(info.num_parameters, 858880);
+    assert_int_equal(info.gradient_accumulation_steps, 2);
+    /* one micro-batch: inside the accumulation window */
+    dsrt_step_report r = train(e, 1, 0, DSRT_STATUS_OK);
+    assert_int_equal(r.boundary, 0);
+    assert_int_equal(r.global_steps, 0);
+    r = train(e, 1, 1, DSRT_STATUS_OK);
+    assert_int_equal(r.boundary, 1);
+    assert_int_equal(r.global_steps, 1);
+    assert_int_equal(r.global_samples, 8);
+    assert_int_equal(r.micro_steps, 2);
+    /* WarmupDecayLR, linear, W = 4: the k-th update uses lr(lbi = k - 2) */
+    double want_lr[] = {0.0, 0.0, 2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3 * 15 / 16};
+    assert_float_equal(r.lr, want_lr[0], 1e-15);
+    double first = r.loss, last = 0;
+    for (int k = 2; k <= 7; k++) {
+        r = train(e, 2, (unsigned)k, DSRT_STATUS_OK);
+        assert_int_equal(r.global_steps, k);
+        assert_float_equal(r.lr, want_lr[k - 1], 1e-12);
+        assert_true(r.grad_norm > 0);
+        assert_int_equal(r.skipped, 0);
+        assert_true(r.loss_scale == 1.0);
+        last = r.loss;
+    }
+    assert_true(last < first); /* it learns */
+    /* evaluation does not change the state */
+    int32_t tok[4 * 32], tgt[4 * 32];
+    batch(tok, tgt, 4 * 32, 3);
+    dsrt_engine_evaluate_args ev = {.struct_size = sizeof ev, .engine = e, .tokens = tok,
+                                    .targets = tgt, .batch = 4};
+    assert_int_equal(api->engine_evaluate(&ev), DSRT_STATUS_OK);
+    double l1 = ev.loss;
+    ev.batch = 3; /* a partial micro-batch */
+    assert_int_equal(api->engine_evaluate(&ev), DSRT_STATUS_OK);
+    ev.batch = 4;
+    assert_int_equal(api->engine_evaluate(&ev), DSRT_STATUS_OK);
+    assert_true(ev.loss == l1 && isfinite(l1));
+    destroy(e, c);
+}
+
+static void test_deterministic(void **state)
+{
+    (void)state;
+    dsrt_config *c1, *c2;
+    dsrt_engine *a = make_engine(k_fp32, &c1), *b = make_engine(k_fp32, &c2);
+    for (int k = 0; k < 4; k++) {
+        dsrt_step_report ra = train(a, 2, (unsigned)k, DSRT_STATUS_OK);
+        dsrt_step_report rb = train(b, 2, (unsigned)k, DSRT_STATUS_OK);
+        assert_memory_equal(&ra.loss, &rb.loss, sizeof ra.loss);
+        assert_memory_equal(&ra.grad_norm, &rb.grad_norm, sizeof ra.grad_norm);
+    }
+    destroy(a, c1);
+    destroy(b, c2);
+}
+
+/* fp16, ZeRO 2, dynamic scale starting far too high: gradients overflow in
+ * fp16 until the scale has come down. Hysteresis 2: the first overflow only
+ * uses up hysteresis, each later one halves the scale (spec 4.2). */
+static void test_fp16_overflow_sequence(void **state)
+{
+    (void)state;
+    static const char cfg[] =
+        "{\"train_micro_batch_size_per_gpu\": 4, \"gradient_accumulation_steps\": 1,"
+        " \"optimizer\": {\"type\": \"AdamW\", \"params\": {\"lr\": 1e-3}},"
+        " \"fp16\": {\"enabled\": true, \"initial_scale_power\": 40, \"hysteresis\": 2,"
+        "   \"loss_scale_window\": 1000, \"min_loss_scale\": 1},"
+        " \"zero_optimization\": {\"stage\": 2}}";
+    dsrt_config *c;
+    dsrt_engine *e = make_engine(cfg, &c);
+    double scale = ldexp(1.0, 40);
+    dsrt_step_report r = train(e, 1, 0, DSRT_STATUS_OK);
+    assert_int_equal(r.skipped, 1);
+    assert_true(r.loss_scale == scale); /* hysteresis 2 -> 1, scale kept */
+    int skipped = 1, k = 1;
+    while (r.skipped && k < 60) {
+        r = train(e, 1, (unsigned)k, DSRT_STATUS_OK);
+        k++;
+        if (r.skipped) {
+            scale /= 2;
+            skipped++;
+            assert_true(r.loss_scale == scale);
+            assert_true(r.grad_norm == -1);
+        }
+    }
+    assert_int_equal(r.skipped, 0);
+    assert_true(r.loss_scale == scale);
+    assert_int_equal(r.skipped_steps, skipped);
+    assert_int_equal(r.global_steps, k);
+    /* the first applied update used the scheduler-less lr */
+    assert_float_equal(r.lr, 1e-3, 1e-12);
+    assert_true(scale < ldexp(1.0, 30) && scale >= 1.0);
+    destroy(e, c);
+}
+
+/* at the floor with an overflow: DeepSpeed raises; dsrt returns OUT_OF_RANGE */
+static void test_fp16_floor_error(void **state)
+{
+    (void)state;
+    static const char cfg[] =
+        "{\"train_micro_batch_size_per_gpu\": 4,"
+        " \"optimizer\": {\"type\": \"AdamW\", \"params\": {\"lr\": 1e-3}},"
+        " \"fp16\": {\"enabled\": true, \"initial_scale_power\": 40, \"hysteresis\": 1,"
+        "   \"min_loss_scale\": 1099511627776},"
+        " \"zero_optimization\": {\"stage\": 1}}";
+    dsrt_config *c;
+    dsrt_engine *e = make_engine(cfg, &c);
+    train(e, 1, 0, DSRT_STATUS_OUT_OF_RANGE);
+    assert_non_null(strstr(last_error(), "minimum"));
+    destroy(e, c);
+}
+
+static void test_errors(void **state)
+{
+    (void)state;
+    dsrt_config *c;
+    dsrt_engine *e = make_engine(k_fp32, &c);
+    dsrt_engine_train_args tr = {.struct_size = sizeof tr, .engine = e, .micro_batches = 1};
+    assert_int_equal(api->engine_train(&tr), DSRT_STATUS_INVALID_ARGUMENT);
+    int32_t tok[4 * 32], tgt[4 * 32];
+    batch(tok, tgt, 4 * 32, 0);
+    tok[5] = 300;
+    tr.tokens = tok;
+    tr.targets = tgt;
+    assert_int_equal(api->engine_train(&tr), DSRT_STATUS_OUT_OF_RANGE);
+    assert_non_null(strstr(last_error(), "300"));
+    dsrt_engine_create_args ec = {.struct_size = sizeof ec, .config = c, .model = "gpt2-huge"};
+    assert_int_equal(api->engine_create(&ec), DSRT_STATUS_IO_ERROR);
+    assert_non_null(strstr(last_error(), "gpt2-huge"));
+    ec.model = "gpt2-tiny";
+    ec.device = "tpu";
+    assert_int_equal(api->engine_create(&ec), DSRT_STATUS_INVALID_ARGUMENT);
+    ec.device = "cuda";
+    dsrt_status st = api->engine_create(&ec);
+    if (st == DSRT_STATUS_OK) { /* a GPU is present */
+        dsrt_engine_destroy_args ed = {sizeof ed, ec.engine};
+        api->engine_destroy(&ed);
+    } else {
+        assert_int_equal(st, DSRT_STATUS_UNSUPPORTED);
+    }
+    destroy(e, c);
+}
+
+int main(void)
+{
+    api = dsrt_api_table();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_counters_and_schedule),
+        cmocka_unit_test(test_deterministic),
+        cmocka_unit_test(test_fp16_overflow_sequence),
+        cmocka_unit_test(test_fp16_floor_error),
+        cmocka_unit_test(test_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
