@@ -25,28 +25,13 @@
 
 #include <cmocka.h>
 
+#include "test_util.h"
+
 #include "backend.h"
 #include "common/adamw.h"
 #include "internal.h"
 
-#define OK(call)                                                                                   \
-    do {                                                                                           \
-        dsrt_status st_ = (call);                                                                  \
-        if (st_ != DSRT_STATUS_OK)                                                                 \
-            fail_msg("%s: status %d: %s", #call, (int)st_, dsrt_error_message());                  \
-    } while (0)
-
 /* ---------------------------------------------------------------- helpers */
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-static uint64_t rnd_u64(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
-/* uniform in [-1, 1) */
-static float rnd_uniform(void) { return (float)((rnd_u64() >> 40) * 0x1.0p-24 * 2.0 - 1.0); }
 /* |x| spread over many binades (10^-6 .. 10^1), random sign: exercises eps */
 static float rnd_wide(void)
 {

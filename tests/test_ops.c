@@ -21,20 +21,13 @@
 
 #include <cmocka.h>
 
+#include "test_util.h"
+
 #include "backend.h"
 #include "common/gelu.h"
 #include "internal.h"
 
 /* ---------------------------------------------------------------- helpers */
-static uint64_t rng_state = 88172645463325252ull;
-static uint64_t rnd_u64(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
-static float rnd_uniform(void) { return (float)((rnd_u64() >> 40) * 0x1.0p-24 * 2.0 - 1.0); }
 static float *rnd_array(size_t n, float scale)
 {
     float *a = malloc(n * sizeof(float));
