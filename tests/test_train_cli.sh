@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# dsrt-train end to end: token files (text, llm.c .bin shard, raw uint16),
+# exit codes (usage 2, error 1, off the reference curve 3), the loss CSV and
+# its use as a reference curve.
+#   test_train_cli.sh DSRT_TRAIN
+set -uo pipefail
+train=$1
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+fail=0
+check() { # check NAME EXPECTED_RC ACTUAL_RC [grep pattern in output]
+    if [ "$3" -ne "$2" ]; then echo "FAIL $1: exit $3, expected $2"; cat "$dir/out"; fail=1; return; fi
+    if [ $# -ge 4 ] && ! grep -q -- "$4" "$dir/out"; then echo "FAIL $1: no '$4' in:"; cat "$dir/out"; fail=1; return; fi
+    echo "ok   $1"
+}
+cat > "$dir/ds.json" <<'JSON'
+{"train_micro_batch_size_per_gpu": 2, "gradient_accumulation_steps": 2, "steps_per_print": 2,
+ "optimizer": {"type": "AdamW", "params": {"lr": 1e-3}}, "gradient_clipping": 1.0}
+JSON
+for i in $(seq 1 40); do echo "The quick brown fox jumps over the lazy dog, line $i."; done > "$dir/text.txt"
+# an llm.c shard: 256 int32 header (magic 20240520, version 1, token count), uint16 tokens
+perl -e 'my @t = map { ($_ * 7) % 256 } 0..1999; print pack("l<256", 20240520, 1, scalar(@t), (0) x 253), pack("S<*", @t)' > "$dir/shard.bin"
+perl -e 'print pack("S<*", map { $_ % 256 } 0..999), pack("S<", 300)' > "$dir/bad.bin"
+run() { "$train" --deepspeed_config "$dir/ds.json" --model gpt2-tiny --seq_len 32 "$@" > "$dir/out" 2>&1; }
+
+run --data "$dir/text.txt" --steps 4 --loss_csv "$dir/a.csv"; rc=$?
+check "text corpus trains" 0 $rc "step=4, skipped=0"
+[ "$(wc -l < "$dir/a.csv")" -eq 5 ] && head -1 "$dir/a.csv" | grep -q "^step,loss,lr,loss_scale,grad_norm,skipped,tokens_per_s$" \
+    && echo "ok   loss csv: header + 4 rows" || { echo "FAIL loss csv"; cat "$dir/a.csv"; fail=1; }
+run --data "$dir/text.txt" --steps 4 --reference_curve "$dir/a.csv"; rc=$?
+check "a run matches its own curve exactly" 0 $rc "within rtol"
+sed -E '3s/^([0-9]+),([0-9.]+)/\1,9.5/' "$dir/a.csv" > "$dir/off.csv"
+run --data "$dir/text.txt" --steps 4 --reference_curve "$dir/off.csv"; rc=$?
+check "leaving the reference curve exits 3 and names the step" 3 $rc "step 2: loss"
+run --data "$dir/shard.bin" --steps 2; rc=$?
+check "llm.c shard" 0 $rc "2000 tokens"
+run --data "$dir/bad.bin" --steps 2; rc=$?
+check "token outside the vocabulary" 1 $rc "token 300 at position 1000"
+run --data "$dir/missing.txt" --steps 2; rc=$?
+check "missing data file" 1 $rc "missing.txt"
+run --data "$dir/text.txt" --no_such_option 1; rc=$?
+check "unknown option" 2 $rc "unknown option --no_such_option"
+run --data "$dir/text.txt" --steps 2 --learning_rate 5e-4; rc=$?
+check "a Trainer value contradicting the file is refused" 1 $rc "learning_rate"
+exit $fail
