@@ -200,6 +200,54 @@ static void test_fp16_floor_error(void **state)
     destroy(e, c);
 }
 
+static double eval_loss(dsrt_engine *e)
+{
+    int32_t tok[4 * 32], tgt[4 * 32];
+    batch(tok, tgt, 4 * 32, 5);
+    dsrt_engine_evaluate_args ev = {.struct_size = sizeof ev, .engine = e, .tokens = tok,
+                                    .targets = tgt, .batch = 4};
+    assert_int_equal(api->engine_evaluate(&ev), DSRT_STATUS_OK);
+    return ev.loss;
+}
+
+/* fp16 with ZeRO stage 0 is DeepSpeed's FP16_Optimizer: one zero-gradient
+ * AdamW step at construction (weights x (1 - lr wd)), and a scaler without
+ * hysteresis. Stage 1 has neither (spec 4.1, 6.5). */
+static void test_fp16_stage0_quirks(void **state)
+{
+    (void)state;
+    static const char fmt[] =
+        "{\"train_micro_batch_size_per_gpu\": 4,"
+        " \"optimizer\": {\"type\": \"AdamW\", \"params\": {\"lr\": 0.1, \"weight_decay\": %s}},"
+        " \"fp16\": {\"enabled\": true, \"initial_scale_power\": 40, \"hysteresis\": 2},"
+        " \"zero_optimization\": {\"stage\": %d}}";
+    char cfg[512];
+    dsrt_config *c0, *c1, *c2, *c3;
+    snprintf(cfg, sizeof cfg, fmt, "0.5", 0);
+    dsrt_engine *s0 = make_engine(cfg, &c0);
+    snprintf(cfg, sizeof cfg, fmt, "0.5", 1);
+    dsrt_engine *s1 = make_engine(cfg, &c1);
+    snprintf(cfg, sizeof cfg, fmt, "0.0", 0);
+    dsrt_engine *s0_nowd = make_engine(cfg, &c2);
+    snprintf(cfg, sizeof cfg, fmt, "0.0", 1);
+    dsrt_engine *s1_nowd = make_engine(cfg, &c3);
+    /* the init step scaled every weight by 0.95: a different model */
+    assert_true(eval_loss(s0) != eval_loss(s1));
+    /* without weight decay the init step changes nothing (m = v = 0) */
+    assert_true(eval_loss(s0_nowd) == eval_loss(s1_nowd));
+    /* the first overflow: stage 0 halves at once, stage 1 spends hysteresis */
+    dsrt_step_report r0 = train(s0, 1, 0, DSRT_STATUS_OK);
+    dsrt_step_report r1 = train(s1, 1, 0, DSRT_STATUS_OK);
+    assert_int_equal(r0.skipped, 1);
+    assert_int_equal(r1.skipped, 1);
+    assert_true(r0.loss_scale == ldexp(1.0, 39));
+    assert_true(r1.loss_scale == ldexp(1.0, 40));
+    destroy(s0, c0);
+    destroy(s1, c1);
+    destroy(s0_nowd, c2);
+    destroy(s1_nowd, c3);
+}
+
 static void test_errors(void **state)
 {
     (void)state;
@@ -239,6 +287,7 @@ int main(void)
         cmocka_unit_test(test_deterministic),
         cmocka_unit_test(test_fp16_overflow_sequence),
         cmocka_unit_test(test_fp16_floor_error),
+        cmocka_unit_test(test_fp16_stage0_quirks),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
