@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "test_util.h"
+#include "memory.h"
 #include "partition.h"
 
 typedef struct piece { size_t param, off, n; } piece;
@@ -123,11 +124,42 @@ static void test_properties(void **state)
     assert_int_equal(zero_layout_build(z, 1, 0, false, &bad), DSRT_STATUS_INVALID_ARGUMENT);
 }
 
+/* spec 9(h): 7B parameters, fp16 + Adam, in GiB (model states, buckets apart) */
+static void test_memory_formula(void **state)
+{
+    (void)state;
+    const uint64_t psi = 7000000000ull;
+    struct { int n; double gib[3]; } rows[] = {
+        {1, {104.3, 104.3, 104.3}}, {8, {104.3, 35.9, 24.4}}, {64, {104.3, 27.3, 14.5}}};
+    for (size_t r = 0; r < 3; r++) {
+        for (int stage = 0; stage <= 2; stage++) {
+            zero_memory m = zero_memory_per_rank(psi, rows[r].n, stage, 2, 200000000, true, true);
+            double gib = (double)(m.total - m.buckets) / (double)(1ull << 30);
+            if (gib < rows[r].gib[stage] - 0.05 || gib > rows[r].gib[stage] + 0.05)
+                fail_msg("N=%d stage %d: %.2f GiB, spec %.1f", rows[r].n, stage, gib,
+                         rows[r].gib[stage]);
+        }
+    }
+    /* the buckets: 2e8 elements x 2 B x 2 (overlap_comm) = 0.75 GiB, stage 2 only */
+    zero_memory m = zero_memory_per_rank(psi, 8, 2, 2, 200000000, true, true);
+    assert_int_equal(m.buckets, 800000000ull);
+    assert_int_equal(zero_memory_per_rank(psi, 8, 1, 2, 200000000, true, true).buckets, 0);
+    /* exact partition arithmetic: 25 elements on 4 ranks pad to 32, 8 per rank */
+    m = zero_memory_per_rank(25, 4, 2, 2, 0, false, false);
+    assert_int_equal(m.grads, 16);
+    assert_int_equal(m.masters, 32);
+    assert_int_equal(m.moments, 64);
+    assert_int_equal(m.params, 50);
+    /* fp32 weights are their own masters */
+    assert_int_equal(zero_memory_per_rank(25, 1, 0, 4, 0, false, false).masters, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_spec_vectors),
         cmocka_unit_test(test_properties),
+        cmocka_unit_test(test_memory_formula),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
