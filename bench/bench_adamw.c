@@ -38,19 +38,13 @@
 #include <cblas.h>
 
 #include "backend.h"
+#include "bench_util.h"
 #include "common/adamw.h"
 #include "internal.h"
 
 #ifdef DSRT_WITH_CUDA
 #include <cuda_runtime.h>
 #endif
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static void die(const char *what)
 {
@@ -119,7 +113,7 @@ static baseline baseline_new(dsrt_backend *be, bool cuda, size_t bytes)
 /* one pass (CUDA: reps passes), seconds per pass */
 static double baseline_run(baseline *bl, bool cuda, int reps)
 {
-    double t0 = now();
+    double t0 = bench_now();
     if (cuda) {
 #ifdef DSRT_WITH_CUDA
         for (int k = 0; k < reps; k++)
@@ -133,7 +127,7 @@ static double baseline_run(baseline *bl, bool cuda, int reps)
             exit(1);
         }
 #endif
-        return (now() - t0) / reps;
+        return (bench_now() - t0) / reps;
     }
     float *a = bl->a;
     const float *b = bl->b, *c = bl->c;
@@ -142,7 +136,7 @@ static double baseline_run(baseline *bl, bool cuda, int reps)
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < len; i++)
         a[i] = b[i] + s * c[i];
-    return now() - t0;
+    return bench_now() - t0;
 }
 
 static void baseline_free(baseline *bl, bool cuda)
@@ -163,21 +157,9 @@ static double torch_step_s(const char *python, const char *script, size_t n, int
     char cmd[2048];
     snprintf(cmd, sizeof cmd, "%s %s --n %zu --threads %d --steps 3 --warmup 1 2>&1", python,
              script, n, threads);
-    FILE *p = popen(cmd, "r");
-    if (!p) {
-        snprintf(line_out, line_len, "cannot run %s", python);
-        return 0;
-    }
-    char line[4096], last[4096] = "";
-    double s = 0;
-    while (fgets(line, sizeof line, p)) {
-        snprintf(last, sizeof last, "%s", line);
-        const char *k = strstr(line, "\"best_s\":");
-        if (k)
-            s = atof(k + strlen("\"best_s\":"));
-    }
-    int rc = pclose(p);
-    last[strcspn(last, "\n")] = 0;
+    char last[4096];
+    int rc;
+    double s = bench_run_for_number(cmd, "best_s", last, sizeof last, &rc);
     if (s > 0)
         snprintf(line_out, line_len, "%s", last);
     else
@@ -238,7 +220,7 @@ static result run_adamw(dsrt_backend *be, size_t n, int steps, int warmup, bool 
     long step = 0;
     double best = 1e30, best_base = 1e30, best_stats = 1e30;
     for (int it = 0; it < warmup + steps; it++) {
-        double t0 = now();
+        double t0 = bench_now();
         for (int k = 0; k < reps; k++) {
             step++;
             dsrt_adamw_args a = {.lr = 1e-3f,
@@ -255,16 +237,16 @@ static result run_adamw(dsrt_backend *be, size_t n, int steps, int warmup, bool 
         }
         if (be->sync(be))
             die("sync");
-        double t = (now() - t0) / reps;
+        double t = (bench_now() - t0) / reps;
         double tb = baseline_run(&bl, cuda, reps);
         /* grad_stats: one read of the gradient (and a sync on CUDA) */
         double s = 0;
         int bad = 0;
-        t0 = now();
+        t0 = bench_now();
         for (int k = 0; k < reps; k++)
             if (be->grad_stats(be, grads, n, &s, &bad))
                 die("grad_stats");
-        double ts = (now() - t0) / reps;
+        double ts = (bench_now() - t0) / reps;
         if (bad)
             fprintf(stderr, "bench_adamw: unexpected non-finite gradient\n");
         if (it >= warmup) {

@@ -25,15 +25,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "gpt2.h"
 #include "internal.h"
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* sgemm rate on the shape of the model's widest matmul (N x C x 4C) */
 static double sgemm_gflops(int M, int K, int N)
@@ -46,12 +40,12 @@ static double sgemm_gflops(int M, int K, int N)
         b[i] = (float)(i % 7) * 0.01f;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, a, K, b, N, 0.0f, c, N);
     int reps = 0;
-    double t0 = now(), t;
+    double t0 = bench_now(), t;
     do {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, a, K, b, N, 0.0f, c,
                     N);
         reps++;
-        t = now() - t0;
+        t = bench_now() - t0;
     } while (t < 2.0 || reps < 3);
     free(a), free(b), free(c);
     return 2.0 * M * K * (double)N * reps / t / 1e9;
@@ -65,24 +59,11 @@ static double torch_tokens_per_s(const char *python, const char *script, const c
     snprintf(cmd, sizeof cmd,
              "%s %s --config %s --batch %d --seq %d --steps %d --warmup %d --threads %d 2>&1",
              python, script, config_path, B, T, steps, warmup, threads);
-    FILE *p = popen(cmd, "r");
-    if (!p) {
-        snprintf(why, why_len, "cannot run %s", python);
-        return 0;
-    }
-    char line[4096], last[4096] = "";
-    double tps = 0;
-    while (fgets(line, sizeof line, p)) {
-        snprintf(last, sizeof last, "%s", line);
-        const char *k = strstr(line, "\"tokens_per_s\":");
-        if (k)
-            tps = atof(k + strlen("\"tokens_per_s\":"));
-    }
-    int rc = pclose(p);
-    if (tps <= 0) {
-        last[strcspn(last, "\n")] = 0;
+    char last[4096];
+    int rc;
+    double tps = bench_run_for_number(cmd, "tokens_per_s", last, sizeof last, &rc);
+    if (tps <= 0)
         snprintf(why, why_len, "PyTorch run skipped (exit %d): %s", rc, last);
-    }
     return tps;
 }
 
@@ -150,18 +131,18 @@ int main(int argc, char **argv)
     double t_total = 0, t_fwd = 0;
     float loss = 0;
     for (int it = 0; it < warmup + steps; it++) {
-        double t0 = now();
+        double t0 = bench_now();
         if (dsrt_gpt2_zero_grad(m) ||
             dsrt_gpt2_forward(m, tok, tgt, B, T, DSRT_GPT2_TRAIN, 1.0f, &loss)) {
             fprintf(stderr, "bench_gpt2: %s\n", dsrt_error_message());
             return 1;
         }
-        double t1 = now();
+        double t1 = bench_now();
         if (dsrt_gpt2_backward(m, NULL, NULL) || be->sync(be)) {
             fprintf(stderr, "bench_gpt2: %s\n", dsrt_error_message());
             return 1;
         }
-        double t2 = now();
+        double t2 = bench_now();
         if (it >= warmup) {
             t_total += t2 - t0;
             t_fwd += t1 - t0;

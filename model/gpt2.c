@@ -41,7 +41,7 @@ struct dsrt_gpt2 {
     void *act_mem;
     float *stat_mem;
     int32_t *idx_mem;
-    size_t act_bytes;
+    size_t act_bytes, stat_bytes; /* sizes of act_mem and stat_mem, from carve_activations */
 
     void *encoded;  /* (B,T,C) */
     gpt2_layer_acts *layers;
@@ -133,7 +133,9 @@ static dsrt_status build_params(dsrt_gpt2 *m)
     return DSRT_STATUS_OK;
 }
 
-static dsrt_status carve_activations(dsrt_gpt2 *m, bool count_only)
+/* Lays the activations out in act_mem and the fp32 statistics in stat_mem,
+ * or with count_only just measures both (the sizes to allocate). */
+static void carve_activations(dsrt_gpt2 *m, bool count_only)
 {
     const dsrt_gpt2_config *c = &m->cfg;
     size_t BT = (size_t)m->B * m->T, C = (size_t)c->n_embd, F = (size_t)c->n_inner;
@@ -184,16 +186,8 @@ static dsrt_status carve_activations(dsrt_gpt2 *m, bool count_only)
 #undef STAT
     if (count_only) {
         m->act_bytes = a;
-        return DSRT_STATUS_OK;
+        m->stat_bytes = s;
     }
-    (void)s;
-    return DSRT_STATUS_OK;
-}
-
-static size_t stat_bytes(const dsrt_gpt2 *m)
-{
-    size_t BT = (size_t)m->B * m->T, one = ((BT * sizeof(float)) + 255) & ~(size_t)255;
-    return one * (4 * (size_t)m->cfg.n_layer + 3);
 }
 
 dsrt_status dsrt_gpt2_create(const dsrt_gpt2_config *cfg, dsrt_backend *be, int B, int T,
@@ -233,7 +227,7 @@ dsrt_status dsrt_gpt2_create(const dsrt_gpt2_config *cfg, dsrt_backend *be, int 
     if ((st = be->alloc(be, m->numel * m->dsz, &m->param_mem)) ||
         (st = be->alloc(be, m->numel * m->dsz, &m->grad_mem)) ||
         (st = be->alloc(be, m->act_bytes, &m->act_mem)) ||
-        (st = be->alloc(be, stat_bytes(m), (void **)&m->stat_mem)) ||
+        (st = be->alloc(be, m->stat_bytes, (void **)&m->stat_mem)) ||
         (st = be->alloc(be, 2 * (size_t)B * T * sizeof(int32_t), (void **)&m->idx_mem)))
         goto fail;
     carve_activations(m, false);

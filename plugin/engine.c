@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "backend.h"
+#include "common/adamw.h"
 #include "config.h"
 #include "engine.h"
 #include "gpt2.h"
@@ -31,7 +32,6 @@ struct dsrt_engine {
     size_t n;       /* parameters */
     float *master;  /* (n) fp32 masters; the parameter buffer itself for fp32 */
     float *m, *v;   /* (n) Adam moments */
-    void *zero_grads; /* (n) storage dtype zeros, for the stage-0 fp16 init step */
     dsrt_lr_sched sched;
     dsrt_loss_scaler scaler;
     bool fp16, check_overflow;
@@ -79,7 +79,6 @@ void engine_destroy(dsrt_engine *e)
             e->be->free(e->be, e->master);
         e->be->free(e->be, e->m);
         e->be->free(e->be, e->v);
-        e->be->free(e->be, e->zero_grads);
     }
     dsrt_gpt2_destroy(e->model);
     if (e->be)
@@ -90,17 +89,17 @@ void engine_destroy(dsrt_engine *e)
 static dsrt_adamw_args adam_args(dsrt_engine *e, double lr, float grad_mul)
 {
     const ds_optimizer_config *o = &e->cfg.optimizer;
-    float b1 = (float)(e->sched.sets_betas ? e->sched.beta1 : o->betas[0]);
-    float b2 = (float)(e->sched.sets_betas ? e->sched.beta2 : o->betas[1]);
+    /* the scheduler holds the betas of the next update: the optimizer's, or
+     * OneCycle's cycled ones */
+    float b1 = (float)e->sched.beta1, b2 = (float)e->sched.beta2;
     dsrt_adamw_args a = {
         .lr = (float)lr, .beta1 = b1, .beta2 = b2, .eps = (float)o->eps,
         .weight_decay = (float)o->weight_decay, .grad_mul = grad_mul, .bc1 = 1.0f, .bc2 = 1.0f,
         .adamw_mode = o->adamw ? 1 : 0,
     };
     if (o->bias_correction) {
-        /* FusedAdam: beta as float32, the power in double, stored float32 */
-        a.bc1 = (float)(1.0 - pow((double)b1, (double)e->adam_step));
-        a.bc2 = (float)(1.0 - pow((double)b2, (double)e->adam_step));
+        a.bc1 = dsrt_adamw_bias_correction(b1, (long)e->adam_step);
+        a.bc2 = dsrt_adamw_bias_correction(b2, (long)e->adam_step);
     }
     return a;
 }
@@ -180,13 +179,12 @@ dsrt_status engine_create(const dsrt_engine_create_args *a, dsrt_engine **out)
     if (e->fp16 && c->zero_stage == 0) {
         /* FP16_Optimizer steps once with zero gradients at construction, in
          * every DeepSpeed version (spec 6.5): Adam step 1, and with AdamW every
-         * master scaled by (1 - lr * wd) at the config's lr. */
-        if ((st = be->alloc(be, e->n * 2, &e->zero_grads)))
-            goto fail;
+         * master scaled by (1 - lr * wd) at the config's lr. The model's
+         * gradient buffer is still all zeros (allocated zeroed, no backward yet). */
         e->adam_step = 1;
         dsrt_adamw_args aa = adam_args(e, c->optimizer.lr, 1.0f);
         if ((st = be->adamw_step(be, dsrt_gpt2_param_buffer(e->model), e->master, e->m, e->v,
-                                 e->zero_grads, e->n, &aa)))
+                                 dsrt_gpt2_grad_buffer(e->model), e->n, &aa)))
             goto fail;
         dsrt_log(DSRT_LOG_INFO, "fp16 with ZeRO stage 0: one zero-gradient AdamW step at init, "
                                 "as DeepSpeed's FP16_Optimizer does");
@@ -215,13 +213,11 @@ static dsrt_status boundary(dsrt_engine *e, dsrt_step_report *r)
     double lr = dsrt_lr_sched_lr(&e->sched);
     if (e->fp16) {
         char msg[256];
-        bool grew_or_shrank = false;
         dsrt_status st = dsrt_loss_scaler_update(&e->scaler, overflow);
         if (st)
             return st;
         if (overflow && dsrt_loss_scaler_overflow_message(&e->scaler, prev, msg, sizeof msg) > 0)
             dsrt_log(DSRT_LOG_INFO, "%s", msg);
-        (void)grew_or_shrank;
     }
     double scale = dsrt_loss_scaler_scale(&e->scaler);
     e->global_steps++;
@@ -251,13 +247,10 @@ static dsrt_status boundary(dsrt_engine *e, dsrt_step_report *r)
     }
     DSRT_TRY(dsrt_gpt2_zero_grad(e->model));
     if (e->cfg.steps_per_print > 0 && e->global_steps % e->cfg.steps_per_print == 0) {
-        const ds_optimizer_config *o = &e->cfg.optimizer;
-        double b1 = e->sched.sets_betas ? e->sched.beta1 : o->betas[0];
-        double b2 = e->sched.sets_betas ? e->sched.beta2 : o->betas[1];
         /* DeepSpeed's engine log line (rank 0) */
         dsrt_log(DSRT_LOG_INFO, "step=%lld, skipped=%lld, lr=[%g], mom=[[%g, %g]]",
                  (long long)e->global_steps, (long long)e->skipped_steps,
-                 dsrt_lr_sched_lr(&e->sched), b1, b2);
+                 dsrt_lr_sched_lr(&e->sched), e->sched.beta1, e->sched.beta2);
     }
     return DSRT_STATUS_OK;
 }
