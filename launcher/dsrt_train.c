@@ -139,12 +139,13 @@ static int load_tokens(const char *path, tokens *out, int vocab)
 
 typedef struct curve_row {
     long step;
-    double loss, loss_scale;
-    int skipped; /* -1 when the curve has no such column */
+    double loss, lr, loss_scale; /* lr, loss_scale NaN when the curve has no such column */
+    int skipped;                 /* -1 when the curve has no such column */
 } curve_row;
 
 /* A loss CSV with a header naming its columns: step and loss are required;
- * loss_scale and skipped, when present, must match exactly. */
+ * loss_scale and skipped, when present, must match exactly, and lr to 1e-6
+ * relative (the schedule, including its not stepping on skipped steps). */
 static int load_curve(const char *path, curve_row **rows, size_t *n)
 {
     FILE *f = fopen(path, "r");
@@ -153,12 +154,13 @@ static int load_curve(const char *path, curve_row **rows, size_t *n)
         return -1;
     }
     char line[4096];
-    int col_step = -1, col_loss = -1, col_scale = -1, col_skip = -1;
+    int col_step = -1, col_loss = -1, col_lr = -1, col_scale = -1, col_skip = -1;
     if (fgets(line, sizeof line, f)) {
         int c = 0;
         for (char *tok = strtok(line, ",\r\n"); tok; tok = strtok(NULL, ",\r\n"), c++) {
             if (!strcmp(tok, "step")) col_step = c;
             else if (!strcmp(tok, "loss")) col_loss = c;
+            else if (!strcmp(tok, "lr")) col_lr = c;
             else if (!strcmp(tok, "loss_scale")) col_scale = c;
             else if (!strcmp(tok, "skipped")) col_skip = c;
         }
@@ -173,11 +175,12 @@ static int load_curve(const char *path, curve_row **rows, size_t *n)
     *rows = NULL;
     *n = 0;
     while (fgets(line, sizeof line, f)) {
-        curve_row r = {0, 0, NAN, -1};
+        curve_row r = {0, 0, NAN, NAN, -1};
         int c = 0;
         for (char *tok = strtok(line, ",\r\n"); tok; tok = strtok(NULL, ",\r\n"), c++) {
             if (c == col_step) r.step = atol(tok);
             else if (c == col_loss) r.loss = strtod(tok, NULL);
+            else if (c == col_lr) r.lr = strtod(tok, NULL);
             else if (c == col_scale) r.loss_scale = strtod(tok, NULL);
             else if (c == col_skip) r.skipped = atoi(tok);
         }
@@ -371,11 +374,13 @@ int main(int argc, char **argv)
             if (ref[i].step != step)
                 continue;
             if ((ref[i].skipped >= 0 && ref[i].skipped != r->skipped) ||
-                (!isnan(ref[i].loss_scale) && ref[i].loss_scale != r->loss_scale)) {
+                (!isnan(ref[i].loss_scale) && ref[i].loss_scale != r->loss_scale) ||
+                (!isnan(ref[i].lr) && !(fabs(r->lr - ref[i].lr) <= 1e-6 * fabs(ref[i].lr)))) {
                 fprintf(stderr,
-                        "dsrt-train: step %ld: skipped %d, loss scale %g; the reference has "
-                        "skipped %d, loss scale %g\n",
-                        step, r->skipped, r->loss_scale, ref[i].skipped, ref[i].loss_scale);
+                        "dsrt-train: step %ld: skipped %d, loss scale %g, lr %.9g; the reference "
+                        "has skipped %d, loss scale %g, lr %.9g\n",
+                        step, r->skipped, r->loss_scale, r->lr, ref[i].skipped,
+                        ref[i].loss_scale, ref[i].lr);
                 n_event_bad++;
             }
             got_loss[step - 1] = r->loss;
@@ -454,7 +459,7 @@ int main(int argc, char **argv)
         if (n_bad || n_event_bad || !compared) {
             fprintf(stderr,
                     "dsrt-train: left the reference curve %s: %ld of %ld %s beyond rtol %g, %ld "
-                    "steps differ in skipped/loss scale%s\n",
+                    "steps differ in skipped/loss scale/lr%s\n",
                     ref_curve, n_bad, compared, unit, curve_rtol, n_event_bad,
                     compared ? "" : " (no step compared)");
             for (int k = 0; k < 5 && worst[k].step; k++)
@@ -465,7 +470,7 @@ int main(int argc, char **argv)
         } else {
             fprintf(stderr,
                     "dsrt-train: all %ld %s within rtol %g of %s; skipped steps and loss scales "
-                    "identical\n",
+                    "identical, lr within 1e-6\n",
                     compared, unit, curve_rtol, ref_curve);
         }
     }

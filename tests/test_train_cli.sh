@@ -32,6 +32,9 @@ check "a run matches its own curve exactly" 0 $rc "within rtol"
 sed -E '3s/^([0-9]+),([0-9.]+)/\1,9.5/' "$dir/a.csv" > "$dir/off.csv"
 run --data "$dir/text.txt" --steps 4 --reference_curve "$dir/off.csv"; rc=$?
 check "leaving the reference curve exits 3 and names the step" 3 $rc "step 2: loss"
+awk -F, -v OFS=, 'NR == 4 { $3 = 0.5 } { print }' "$dir/a.csv" > "$dir/lr.csv"
+run --data "$dir/text.txt" --steps 4 --reference_curve "$dir/lr.csv"; rc=$?
+check "a different lr schedule exits 3" 3 $rc "step 3: skipped 0, loss scale 1, lr"
 run --data "$dir/shard.bin" --steps 2; rc=$?
 check "llm.c shard" 0 $rc "2000 tokens"
 run --data "$dir/bad.bin" --steps 2; rc=$?
