@@ -53,7 +53,7 @@ extern "C" {
 #endif
 
 #define DSRT_ABI_MAJOR 1
-#define DSRT_ABI_MINOR 1
+#define DSRT_ABI_MINOR 2
 
 #define DSRT_GET_API_SYMBOL "dsrt_get_api"
 
@@ -235,6 +235,62 @@ typedef struct dsrt_config_summary_args {
  * scheduler, the step counters. Not thread-safe: one thread drives an engine. */
 typedef struct dsrt_engine dsrt_engine;
 
+/* ---------------------------------------------------------------- process group (ABI 1.2)
+ *
+ * The data-parallel group this process belongs to, found the way
+ * torch.distributed finds it: under mpirun (Open MPI) from MPI; otherwise from
+ * RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR / MASTER_PORT as the deepspeed
+ * and torchrun launchers set them (TCP between the ranks); otherwise one rank.
+ * Create it before the config (config_create wants world_size) and pass it to
+ * every engine; destroy it last. With MPI, dsrt initialises MPI if the host
+ * has not and finalises it at dist_destroy (MPI cannot start twice in one
+ * process). A collective that does not complete within timeout_s, or a peer
+ * process that dies, fails the engine call on every rank with a message
+ * naming the rank and the collective; the group is unusable afterwards. */
+typedef struct dsrt_dist dsrt_dist;
+
+/* Shares bytes between ranks under a key, for the NCCL unique id when the
+ * host brings its own rendezvous (PJRT's kv_put / kv_get): put stores, get
+ * blocks until the key exists. Return 0 on success. */
+typedef int (*dsrt_kv_put_fn)(void *user, const char *key, const void *bytes, size_t n);
+typedef int (*dsrt_kv_get_fn)(void *user, const char *key, void *bytes, size_t n);
+
+typedef struct dsrt_dist_create_args {
+    size_t struct_size;
+    const char *backend;       // NULL or "auto", "local", "mpi", "tcp"; "kv" (see below)
+    double timeout_s;          // per collective; 0 = 1800 (torch.distributed's default)
+    int32_t rank;              // out (in for "kv")
+    int32_t world_size;        // out (in for "kv")
+    int32_t local_rank;        // out (in for "kv")
+    dsrt_dist *dist;           // out
+    const char *backend_used;  // out: "local", "mpi", "tcp", "kv"; static string
+    /* "kv": the host gives rank/world/local_rank and these callbacks; only CUDA
+     * engines (NCCL) can run on such a group. */
+    dsrt_kv_put_fn kv_put;
+    dsrt_kv_get_fn kv_get;
+    void *kv_user;
+} dsrt_dist_create_args;
+#define DSRT_DIST_CREATE_ARGS_MIN_SIZE DSRT_STRUCT_SIZE(dsrt_dist_create_args, backend_used)
+
+typedef struct dsrt_dist_destroy_args {
+    size_t struct_size;
+    dsrt_dist *dist;           // may be NULL; destroy every engine using it first
+} dsrt_dist_destroy_args;
+#define DSRT_DIST_DESTROY_ARGS_MIN_SIZE DSRT_STRUCT_SIZE(dsrt_dist_destroy_args, dist)
+
+/* A host model's parameter tensor (engine_create_args.params). Like
+ * DeepSpeed, the engine flattens the parameters into its own buffers: after
+ * engine_create the host computes with the engine's copy (engine_param
+ * gives the pointers), not with `data`. */
+typedef struct dsrt_param_desc {
+    const char *name;          // unique, e.g. "fc1.weight"
+    dsrt_precision dtype;      // must be the config's precision
+    int32_t ndim;              // 1..8
+    int64_t shape[8];
+    const void *data;          // initial values (host memory, or device memory when on_device)
+    int32_t on_device;         // data is memory of the engine's CUDA device
+} dsrt_param_desc;
+
 typedef struct dsrt_engine_create_args {
     size_t struct_size;
     const dsrt_config *config; // the resolved ds_config; the engine keeps its own copy
@@ -244,6 +300,12 @@ typedef struct dsrt_engine_create_args {
     dsrt_engine *engine;       // out
     /* optional from here on */
     const char *device;        // "cpu" (default, NULL), "cuda", "cuda:N"
+    /* ABI 1.2 */
+    dsrt_dist *dist;           // the process group (dist_create); NULL = one rank
+    /* A host model instead of the built-in GPT-2 (model = NULL): its parameter
+     * tensors, in registration order (the order ZeRO flattens them in). */
+    const struct dsrt_param_desc *params;
+    int32_t num_params;
 } dsrt_engine_create_args;
 #define DSRT_ENGINE_CREATE_ARGS_MIN_SIZE DSRT_STRUCT_SIZE(dsrt_engine_create_args, engine)
 
@@ -308,8 +370,66 @@ typedef struct dsrt_engine_info_args {
     int32_t gradient_accumulation_steps; // out
     const char *device;        // out: "cpu" / "cuda:0"; owned by the engine
     dsrt_precision precision;  // out
+    /* ABI 1.2: data parallelism and this rank's model-state memory (bytes) */
+    int32_t rank;              // out
+    int32_t world_size;        // out
+    int32_t zero_stage;        // out: what runs (0..2)
+    const char *comm;          // out: "local", "mpi", "tcp", "nccl"
+    int64_t num_param_tensors; // out
+    int64_t partition_size;    // out: elements this rank owns (stage >= 1; else all)
+    int64_t bytes_params;      // out: model-dtype weights (all of them)
+    int64_t bytes_grads;       // out: gradients kept across micro-steps (stage 2: the owned partition)
+    int64_t bytes_grad_transient; // out: stage 2: the full gradient buffer a backward writes into
+    int64_t bytes_masters;     // out: fp32 masters (0 when they are the fp32 weights)
+    int64_t bytes_moments;     // out: Adam m and v
+    int64_t bytes_buckets;     // out: reduction buckets
+    int64_t bytes_gather;      // out: all-gather staging (round_robin_gradients only)
+    int64_t bytes_total;       // out: the sum
 } dsrt_engine_info_args;
 #define DSRT_ENGINE_INFO_ARGS_MIN_SIZE DSRT_STRUCT_SIZE(dsrt_engine_info_args, precision)
+
+/* ---- a host model's training step (ABI 1.2). Per micro-batch:
+ *   engine_micro_begin          -> grad_scale: multiply the loss gradient by it
+ *                                  (the fp16 loss scale / gradient_accumulation_steps)
+ *   the host's forward and backward, accumulating (+=) each parameter's
+ *   gradient into its engine_param grad buffer; as each one is complete:
+ *   engine_grad_ready(index)    -> its bucket may be reduced while the backward goes on
+ *   engine_step(loss)           -> the micro-step's end; at an accumulation boundary
+ *                                  the optimizer step (overflow check, clipping,
+ *                                  AdamW on this rank's partition, all-gather)
+ * Gradients the host never marked ready are reduced at engine_step. */
+typedef struct dsrt_engine_param_args {
+    size_t struct_size;
+    dsrt_engine *engine;
+    int64_t index;             // 0 .. num_param_tensors-1
+    const char *name;          // out; owned by the engine
+    void *data;                // out: the weights (engine's backend memory, the config's dtype)
+    void *grad;                // out: where the host's backward accumulates the gradient
+    int64_t numel;             // out
+} dsrt_engine_param_args;
+#define DSRT_ENGINE_PARAM_ARGS_MIN_SIZE DSRT_STRUCT_SIZE(dsrt_engine_param_args, numel)
+
+typedef struct dsrt_engine_micro_begin_args {
+    size_t struct_size;
+    dsrt_engine *engine;
+    double grad_scale;         // out
+} dsrt_engine_micro_begin_args;
+#define DSRT_ENGINE_MICRO_BEGIN_ARGS_MIN_SIZE DSRT_STRUCT_SIZE(dsrt_engine_micro_begin_args, grad_scale)
+
+typedef struct dsrt_engine_grad_ready_args {
+    size_t struct_size;
+    dsrt_engine *engine;
+    int64_t index;
+} dsrt_engine_grad_ready_args;
+#define DSRT_ENGINE_GRAD_READY_ARGS_MIN_SIZE DSRT_STRUCT_SIZE(dsrt_engine_grad_ready_args, index)
+
+typedef struct dsrt_engine_step_args {
+    size_t struct_size;
+    dsrt_engine *engine;
+    double loss;               // this micro-batch's loss (for the report; averaged over ranks)
+    dsrt_step_report report;   // out
+} dsrt_engine_step_args;
+#define DSRT_ENGINE_STEP_ARGS_MIN_SIZE DSRT_STRUCT_SIZE(dsrt_engine_step_args, report)
 
 /* ---------------------------------------------------------------- the table */
 
@@ -334,6 +454,14 @@ typedef struct dsrt_api {
     dsrt_status (*engine_train)(dsrt_engine_train_args *args);
     dsrt_status (*engine_evaluate)(dsrt_engine_evaluate_args *args);
     dsrt_status (*engine_info)(dsrt_engine_info_args *args);
+
+    /* ABI 1.2 */
+    dsrt_status (*dist_create)(dsrt_dist_create_args *args);
+    dsrt_status (*dist_destroy)(dsrt_dist_destroy_args *args);
+    dsrt_status (*engine_param)(dsrt_engine_param_args *args);
+    dsrt_status (*engine_micro_begin)(dsrt_engine_micro_begin_args *args);
+    dsrt_status (*engine_grad_ready)(dsrt_engine_grad_ready_args *args);
+    dsrt_status (*engine_step)(dsrt_engine_step_args *args);
 } dsrt_api;
 
 /* The one exported symbol. Returns a pointer to a constant table that lives

@@ -125,6 +125,20 @@ struct dsrt_backend {
      * master; otherwise no buffer may overlap another. */
     dsrt_status (*adamw_step)(dsrt_backend *be, void *params, float *master, float *m, float *v,
                               const void *grads, size_t n, const dsrt_adamw_args *a);
+
+    /* ---- data parallelism (ZeRO buckets; kernels/cpu/zero_ops.c, kernels/cuda/zero_ops.cu).
+     * Element types are explicit here: a bucket may travel in another type
+     * (communication_data_type). Rounding is to nearest even, once per element. */
+    /* dst (dst_dt) = src (src_dt), n elements; dst and src do not overlap */
+    dsrt_status (*convert)(dsrt_backend *be, void *dst, dsrt_dtype dst_dt, const void *src,
+                           dsrt_dtype src_dt, size_t n);
+    /* x (dt) = x * s */
+    dsrt_status (*scale)(dsrt_backend *be, void *x, dsrt_dtype dt, float s, size_t n);
+    /* dst (dt) += src (dt); dst and src do not overlap */
+    dsrt_status (*accumulate)(dsrt_backend *be, void *dst, const void *src, dsrt_dtype dt,
+                              size_t n);
+    /* bytes within the backend's memory; dst and src do not overlap */
+    dsrt_status (*copy)(dsrt_backend *be, void *dst, const void *src, size_t bytes);
 };
 
 /* The CPU backend (OpenBLAS + OpenMP). Always available. */
@@ -132,5 +146,8 @@ dsrt_status dsrt_backend_cpu_create(dsrt_dtype dt, dsrt_backend **out);
 /* The CUDA backend on the given device; DSRT_STATUS_UNSUPPORTED with a message
  * when the build has no CUDA or the machine has no usable GPU. */
 dsrt_status dsrt_backend_cuda_create(dsrt_dtype dt, int device, dsrt_backend **out);
+/* The cudaStream_t (as void *) a CUDA backend queues its work on, for the
+ * NCCL comm to order itself against; NULL for any other backend. */
+void *dsrt_backend_cuda_stream(dsrt_backend *be);
 
 #endif /* DSRT_KERNELS_BACKEND_H */

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "dist.h"
 #include "engine.h"
 #include "internal.h"
 
@@ -30,6 +31,12 @@
 #define dsrt_engine_train_args_MIN_SIZE_ DSRT_ENGINE_TRAIN_ARGS_MIN_SIZE
 #define dsrt_engine_evaluate_args_MIN_SIZE_ DSRT_ENGINE_EVALUATE_ARGS_MIN_SIZE
 #define dsrt_engine_info_args_MIN_SIZE_ DSRT_ENGINE_INFO_ARGS_MIN_SIZE
+#define dsrt_dist_create_args_MIN_SIZE_ DSRT_DIST_CREATE_ARGS_MIN_SIZE
+#define dsrt_dist_destroy_args_MIN_SIZE_ DSRT_DIST_DESTROY_ARGS_MIN_SIZE
+#define dsrt_engine_param_args_MIN_SIZE_ DSRT_ENGINE_PARAM_ARGS_MIN_SIZE
+#define dsrt_engine_micro_begin_args_MIN_SIZE_ DSRT_ENGINE_MICRO_BEGIN_ARGS_MIN_SIZE
+#define dsrt_engine_grad_ready_args_MIN_SIZE_ DSRT_ENGINE_GRAD_READY_ARGS_MIN_SIZE
+#define dsrt_engine_step_args_MIN_SIZE_ DSRT_ENGINE_STEP_ARGS_MIN_SIZE
 
 static dsrt_status api_version(dsrt_version_args *args)
 {
@@ -198,6 +205,59 @@ static dsrt_status api_engine_info(dsrt_engine_info_args *args)
     return DSRT_STATUS_OK;
 }
 
+static dsrt_status api_dist_create(dsrt_dist_create_args *args)
+{
+    ARGS_IN(dsrt_dist_create_args, args, a);
+    dsrt_status st = dist_create(&a);
+    dsrt_args_store(args, &a, sizeof a);
+    return st;
+}
+
+static dsrt_status api_dist_destroy(dsrt_dist_destroy_args *args)
+{
+    ARGS_IN(dsrt_dist_destroy_args, args, a);
+    dist_destroy(a.dist);
+    return DSRT_STATUS_OK;
+}
+
+#define NEED_ENGINE(call)                                                                          \
+    if (!a.engine)                                                                                 \
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT, call ": engine is NULL")
+
+static dsrt_status api_engine_param(dsrt_engine_param_args *args)
+{
+    ARGS_IN(dsrt_engine_param_args, args, a);
+    NEED_ENGINE("engine_param");
+    dsrt_status st = engine_param(a.engine, a.index, &a);
+    dsrt_args_store(args, &a, sizeof a);
+    return st;
+}
+
+static dsrt_status api_engine_micro_begin(dsrt_engine_micro_begin_args *args)
+{
+    ARGS_IN(dsrt_engine_micro_begin_args, args, a);
+    NEED_ENGINE("engine_micro_begin");
+    dsrt_status st = engine_micro_begin(a.engine, &a.grad_scale);
+    dsrt_args_store(args, &a, sizeof a);
+    return st;
+}
+
+static dsrt_status api_engine_grad_ready(dsrt_engine_grad_ready_args *args)
+{
+    ARGS_IN(dsrt_engine_grad_ready_args, args, a);
+    NEED_ENGINE("engine_grad_ready");
+    return engine_grad_ready(a.engine, a.index);
+}
+
+static dsrt_status api_engine_step(dsrt_engine_step_args *args)
+{
+    ARGS_IN(dsrt_engine_step_args, args, a);
+    NEED_ENGINE("engine_step");
+    dsrt_status st = engine_step(a.engine, a.loss, &a.report);
+    dsrt_args_store(args, &a, sizeof a);
+    return st;
+}
+
 static const dsrt_api api_table = {
     .struct_size = sizeof(dsrt_api),
     .abi_major = DSRT_ABI_MAJOR,
@@ -215,6 +275,12 @@ static const dsrt_api api_table = {
     .engine_train = api_engine_train,
     .engine_evaluate = api_engine_evaluate,
     .engine_info = api_engine_info,
+    .dist_create = api_dist_create,
+    .dist_destroy = api_dist_destroy,
+    .engine_param = api_engine_param,
+    .engine_micro_begin = api_engine_micro_begin,
+    .engine_grad_ready = api_engine_grad_ready,
+    .engine_step = api_engine_step,
 };
 
 const dsrt_api *dsrt_api_table(void);

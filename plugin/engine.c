@@ -1,13 +1,29 @@
-/* The training engine (see engine.h). One rank, ZeRO stage 0 layout: every
- * parameter, gradient, master and moment is local. The step sequence follows
- * DeepSpeed 0.19 (spec 4.3, 6.2, 6.3, 7.3):
- *   micro-step: loss gradient seeded with S / gas (S = loss scale before this
- *               boundary's update), gradients accumulate in the storage type;
- *   boundary:   one pass over the gradients: sum of squares + inf/nan;
- *               overflow -> scaler update, drop the gradients, count a skipped
- *               step, no scheduler step;
- *               else the scaler update, unscale with the *post-update* scale and
- *               clip, both as one multiplier, AdamW, scheduler step. */
+/* The training engine (see engine.h): one rank of a data-parallel group
+ * running DeepSpeed's step under ZeRO stage 0, 1 or 2 (spec 4-7).
+ *
+ * Buffers (backend memory, allocated once at creation):
+ *   params, grads   (n)  the model's flat buffers in registration order (the
+ *                        GPT-2's own, or the engine's for a host model)
+ *   master, m, v    (P)  fp32; P = n at stage 0, else this rank's partition of
+ *                        the padded flat buffer (spec 7.1); stage-0 fp32
+ *                        masters are the weights themselves
+ *   pgrad           (P)  stage 1/2: the reduced gradient slice this rank owns,
+ *                        accumulated across micro-steps in the model dtype
+ *   buckets    (1 or 2)  reduce_bucket_size elements each (two with overlap_comm)
+ *
+ * Micro-step: the loss gradient is seeded with S / gas. As each parameter's
+ * gradient completes, the grad-ready hook copies it into the open bucket; a
+ * full bucket is pre-divided by N, cast to communication_data_type and
+ * all-reduced on the comm thread while the backward goes on, then its owned
+ * slices are added into pgrad (stage 1/2) or copied back (stage 0).
+ * Stage 2 reduces on every micro-step; stages 0 and 1 on the boundary
+ * micro-step only (in the hooks with overlap_comm, else after the backward).
+ *
+ * Boundary: one pass over the owned gradient gives the sum of squares and
+ * the inf/nan check; one small all-reduce combines them (and the loss) over
+ * ranks so every rank takes the same decision; then the scaler update, skip
+ * or (unscale with the post-update scale and clip as one multiplier, AdamW on
+ * the owned partition, all-gather of the new weights), the scheduler step. */
 #define _GNU_SOURCE
 #include <math.h>
 #include <stdio.h>
@@ -16,30 +32,78 @@
 #include <time.h>
 
 #include "backend.h"
+#include "comm.h"
 #include "common/adamw.h"
 #include "config.h"
+#include "dist.h"
 #include "engine.h"
 #include "gpt2.h"
 #include "internal.h"
 #include "loss_scaler.h"
 #include "lr_sched.h"
+#include "partition.h"
+
+typedef struct eng_param {
+    const char *name;
+    char *owned_name; /* host models: our copy */
+    size_t offset, numel;
+} eng_param;
+
+/* elements [off, off + n) of parameter `param`, at element `at` of a bucket */
+typedef struct piece {
+    size_t param, off, n, at;
+} piece;
+
+typedef struct bucket {
+    void *buf;  /* (cap) model dtype */
+    void *cbuf; /* (cap) communication dtype, when it differs */
+    piece *pieces;
+    size_t npieces, fill;
+    uint64_t ticket;
+    bool pending;
+    int seq;
+} bucket;
 
 struct dsrt_engine {
     ds_config cfg;
     dsrt_gpt2_config mcfg;
     dsrt_backend *be;
-    dsrt_gpt2 *model;
-    size_t n;       /* parameters */
-    float *master;  /* (n) fp32 masters; the parameter buffer itself for fp32 */
-    float *m, *v;   /* (n) Adam moments */
+    dsrt_gpt2 *model; /* NULL: host model */
+    dsrt_comm *comm;
+    bool own_comm;
+    dsrt_dtype dt, cdt;
+    size_t dsz, csz;
+    int stage, rank, world;
+    size_t n, n_params;
+    eng_param *params;
+    void *param_buf, *grad_buf;
+    bool own_bufs;
+    size_t param_cap;
+    zero_layout lay;
+    size_t P;
+    float *master, *m, *v;
+    void *pgrad;
+    void *gather;
+    bool gather_in_place, use_buckets;
+    bucket bk[2];
+    int nbk, cur;
+    size_t cap;
+    float pre, post;
+    bool reducing, hooks_on;
+    unsigned char *ready_seen;
+    dsrt_status hook_err;
+    char hook_msg[1024];
+    int bucket_seq;
     dsrt_lr_sched sched;
     dsrt_loss_scaler scaler;
-    bool fp16, check_overflow;
+    bool fp16, check_overflow, in_micro;
     int64_t adam_step, global_steps, skipped_steps, global_samples, micro_steps;
     double window_loss;
     int window_n;
     int B, T, gas;
     char device[32];
+    int64_t mem_params, mem_grads, mem_transient, mem_masters, mem_moments, mem_buckets,
+        mem_gather;
 };
 
 static double now_s(void)
@@ -48,6 +112,8 @@ static double now_s(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
+
+static void *at(void *base, size_t elems, size_t esz) { return (char *)base + elems * esz; }
 
 static dsrt_status make_backend(const char *device, dsrt_dtype dt, dsrt_backend **be, char *name,
                                 size_t name_len)
@@ -74,15 +140,38 @@ void engine_destroy(dsrt_engine *e)
 {
     if (!e)
         return;
-    if (e->be) {
-        if (e->master && e->master != dsrt_gpt2_param_buffer(e->model))
-            e->be->free(e->be, e->master);
-        e->be->free(e->be, e->m);
-        e->be->free(e->be, e->v);
+    dsrt_backend *be = e->be;
+    if (be) {
+        /* nothing may still be in flight on our buffers */
+        for (int b = 0; b < e->nbk; b++)
+            if (e->bk[b].pending && e->comm)
+                (void)e->comm->wait(e->comm, e->bk[b].ticket);
+        if (e->master && e->master != e->param_buf)
+            be->free(be, e->master);
+        be->free(be, e->m);
+        be->free(be, e->v);
+        be->free(be, e->pgrad);
+        be->free(be, e->gather);
+        for (int b = 0; b < 2; b++) {
+            be->free(be, e->bk[b].buf);
+            be->free(be, e->bk[b].cbuf);
+            free(e->bk[b].pieces);
+        }
+        if (e->own_bufs) {
+            be->free(be, e->param_buf);
+            be->free(be, e->grad_buf);
+        }
     }
     dsrt_gpt2_destroy(e->model);
-    if (e->be)
-        e->be->destroy(e->be);
+    if (e->own_comm && e->comm)
+        e->comm->destroy(e->comm);
+    if (be)
+        be->destroy(be);
+    for (size_t i = 0; i < e->n_params && e->params; i++)
+        free(e->params[i].owned_name);
+    free(e->params);
+    free(e->ready_seen);
+    zero_layout_free(&e->lay);
     free(e);
 }
 
@@ -104,12 +193,376 @@ static dsrt_adamw_args adam_args(dsrt_engine *e, double lr, float grad_mul)
     return a;
 }
 
+/* ---------------------------------------------------------------- communicator */
+
+typedef struct share_ctx {
+    dsrt_dist *dist;
+} share_ctx;
+
+/* NCCL's unique id from rank 0 to all: through the host comm (an all-gather
+ * of one block per rank) or the host's key-value callbacks */
+static dsrt_status share_id(void *user, void *bytes, size_t n)
+{
+    dsrt_dist *d = ((share_ctx *)user)->dist;
+    if (!d->comm) {
+        int rc = d->rank == 0 ? d->kv_put(d->kv_user, "dsrt/nccl_unique_id", bytes, n)
+                              : d->kv_get(d->kv_user, "dsrt/nccl_unique_id", bytes, n);
+        return rc ? dsrt_error_set(DSRT_STATUS_IO_ERROR,
+                                   "rank %d: the host's kv_%s for the NCCL id returned %d", d->rank,
+                                   d->rank == 0 ? "put" : "get", rc)
+                  : DSRT_STATUS_OK;
+    }
+    size_t words = (n + 3) / 4;
+    float *g = calloc(words * (size_t)d->world, sizeof(float));
+    if (!g)
+        return dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "NCCL id exchange");
+    memcpy(g + words * (size_t)d->rank, bytes, n);
+    uint64_t t;
+    dsrt_status st = d->comm->reserve(d->comm, words * 4 * (size_t)d->world);
+    if (!st)
+        st = d->comm->allgather(d->comm, g, words, DSRT_F32, "NCCL id exchange", &t);
+    if (!st)
+        st = d->comm->wait(d->comm, t);
+    if (!st)
+        memcpy(bytes, g, n);
+    free(g);
+    return st;
+}
+
+static dsrt_status make_comm(dsrt_engine *e, dsrt_dist *d)
+{
+    if (!d || d->world == 1) {
+        e->own_comm = true;
+        return dsrt_comm_local_create(&e->comm);
+    }
+    if (!strcmp(e->be->name, "cpu")) {
+        if (!d->comm)
+            return dsrt_error_set(DSRT_STATUS_UNSUPPORTED,
+                                  "engine_create: a \"kv\" process group bootstraps NCCL only; "
+                                  "CPU ranks need the \"mpi\" or \"tcp\" backend");
+        e->comm = d->comm;
+        return DSRT_STATUS_OK;
+    }
+    share_ctx ctx = {d};
+    e->own_comm = true;
+    double timeout = d->comm ? d->comm->timeout_s : 1800;
+    return dsrt_comm_nccl_create(d->rank, d->world, d->local_rank, timeout,
+                                 dsrt_backend_cuda_stream(e->be), share_id, &ctx, &e->comm);
+}
+
+/* ---------------------------------------------------------------- buckets */
+
+static void hook_fail(dsrt_engine *e, dsrt_status st)
+{
+    if (!e->hook_err) {
+        e->hook_err = st;
+        snprintf(e->hook_msg, sizeof e->hook_msg, "%s", dsrt_error_message());
+    }
+}
+
+/* The reduced bucket b: wait for it, cast back, post-scale, hand out its slices. */
+static dsrt_status finish(dsrt_engine *e, int b)
+{
+    bucket *k = &e->bk[b];
+    if (!k->pending)
+        return DSRT_STATUS_OK;
+    k->pending = false;
+    dsrt_backend *be = e->be;
+    DSRT_TRY(e->comm->wait(e->comm, k->ticket));
+    if (k->cbuf)
+        DSRT_TRY(be->convert(be, k->buf, e->dt, k->cbuf, e->cdt, k->fill));
+    if (e->post != 1.0f)
+        DSRT_TRY(be->scale(be, k->buf, e->dt, e->post, k->fill));
+    size_t lo = (size_t)e->rank * e->P, hi = lo + e->P;
+    for (size_t i = 0; i < k->npieces; i++) {
+        const piece *p = &k->pieces[i];
+        if (e->stage == 0) {
+            DSRT_TRY(be->copy(be, at(e->grad_buf, e->params[p->param].offset + p->off, e->dsz),
+                              at(k->buf, p->at, e->dsz), p->n * e->dsz));
+            continue;
+        }
+        size_t f0 = e->lay.param_offset[p->param] + p->off, f1 = f0 + p->n;
+        size_t a = f0 > lo ? f0 : lo, z = f1 < hi ? f1 : hi;
+        if (a < z)
+            DSRT_TRY(be->accumulate(be, at(e->pgrad, a - lo, e->dsz),
+                                    at(k->buf, p->at + (a - f0), e->dsz), e->dt, z - a));
+    }
+    k->npieces = 0;
+    k->fill = 0;
+    return DSRT_STATUS_OK;
+}
+
+/* Reduce the open bucket; the next one opens in the other buffer. */
+static dsrt_status flush(dsrt_engine *e)
+{
+    bucket *k = &e->bk[e->cur];
+    if (!k->fill)
+        return DSRT_STATUS_OK;
+    dsrt_backend *be = e->be;
+    if (e->pre != 1.0f)
+        DSRT_TRY(be->scale(be, k->buf, e->dt, e->pre, k->fill));
+    void *send = k->buf;
+    if (k->cbuf) {
+        DSRT_TRY(be->convert(be, k->cbuf, e->cdt, k->buf, e->dt, k->fill));
+        send = k->cbuf;
+    }
+    char what[128];
+    k->seq = ++e->bucket_seq;
+    snprintf(what, sizeof what, "all-reduce of gradient bucket %d (step %lld, micro-step %lld)",
+             k->seq, (long long)e->global_steps + 1, (long long)e->micro_steps + 1);
+    DSRT_TRY(e->comm->allreduce(e->comm, send, k->fill, e->cdt, DSRT_REDUCE_SUM, what, &k->ticket));
+    k->pending = true;
+    if (!e->cfg.zero.overlap_comm)
+        DSRT_TRY(finish(e, e->cur));
+    e->cur = (e->cur + 1) % e->nbk;
+    /* double buffering: the buffer we move to must be free again */
+    return finish(e, e->cur);
+}
+
+static dsrt_status add_param(dsrt_engine *e, size_t p)
+{
+    size_t off = 0, len = e->params[p].numel;
+    while (len) {
+        bucket *k = &e->bk[e->cur];
+        size_t room = e->cap - k->fill;
+        /* DeepSpeed reduces the bucket first when the parameter would not fit;
+         * one larger than a whole bucket goes through in bucket-sized pieces */
+        if (room == 0 || (k->fill && len > room && off == 0)) {
+            DSRT_TRY(flush(e));
+            continue;
+        }
+        size_t take = len < room ? len : room;
+        DSRT_TRY(e->be->copy(e->be, at(k->buf, k->fill, e->dsz),
+                             at(e->grad_buf, e->params[p].offset + off, e->dsz), take * e->dsz));
+        k->pieces[k->npieces++] = (piece){p, off, take, k->fill};
+        k->fill += take;
+        off += take;
+        len -= take;
+        if (k->fill == e->cap)
+            DSRT_TRY(flush(e));
+    }
+    return DSRT_STATUS_OK;
+}
+
+static void on_ready(void *user, size_t p)
+{
+    dsrt_engine *e = user;
+    if (!e->reducing || e->hook_err || e->ready_seen[p])
+        return;
+    e->ready_seen[p] = 1;
+    dsrt_status st = add_param(e, p);
+    if (st)
+        hook_fail(e, st);
+}
+
+/* ---------------------------------------------------------------- creation */
+
+static dsrt_status host_params(dsrt_engine *e, const dsrt_engine_create_args *a)
+{
+    if (a->num_params < 1)
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
+                              "engine_create: a host model needs num_params >= 1 (got %d)",
+                              (int)a->num_params);
+    e->n_params = (size_t)a->num_params;
+    e->params = calloc(e->n_params, sizeof *e->params);
+    if (!e->params)
+        return dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "engine_create: parameters");
+    size_t off = 0;
+    for (size_t i = 0; i < e->n_params; i++) {
+        const dsrt_param_desc *d = &a->params[i];
+        if (!d->name || !*d->name)
+            return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
+                                  "engine_create: parameter %zu has no name", i);
+        for (size_t j = 0; j < i; j++)
+            if (!strcmp(e->params[j].name, d->name))
+                return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
+                                      "engine_create: parameter name \"%s\" is used twice "
+                                      "(indices %zu and %zu)",
+                                      d->name, j, i);
+        if (d->dtype != e->cfg.precision)
+            return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
+                                  "engine_create: parameter \"%s\" is %s but the config trains in "
+                                  "%s: register tensors in the config's precision",
+                                  d->name,
+                                  d->dtype == DSRT_PRECISION_FP16   ? "fp16"
+                                  : d->dtype == DSRT_PRECISION_BF16 ? "bf16"
+                                                                     : "fp32",
+                                  dsrt_dtype_name(e->dt));
+        if (d->ndim < 1 || d->ndim > 8)
+            return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
+                                  "engine_create: parameter \"%s\": ndim %d (1..8)", d->name,
+                                  (int)d->ndim);
+        size_t numel = 1;
+        for (int k = 0; k < d->ndim; k++) {
+            if (d->shape[k] < 1)
+                return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
+                                      "engine_create: parameter \"%s\": dimension %d is %lld",
+                                      d->name, k, (long long)d->shape[k]);
+            numel *= (size_t)d->shape[k];
+        }
+        if (!d->data)
+            return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
+                                  "engine_create: parameter \"%s\" has no initial data", d->name);
+        e->params[i].owned_name = dsrt_strdup(d->name);
+        if (!e->params[i].owned_name)
+            return dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "engine_create");
+        e->params[i].name = e->params[i].owned_name;
+        e->params[i].offset = off;
+        e->params[i].numel = numel;
+        off += numel;
+    }
+    e->n = off;
+    return DSRT_STATUS_OK;
+}
+
+static dsrt_status upload_host_params(dsrt_engine *e, const dsrt_engine_create_args *a)
+{
+    dsrt_backend *be = e->be;
+    size_t align = 2 * (size_t)e->world;
+    e->param_cap = (e->n + align - 1) / align * align;
+    e->own_bufs = true;
+    DSRT_TRY(be->alloc(be, e->param_cap * e->dsz, &e->param_buf));
+    DSRT_TRY(be->alloc(be, e->n * e->dsz, &e->grad_buf));
+    for (size_t i = 0; i < e->n_params; i++) {
+        const dsrt_param_desc *d = &a->params[i];
+        void *dst = at(e->param_buf, e->params[i].offset, e->dsz);
+        size_t bytes = e->params[i].numel * e->dsz;
+        if (d->on_device) {
+            if (!strcmp(be->name, "cpu"))
+                return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
+                                      "engine_create: parameter \"%s\" says on_device, but the "
+                                      "engine runs on the CPU",
+                                      d->name);
+            DSRT_TRY(be->copy(be, dst, d->data, bytes));
+        } else {
+            DSRT_TRY(be->upload(be, dst, d->data, bytes));
+        }
+    }
+    return DSRT_STATUS_OK;
+}
+
+/* fp32 masters of the owned elements, from the (rounded) weights; padding 0 */
+static dsrt_status init_masters(dsrt_engine *e)
+{
+    dsrt_backend *be = e->be;
+    if (e->stage == 0 && e->dt == DSRT_F32) {
+        e->master = e->param_buf;
+        return DSRT_STATUS_OK;
+    }
+    DSRT_TRY(be->alloc(be, e->P * sizeof(float), (void **)&e->master));
+    float *all = malloc(e->n * sizeof(float));
+    float *mine = e->stage ? calloc(e->P, sizeof(float)) : NULL;
+    dsrt_status st = DSRT_STATUS_OK;
+    if (!all || (e->stage && !mine)) {
+        st = dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "engine_create: master weights");
+        goto out;
+    }
+    if ((st = be->download_f32(be, all, e->param_buf, e->n)))
+        goto out;
+    if (!e->stage) {
+        st = be->upload(be, e->master, all, e->n * sizeof(float));
+        goto out;
+    }
+    size_t lo = (size_t)e->rank * e->P;
+    for (size_t s = e->lay.rank_slices[e->rank]; s < e->lay.rank_slices[e->rank + 1]; s++) {
+        const zero_slice *z = &e->lay.slices[s];
+        memcpy(mine + (z->flat_offset - lo), all + e->params[z->param].offset + z->offset_in_param,
+               z->n * sizeof(float));
+    }
+    st = be->upload(be, e->master, mine, e->P * sizeof(float));
+out:
+    free(all);
+    free(mine);
+    return st;
+}
+
+static dsrt_status init_zero(dsrt_engine *e)
+{
+    dsrt_backend *be = e->be;
+    const ds_config *c = &e->cfg;
+    size_t *numels = malloc(e->n_params * sizeof(size_t));
+    if (!numels)
+        return dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "engine_create");
+    for (size_t i = 0; i < e->n_params; i++)
+        numels[i] = e->params[i].numel;
+    dsrt_status st = zero_layout_build(numels, e->n_params, e->world,
+                                       c->zero.round_robin_gradients && e->stage > 0, &e->lay);
+    free(numels);
+    DSRT_TRY(st);
+    e->P = e->stage ? e->lay.partition_size : e->n;
+    DSRT_TRY(init_masters(e));
+    DSRT_TRY(be->alloc(be, e->P * sizeof(float), (void **)&e->m));
+    DSRT_TRY(be->alloc(be, e->P * sizeof(float), (void **)&e->v));
+    if (e->stage) {
+        DSRT_TRY(be->alloc(be, e->P * e->dsz, &e->pgrad));
+        e->gather_in_place = !c->zero.round_robin_gradients && e->param_cap >= e->lay.padded;
+        if (!e->gather_in_place)
+            DSRT_TRY(be->alloc(be, e->lay.padded * e->dsz, &e->gather));
+    }
+    /* reduction: every stage with several ranks; stages 1/2 on one rank too,
+     * for DeepSpeed's partition arithmetic (stage 2 accumulates reduced
+     * gradients per micro-step, a second rounding in 16-bit) */
+    e->use_buckets = e->world > 1 || e->stage > 0;
+    if (e->use_buckets) {
+        int64_t rbs = c->zero.reduce_bucket_size > 0 ? c->zero.reduce_bucket_size : 500000000;
+        e->cap = (size_t)rbs < e->n ? (size_t)rbs : e->n;
+        e->nbk = c->zero.overlap_comm ? 2 : 1;
+        for (int b = 0; b < e->nbk; b++) {
+            DSRT_TRY(be->alloc(be, e->cap * e->dsz, &e->bk[b].buf));
+            if (e->cdt != e->dt)
+                DSRT_TRY(be->alloc(be, e->cap * e->csz, &e->bk[b].cbuf));
+            e->bk[b].pieces = malloc((e->n_params + 2) * sizeof(piece));
+            if (!e->bk[b].pieces)
+                return dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "engine_create: buckets");
+        }
+        size_t need = e->cap * e->csz;
+        if (e->stage && e->lay.padded * e->dsz > need)
+            need = e->lay.padded * e->dsz;
+        DSRT_TRY(e->comm->reserve(e->comm, need));
+    }
+    e->ready_seen = calloc(e->n_params, 1);
+    if (!e->ready_seen)
+        return dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "engine_create");
+    /* averaging (spec 7.2): reduce_scatter divides the bucket by N before the
+     * sum; the all-reduce path (stage 0, reduce_scatter false) follows
+     * prescale_gradients / gradient_predivide_factor; gradient_allreduce_op
+     * "sum" drops the 1/N */
+    double N = c->gradient_allreduce_sum ? 1.0 : (double)e->world;
+    double f = c->gradient_predivide_factor > 0 ? c->gradient_predivide_factor : 1.0;
+    if (e->stage && c->zero.reduce_scatter) {
+        e->pre = (float)(1.0 / N);
+        e->post = 1.0f;
+    } else if (c->prescale_gradients) {
+        e->pre = (float)(1.0 / N);
+        e->post = 1.0f;
+    } else {
+        e->pre = (float)(1.0 / f);
+        e->post = (float)(f / N);
+    }
+    /* model-state bytes of this rank (spec 7.5; docs/api.md) */
+    e->mem_params = (int64_t)(e->n * e->dsz);
+    e->mem_grads = (int64_t)((e->stage == 2 ? e->P : e->n) * e->dsz);
+    e->mem_transient = e->stage == 2 ? (int64_t)(e->n * e->dsz)
+                       : e->stage == 1 ? (int64_t)(e->P * e->dsz)
+                                       : 0;
+    e->mem_masters = e->master == e->param_buf ? 0 : (int64_t)(e->P * 4);
+    e->mem_moments = (int64_t)(e->P * 8);
+    e->mem_buckets = e->use_buckets ? (int64_t)(e->nbk * e->cap * (e->dsz + (e->cdt != e->dt ? e->csz : 0))) : 0;
+    e->mem_gather = e->gather ? (int64_t)(e->lay.padded * e->dsz) : 0;
+    return DSRT_STATUS_OK;
+}
+
 dsrt_status engine_create(const dsrt_engine_create_args *a, dsrt_engine **out)
 {
     *out = NULL;
-    if (!a->config || !a->model)
+    bool host_model = !a->model && a->params;
+    if (!a->config || (!a->model && !host_model))
         return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
-                              "engine_create: config and model are required");
+                              "engine_create: config and a model (a GPT-2 preset or config.json, "
+                              "or host params) are required");
+    if (a->model && a->params)
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
+                              "engine_create: give either model or params, not both");
     const ds_config *c = &a->config->c;
     if (c->optimizer.kind != DS_OPT_ADAM)
         return dsrt_error_set(DSRT_STATUS_UNSUPPORTED,
@@ -119,6 +572,13 @@ dsrt_status engine_create(const dsrt_engine_create_args *a, dsrt_engine **out)
     if (c->optimizer.amsgrad)
         return dsrt_error_set(DSRT_STATUS_UNSUPPORTED, "engine_create: optimizer.params.amsgrad "
                                                        "is not supported by FusedAdam");
+    int world = a->dist ? a->dist->world : 1;
+    if (c->world_size != world)
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
+                              "engine_create: the config was resolved for world_size %d but the "
+                              "process group has %d rank%s: pass the group's world_size to "
+                              "config_create",
+                              (int)c->world_size, world, world == 1 ? "" : "s");
     dsrt_engine *e = calloc(1, sizeof *e);
     if (!e)
         return dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "engine_create");
@@ -126,48 +586,73 @@ dsrt_status engine_create(const dsrt_engine_create_args *a, dsrt_engine **out)
     /* the strings point into the config handle, which the host may destroy */
     e->cfg.optimizer.type = NULL;
     e->cfg.scheduler.type = NULL;
-    dsrt_status st = dsrt_gpt2_config_load(a->model, &e->mcfg);
-    if (st)
-        goto fail;
+    e->world = world;
+    e->rank = a->dist ? a->dist->rank : 0;
+    e->stage = c->zero_stage;
     e->B = (int)c->train_micro_batch_size_per_gpu;
     e->gas = (int)c->gradient_accumulation_steps;
-    e->T = a->seq_len > 0 ? a->seq_len : e->mcfg.n_positions;
-    if (e->T > e->mcfg.n_positions) {
-        st = dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
-                            "engine_create: seq_len %d exceeds the model's n_positions %d", e->T,
-                            e->mcfg.n_positions);
-        goto fail;
-    }
     dsrt_dtype dt = c->precision == DSRT_PRECISION_FP16   ? DSRT_F16
                     : c->precision == DSRT_PRECISION_BF16 ? DSRT_BF16
                                                           : DSRT_F32;
+    e->dt = dt;
+    e->dsz = dsrt_dtype_size(dt);
+    e->cdt = c->communication_data_type == DS_COMM_FP16   ? DSRT_F16
+             : c->communication_data_type == DS_COMM_BF16 ? DSRT_BF16
+             : c->communication_data_type == DS_COMM_FP32 ? DSRT_F32
+                                                          : dt;
+    e->csz = dsrt_dtype_size(e->cdt);
     e->fp16 = dt == DSRT_F16;
     e->check_overflow = e->fp16 || (dt == DSRT_BF16 && c->bf16.check_grad_overflow);
+    dsrt_status st;
     if ((st = make_backend(a->device, dt, &e->be, e->device, sizeof e->device)) ||
-        (st = dsrt_gpt2_create(&e->mcfg, e->be, e->B, e->T, &e->model)) ||
-        (st = dsrt_gpt2_init(e->model, a->seed)))
+        (st = make_comm(e, a->dist)))
         goto fail;
-    e->n = dsrt_gpt2_num_params(e->model);
     dsrt_backend *be = e->be;
-    if ((st = be->alloc(be, e->n * sizeof(float), (void **)&e->m)) ||
-        (st = be->alloc(be, e->n * sizeof(float), (void **)&e->v)))
-        goto fail;
-    if (dt == DSRT_F32) {
-        e->master = dsrt_gpt2_param_buffer(e->model);
+    if (host_model) {
+        e->T = 0;
+        if ((st = host_params(e, a)) || (st = upload_host_params(e, a)))
+            goto fail;
     } else {
-        /* masters start from the 16-bit-rounded weights (spec 6.5) */
-        float *h = malloc(e->n * sizeof(float));
-        if (!h) {
-            st = dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "engine_create: master weights");
+        if ((st = dsrt_gpt2_config_load(a->model, &e->mcfg)))
+            goto fail;
+        e->T = a->seq_len > 0 ? a->seq_len : e->mcfg.n_positions;
+        if (e->T > e->mcfg.n_positions) {
+            st = dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
+                                "engine_create: seq_len %d exceeds the model's n_positions %d",
+                                e->T, e->mcfg.n_positions);
             goto fail;
         }
-        if (!(st = be->alloc(be, e->n * sizeof(float), (void **)&e->master)) &&
-            !(st = dsrt_gpt2_get_params_f32(e->model, h)))
-            st = be->upload(be, e->master, h, e->n * sizeof(float));
-        free(h);
-        if (st)
+        /* room for the padded flat buffer: ZeRO all-gathers straight into it */
+        size_t cnt = 0;
+        if ((st = dsrt_gpt2_create_ex(&e->mcfg, be, e->B, e->T, 0, &e->model)))
             goto fail;
+        size_t n = dsrt_gpt2_num_params(e->model);
+        size_t align = 2 * (size_t)world;
+        size_t padded = (n + align - 1) / align * align;
+        if (padded != n) {
+            dsrt_gpt2_destroy(e->model);
+            e->model = NULL;
+            if ((st = dsrt_gpt2_create_ex(&e->mcfg, be, e->B, e->T, padded, &e->model)))
+                goto fail;
+        }
+        if ((st = dsrt_gpt2_init(e->model, a->seed)))
+            goto fail;
+        e->n = n;
+        e->param_cap = padded;
+        e->param_buf = dsrt_gpt2_param_buffer(e->model);
+        e->grad_buf = dsrt_gpt2_grad_buffer(e->model);
+        const dsrt_param *gp = dsrt_gpt2_params(e->model, &cnt);
+        e->n_params = cnt;
+        e->params = calloc(cnt, sizeof *e->params);
+        if (!e->params) {
+            st = dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "engine_create");
+            goto fail;
+        }
+        for (size_t i = 0; i < cnt; i++)
+            e->params[i] = (eng_param){gp[i].name, NULL, gp[i].offset, gp[i].numel};
     }
+    if ((st = init_zero(e)))
+        goto fail;
     dsrt_loss_scaler_mode mode = DSRT_SCALER_NONE;
     if (e->fp16)
         mode = c->zero_stage == 0 ? DSRT_SCALER_STAGE0 : c->fp16.loss_scale > 0 ? DSRT_SCALER_STATIC
@@ -179,20 +664,33 @@ dsrt_status engine_create(const dsrt_engine_create_args *a, dsrt_engine **out)
     if (e->fp16 && c->zero_stage == 0) {
         /* FP16_Optimizer steps once with zero gradients at construction, in
          * every DeepSpeed version (spec 6.5): Adam step 1, and with AdamW every
-         * master scaled by (1 - lr * wd) at the config's lr. The model's
-         * gradient buffer is still all zeros (allocated zeroed, no backward yet). */
+         * master scaled by (1 - lr * wd) at the config's lr. The gradient
+         * buffer is still all zeros (allocated zeroed, no backward yet). */
         e->adam_step = 1;
         dsrt_adamw_args aa = adam_args(e, c->optimizer.lr, 1.0f);
-        if ((st = be->adamw_step(be, dsrt_gpt2_param_buffer(e->model), e->master, e->m, e->v,
-                                 dsrt_gpt2_grad_buffer(e->model), e->n, &aa)))
+        if ((st = be->adamw_step(be, e->param_buf, e->master, e->m, e->v, e->grad_buf, e->n, &aa)))
             goto fail;
-        dsrt_log(DSRT_LOG_INFO, "fp16 with ZeRO stage 0: one zero-gradient AdamW step at init, "
-                                "as DeepSpeed's FP16_Optimizer does");
+        if (e->rank == 0)
+            dsrt_log(DSRT_LOG_INFO, "fp16 with ZeRO stage 0: one zero-gradient AdamW step at "
+                                    "init, as DeepSpeed's FP16_Optimizer does");
     }
-    dsrt_log(DSRT_LOG_INFO,
-             "engine: GPT-2 %s, %zu parameters, %s %s, micro batch %d x %d tokens, "
-             "gradient accumulation %d",
-             e->mcfg.source, e->n, e->device, dsrt_dtype_name(dt), e->B, e->T, e->gas);
+    if (e->rank == 0) {
+        if (host_model)
+            dsrt_log(DSRT_LOG_INFO, "engine: host model, %zu tensors, %zu parameters, %s %s",
+                     e->n_params, e->n, e->device, dsrt_dtype_name(dt));
+        else
+            dsrt_log(DSRT_LOG_INFO,
+                     "engine: GPT-2 %s, %zu parameters, %s %s, micro batch %d x %d tokens, "
+                     "gradient accumulation %d",
+                     e->mcfg.source, e->n, e->device, dsrt_dtype_name(dt), e->B, e->T, e->gas);
+        if (world > 1 || e->stage)
+            dsrt_log(DSRT_LOG_INFO,
+                     "engine: ZeRO stage %d over %d rank%s (%s), partition %zu elements, "
+                     "buckets %d x %zu elements (%s), communication in %s",
+                     e->stage, world, world == 1 ? "" : "s", e->comm->name, e->P, e->nbk, e->cap,
+                     c->zero.overlap_comm ? "overlapped" : "not overlapped",
+                     dsrt_dtype_name(e->cdt));
+    }
     *out = e;
     return DSRT_STATUS_OK;
 fail:
@@ -200,23 +698,40 @@ fail:
     return st;
 }
 
-/* The optimizer boundary (spec 4.3). */
+/* ---------------------------------------------------------------- the step */
+
+/* The optimizer boundary (spec 4.3, 7.4). */
 static dsrt_status boundary(dsrt_engine *e, dsrt_step_report *r)
 {
     dsrt_backend *be = e->be;
-    void *grads = dsrt_gpt2_grad_buffer(e->model);
+    const void *grads = e->stage ? e->pgrad : e->grad_buf;
     double sumsq = 0;
     int nonfinite = 0;
-    DSRT_TRY(be->grad_stats(be, grads, e->n, &sumsq, &nonfinite));
-    bool overflow = e->check_overflow && nonfinite;
+    DSRT_TRY(be->grad_stats(be, grads, e->P, &sumsq, &nonfinite));
+    /* each rank's squares cast to float32 as DeepSpeed does, then summed;
+     * stage 0 holds identical full gradients on every rank: local values */
+    double v[4] = {(double)(float)sumsq, (double)nonfinite, e->window_loss, (double)e->window_n};
+    if (e->world > 1) {
+        char what[96];
+        snprintf(what, sizeof what, "all-reduce of the gradient norm and overflow flag (step %lld)",
+                 (long long)e->global_steps + 1);
+        DSRT_TRY(e->comm->allreduce_host_f64(e->comm, v, 4, what));
+        if (e->stage == 0) {
+            v[0] = (double)(float)sumsq;
+            v[1] = nonfinite;
+        }
+    }
+    r->loss = v[3] > 0 ? v[2] / v[3] : NAN;
+    e->window_loss = 0;
+    e->window_n = 0;
+    bool overflow = e->check_overflow && v[1] > 0;
     double prev = dsrt_loss_scaler_scale(&e->scaler);
     double lr = dsrt_lr_sched_lr(&e->sched);
     if (e->fp16) {
         char msg[256];
-        dsrt_status st = dsrt_loss_scaler_update(&e->scaler, overflow);
-        if (st)
-            return st;
-        if (overflow && dsrt_loss_scaler_overflow_message(&e->scaler, prev, msg, sizeof msg) > 0)
+        DSRT_TRY(dsrt_loss_scaler_update(&e->scaler, overflow));
+        if (overflow && e->rank == 0 &&
+            dsrt_loss_scaler_overflow_message(&e->scaler, prev, msg, sizeof msg) > 0)
             dsrt_log(DSRT_LOG_INFO, "%s", msg);
     }
     double scale = dsrt_loss_scaler_scale(&e->scaler);
@@ -230,7 +745,7 @@ static dsrt_status boundary(dsrt_engine *e, dsrt_step_report *r)
         r->grad_norm = -1;
     } else {
         /* the norm of the scaled gradients, as float32 (spec 7.4) */
-        float norm_s = (float)sqrt(sumsq);
+        float norm_s = (float)sqrt((double)(float)v[0]);
         double combined = scale;
         double clip = e->cfg.gradient_clipping;
         if (clip > 0) {
@@ -241,12 +756,34 @@ static dsrt_status boundary(dsrt_engine *e, dsrt_step_report *r)
         r->grad_norm = isfinite(norm_s) ? (double)norm_s / prev : -1;
         e->adam_step++;
         dsrt_adamw_args aa = adam_args(e, lr, (float)(1.0 / combined));
-        DSRT_TRY(be->adamw_step(be, dsrt_gpt2_param_buffer(e->model), e->master, e->m, e->v, grads,
-                           e->n, &aa));
+        if (!e->stage) {
+            DSRT_TRY(be->adamw_step(be, e->param_buf, e->master, e->m, e->v, grads, e->n, &aa));
+        } else {
+            void *flat = e->gather_in_place ? e->param_buf : e->gather;
+            DSRT_TRY(be->adamw_step(be, at(flat, (size_t)e->rank * e->P, e->dsz), e->master, e->m,
+                                    e->v, grads, e->P, &aa));
+            if (e->world > 1) {
+                char what[96];
+                uint64_t t;
+                snprintf(what, sizeof what, "all-gather of the updated weights (step %lld)",
+                         (long long)e->global_steps);
+                DSRT_TRY(e->comm->allgather(e->comm, flat, e->P, e->dt, what, &t));
+                DSRT_TRY(e->comm->wait(e->comm, t));
+            }
+            if (!e->gather_in_place)
+                for (size_t p = 0; p < e->n_params; p++)
+                    DSRT_TRY(be->copy(be, at(e->param_buf, e->params[p].offset, e->dsz),
+                                      at(flat, e->lay.param_offset[p], e->dsz),
+                                      e->params[p].numel * e->dsz));
+        }
         dsrt_lr_sched_step(&e->sched);
     }
-    DSRT_TRY(dsrt_gpt2_zero_grad(e->model));
-    if (e->cfg.steps_per_print > 0 && e->global_steps % e->cfg.steps_per_print == 0) {
+    if (e->stage)
+        DSRT_TRY(be->memset0(be, e->pgrad, e->P * e->dsz));
+    if (e->stage < 2)
+        DSRT_TRY(be->memset0(be, e->grad_buf, e->n * e->dsz));
+    if (e->rank == 0 && e->cfg.steps_per_print > 0 &&
+        e->global_steps % e->cfg.steps_per_print == 0) {
         /* DeepSpeed's engine log line (rank 0) */
         dsrt_log(DSRT_LOG_INFO, "step=%lld, skipped=%lld, lr=[%g], mom=[[%g, %g]]",
                  (long long)e->global_steps, (long long)e->skipped_steps,
@@ -255,9 +792,65 @@ static dsrt_status boundary(dsrt_engine *e, dsrt_step_report *r)
     return DSRT_STATUS_OK;
 }
 
+/* Start a micro-step: returns the loss-gradient multiplier S / gas. */
+static double micro_begin(dsrt_engine *e)
+{
+    bool last = (e->micro_steps + 1) % e->gas == 0;
+    e->reducing = e->use_buckets && (e->stage == 2 || last);
+    e->hooks_on = e->reducing && (e->stage == 2 || e->cfg.zero.overlap_comm);
+    e->hook_err = DSRT_STATUS_OK;
+    memset(e->ready_seen, 0, e->n_params);
+    e->in_micro = true;
+    return dsrt_loss_scaler_scale(&e->scaler) / e->gas;
+}
+
+/* End a micro-step: reduce what is left, then the boundary if this is one. */
+static dsrt_status micro_end(dsrt_engine *e, double loss, dsrt_step_report *r)
+{
+    e->in_micro = false;
+    if (e->hook_err)
+        return dsrt_error_set(e->hook_err, "%s", e->hook_msg);
+    if (e->reducing) {
+        e->hooks_on = false;
+        /* parameters no hook reported, last registered first (backward order) */
+        for (size_t i = e->n_params; i-- > 0;)
+            if (!e->ready_seen[i]) {
+                e->ready_seen[i] = 1;
+                DSRT_TRY(add_param(e, i));
+            }
+        DSRT_TRY(flush(e));
+        for (int b = 0; b < e->nbk; b++)
+            DSRT_TRY(finish(e, b));
+        if (e->stage == 2)
+            DSRT_TRY(e->be->memset0(e->be, e->grad_buf, e->n * e->dsz));
+        e->reducing = false;
+    }
+    e->micro_steps++;
+    e->window_loss += loss;
+    e->window_n++;
+    r->boundary = 0;
+    if (e->micro_steps % e->gas == 0) {
+        DSRT_TRY(boundary(e, r));
+        r->boundary = 1;
+    } else {
+        r->loss = e->window_loss / e->window_n;
+        r->lr = dsrt_lr_sched_lr(&e->sched);
+        r->loss_scale = dsrt_loss_scaler_scale(&e->scaler);
+    }
+    r->global_steps = e->global_steps;
+    r->skipped_steps = e->skipped_steps;
+    r->global_samples = e->global_samples;
+    r->micro_steps = e->micro_steps;
+    return DSRT_STATUS_OK;
+}
+
 dsrt_status engine_train(dsrt_engine *e, const int32_t *tokens, const int32_t *targets,
                          int micro_batches, dsrt_step_report *r)
 {
+    if (!e->model)
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
+                              "engine_train: this engine trains a host model: use "
+                              "engine_micro_begin / engine_grad_ready / engine_step");
     if (!tokens || !targets || micro_batches < 1)
         return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
                               "engine_train: tokens, targets and micro_batches >= 1 are required");
@@ -265,41 +858,83 @@ dsrt_status engine_train(dsrt_engine *e, const int32_t *tokens, const int32_t *t
     double t0 = now_s();
     size_t per = (size_t)e->B * e->T;
     for (int i = 0; i < micro_batches; i++) {
-        /* the scale this micro-step's backward uses is the current one */
-        float dloss = (float)(dsrt_loss_scaler_scale(&e->scaler) / e->gas);
+        float dloss = (float)micro_begin(e);
         float loss = 0;
-        DSRT_TRY(dsrt_gpt2_forward(e->model, tokens + i * per, targets + i * per, e->B, e->T,
-                              DSRT_GPT2_TRAIN, dloss, &loss));
-        DSRT_TRY(dsrt_gpt2_backward(e->model, NULL, NULL));
-        e->micro_steps++;
-        e->window_loss += loss;
-        e->window_n++;
-        r->boundary = 0;
-        if (e->micro_steps % e->gas == 0) {
-            r->loss = e->window_loss / e->window_n;
-            e->window_loss = 0;
-            e->window_n = 0;
-            DSRT_TRY(boundary(e, r));
-            r->boundary = 1;
-        } else {
-            r->loss = e->window_loss / e->window_n;
-            r->lr = dsrt_lr_sched_lr(&e->sched);
-            r->loss_scale = dsrt_loss_scaler_scale(&e->scaler);
+        dsrt_status st = dsrt_gpt2_forward(e->model, tokens + i * per, targets + i * per, e->B,
+                                           e->T, DSRT_GPT2_TRAIN, dloss, &loss);
+        if (!st)
+            st = dsrt_gpt2_backward(e->model, e->hooks_on ? on_ready : NULL, e);
+        if (st) {
+            e->in_micro = false;
+            return st;
         }
+        DSRT_TRY(micro_end(e, loss, r));
     }
     DSRT_TRY(e->be->sync(e->be));
-    r->global_steps = e->global_steps;
-    r->skipped_steps = e->skipped_steps;
-    r->global_samples = e->global_samples;
-    r->micro_steps = e->micro_steps;
     double dt = now_s() - t0;
     r->tokens_per_s = dt > 0 ? (double)per * micro_batches / dt : 0;
     return DSRT_STATUS_OK;
 }
 
+/* ---- the host-model step (dsrt.h, ABI 1.2) */
+
+dsrt_status engine_param(dsrt_engine *e, int64_t index, dsrt_engine_param_args *a)
+{
+    if (index < 0 || (size_t)index >= e->n_params)
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
+                              "engine_param: index %lld outside 0..%zu", (long long)index,
+                              e->n_params - 1);
+    const eng_param *p = &e->params[index];
+    a->name = p->name;
+    a->data = at(e->param_buf, p->offset, e->dsz);
+    a->grad = at(e->grad_buf, p->offset, e->dsz);
+    a->numel = (int64_t)p->numel;
+    return DSRT_STATUS_OK;
+}
+
+dsrt_status engine_micro_begin(dsrt_engine *e, double *grad_scale)
+{
+    if (e->in_micro)
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
+                              "engine_micro_begin: the previous micro-step has not ended "
+                              "(engine_step)");
+    *grad_scale = micro_begin(e);
+    return DSRT_STATUS_OK;
+}
+
+dsrt_status engine_grad_ready(dsrt_engine *e, int64_t index)
+{
+    if (!e->in_micro)
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
+                              "engine_grad_ready: no micro-step is open (engine_micro_begin)");
+    if (index < 0 || (size_t)index >= e->n_params)
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
+                              "engine_grad_ready: index %lld outside 0..%zu", (long long)index,
+                              e->n_params - 1);
+    if (e->hooks_on)
+        on_ready(e, (size_t)index);
+    if (e->hook_err)
+        return dsrt_error_set(e->hook_err, "%s", e->hook_msg);
+    return DSRT_STATUS_OK;
+}
+
+dsrt_status engine_step(dsrt_engine *e, double loss, dsrt_step_report *r)
+{
+    if (!e->in_micro)
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
+                              "engine_step: no micro-step is open (engine_micro_begin)");
+    memset(r, 0, sizeof *r);
+    DSRT_TRY(e->be->sync(e->be));
+    DSRT_TRY(micro_end(e, loss, r));
+    return e->be->sync(e->be);
+}
+
 dsrt_status engine_evaluate(dsrt_engine *e, const int32_t *tokens, const int32_t *targets,
                             int batch, double *loss)
 {
+    if (!e->model)
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
+                              "engine_evaluate: the host evaluates its own model");
     if (!tokens || !targets || batch < 1)
         return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
                               "engine_evaluate: tokens, targets and batch >= 1 are required");
@@ -326,9 +961,24 @@ void engine_info(dsrt_engine *e, dsrt_engine_info_args *a)
 {
     a->num_parameters = (int64_t)e->n;
     a->seq_len = e->T;
-    a->vocab_size = e->mcfg.vocab_size;
+    a->vocab_size = e->model ? e->mcfg.vocab_size : 0;
     a->micro_batch_size = e->B;
     a->gradient_accumulation_steps = e->gas;
     a->device = e->device;
     a->precision = e->cfg.precision;
+    a->rank = e->rank;
+    a->world_size = e->world;
+    a->zero_stage = e->stage;
+    a->comm = e->comm->name;
+    a->num_param_tensors = (int64_t)e->n_params;
+    a->partition_size = (int64_t)e->P;
+    a->bytes_params = e->mem_params;
+    a->bytes_grads = e->mem_grads;
+    a->bytes_grad_transient = e->mem_transient;
+    a->bytes_masters = e->mem_masters;
+    a->bytes_moments = e->mem_moments;
+    a->bytes_buckets = e->mem_buckets;
+    a->bytes_gather = e->mem_gather;
+    a->bytes_total = e->mem_params + e->mem_grads + e->mem_transient + e->mem_masters +
+                     e->mem_moments + e->mem_buckets + e->mem_gather;
 }

@@ -18,5 +18,10 @@ dsrt_status engine_train(dsrt_engine *e, const int32_t *tokens, const int32_t *t
 dsrt_status engine_evaluate(dsrt_engine *e, const int32_t *tokens, const int32_t *targets,
                             int batch, double *loss);
 void engine_info(dsrt_engine *e, dsrt_engine_info_args *a);
+/* the host-model step (dsrt.h, ABI 1.2) */
+dsrt_status engine_param(dsrt_engine *e, int64_t index, dsrt_engine_param_args *a);
+dsrt_status engine_micro_begin(dsrt_engine *e, double *grad_scale);
+dsrt_status engine_grad_ready(dsrt_engine *e, int64_t index);
+dsrt_status engine_step(dsrt_engine *e, double loss, dsrt_step_report *report);
 
 #endif

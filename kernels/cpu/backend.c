@@ -252,6 +252,10 @@ dsrt_status dsrt_backend_cpu_create(dsrt_dtype dt, dsrt_backend **out)
     be->classifier_forward = cpu_classifier_forward;
     be->grad_stats = cpu_grad_stats;
     be->adamw_step = cpu_adamw_step;
+    be->convert = cpu_convert;
+    be->scale = cpu_scale;
+    be->accumulate = cpu_accumulate;
+    be->copy = cpu_copy_bytes;
     *out = be;
     return DSRT_STATUS_OK;
 }

@@ -43,6 +43,11 @@ void cpu_out_put(dsrt_backend *be, void *p, const float *f, size_t n);
 dsrt_status cpu_check_reserved(dsrt_backend *be, size_t n, const char *op);
 
 /* the op table (one file each) */
+dsrt_status cpu_convert(dsrt_backend *be, void *dst, dsrt_dtype dst_dt, const void *src,
+                        dsrt_dtype src_dt, size_t n);
+dsrt_status cpu_scale(dsrt_backend *be, void *x, dsrt_dtype dt, float s, size_t n);
+dsrt_status cpu_accumulate(dsrt_backend *be, void *dst, const void *src, dsrt_dtype dt, size_t n);
+dsrt_status cpu_copy_bytes(dsrt_backend *be, void *dst, const void *src, size_t bytes);
 dsrt_status cpu_encoder_forward(dsrt_backend *be, void *out, const int32_t *tokens, const void *wte,
                                 const void *wpe, int B, int T, int C);
 dsrt_status cpu_encoder_backward(dsrt_backend *be, void *dwte, void *dwpe, const void *dout,

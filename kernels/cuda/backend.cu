@@ -381,6 +381,19 @@ extern "C" dsrt_status dsrt_backend_cuda_create(dsrt_dtype dt, int device, dsrt_
     be->classifier_forward = cuda_classifier_forward;
     be->grad_stats = cuda_grad_stats;
     be->adamw_step = cuda_adamw_step;
+    be->convert = cuda_convert;
+    be->scale = cuda_scale;
+    be->accumulate = cuda_accumulate;
+    be->copy = cuda_copy;
     *out = be;
     return DSRT_STATUS_OK;
+}
+
+/* The stream every op of a CUDA backend runs on, for the NCCL comm
+ * (zero/comm_nccl.cu) to order its comm stream against with events. */
+extern "C" void *dsrt_backend_cuda_stream(dsrt_backend *be)
+{
+    if (!be || !be->name || strcmp(be->name, "cuda") != 0)
+        return NULL;
+    return (void *)cuda_of(be)->stream;
 }

@@ -242,5 +242,11 @@ dsrt_status cuda_adamw_step(dsrt_backend *be, void *params, float *master, float
 /* the optimizer's fixed scratch (creation / destruction, device current) */
 dsrt_status cuda_adamw_init(cuda_backend *cb);
 void cuda_adamw_free(cuda_backend *cb);
+/* data parallelism (zero_ops.cu): ZeRO bucket conversions and arithmetic */
+dsrt_status cuda_convert(dsrt_backend *be, void *dst, dsrt_dtype dst_dt, const void *src,
+                         dsrt_dtype src_dt, size_t n);
+dsrt_status cuda_scale(dsrt_backend *be, void *x, dsrt_dtype dt, float s, size_t n);
+dsrt_status cuda_accumulate(dsrt_backend *be, void *dst, const void *src, dsrt_dtype dt, size_t n);
+dsrt_status cuda_copy(dsrt_backend *be, void *dst, const void *src, size_t bytes);
 
 #endif /* DSRT_KERNELS_CUDA_COMMON_CUH */

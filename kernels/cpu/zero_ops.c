@@ -1,0 +1,72 @@
+/* The data-parallel helper ops of the CPU backend (backend.h, "data
+ * parallelism"): type conversion for communication_data_type, in-place
+ * scaling (the 1/N pre-division of a gradient bucket), accumulation of
+ * reduced gradient slices across micro-steps, and plain copies. Each element
+ * is computed in fp32 and rounded once, as the CUDA versions do. */
+#include <string.h>
+
+#include "cpu_common.h"
+
+static inline float load(dsrt_dtype dt, const void *p, size_t i)
+{
+    switch (dt) {
+    case DSRT_F16: return dsrt_f16_to_f32(((const uint16_t *)p)[i]);
+    case DSRT_BF16: return dsrt_bf16_to_f32(((const uint16_t *)p)[i]);
+    default: return ((const float *)p)[i];
+    }
+}
+
+static inline void store(dsrt_dtype dt, void *p, size_t i, float x)
+{
+    switch (dt) {
+    case DSRT_F16: ((uint16_t *)p)[i] = dsrt_f32_to_f16(x); break;
+    case DSRT_BF16: ((uint16_t *)p)[i] = dsrt_f32_to_bf16(x); break;
+    default: ((float *)p)[i] = x; break;
+    }
+}
+
+/* Large arrays only: the bucket copies are memory-bound, and a second thread
+ * helps there even on a machine whose cores share one FPU. */
+#define PAR_MIN 65536
+
+dsrt_status cpu_convert(dsrt_backend *be, void *dst, dsrt_dtype dst_dt, const void *src,
+                        dsrt_dtype src_dt, size_t n)
+{
+    (void)be;
+    if (dst_dt == src_dt) {
+        memcpy(dst, src, n * dsrt_dtype_size(dst_dt));
+        return DSRT_STATUS_OK;
+    }
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+    for (size_t i = 0; i < n; i++)
+        store(dst_dt, dst, i, load(src_dt, src, i));
+    return DSRT_STATUS_OK;
+}
+
+dsrt_status cpu_scale(dsrt_backend *be, void *x, dsrt_dtype dt, float s, size_t n)
+{
+    (void)be;
+    if (s == 1.0f)
+        return DSRT_STATUS_OK;
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+    for (size_t i = 0; i < n; i++)
+        store(dt, x, i, load(dt, x, i) * s);
+    return DSRT_STATUS_OK;
+}
+
+dsrt_status cpu_accumulate(dsrt_backend *be, void *dst, const void *src, dsrt_dtype dt, size_t n)
+{
+    (void)be;
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+    for (size_t i = 0; i < n; i++)
+        store(dt, dst, i, load(dt, dst, i) + load(dt, src, i));
+    return DSRT_STATUS_OK;
+}
+
+dsrt_status cpu_copy_bytes(dsrt_backend *be, void *dst, const void *src, size_t bytes)
+{
+    (void)be;
+    if (bytes)
+        memcpy(dst, src, bytes);
+    return DSRT_STATUS_OK;
+}

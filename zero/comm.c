@@ -1,0 +1,481 @@
+/* Host-memory collectives (comm.h) over a point-to-point transport, and the
+ * one-rank comm.
+ *
+ * A comm thread owns the transport: the engine queues collectives (a fixed
+ * ring of jobs, no allocation per call) and goes on with its backward while
+ * the thread runs them in order; wait(ticket) blocks until they are done.
+ *
+ * The algorithms are rings, as NCCL's are for few ranks:
+ *   all-reduce = reduce-scatter (N-1 steps: chunk (r-s-1) mod N arrives from
+ *                the left and is added into the local copy) then all-gather
+ *                of the reduced chunks (N-1 steps);
+ *   all-gather = N-1 steps passing blocks to the right.
+ * Each chunk is reduced by one rank and then copied to all, so every rank
+ * ends with the same bits. A 16-bit sum is rounded after each addition, as
+ * NCCL's half/bfloat16 ring does. Small host vectors of doubles (the step's
+ * norm, overflow flag and loss) are all-gathered and summed in rank order. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "comm.h"
+#include "internal.h"
+#include "transport.h"
+
+double dsrt_comm_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ---------------------------------------------------------------- one rank */
+
+static void local_destroy(dsrt_comm *c) { free(c); }
+static dsrt_status local_reserve(dsrt_comm *c, size_t b)
+{
+    (void)c;
+    (void)b;
+    return DSRT_STATUS_OK;
+}
+static dsrt_status local_allreduce(dsrt_comm *c, void *buf, size_t n, dsrt_dtype dt,
+                                   dsrt_reduce_op op, const char *what, uint64_t *ticket)
+{
+    (void)c, (void)buf, (void)n, (void)dt, (void)op, (void)what;
+    *ticket = 0;
+    return DSRT_STATUS_OK;
+}
+static dsrt_status local_allgather(dsrt_comm *c, void *buf, size_t n, dsrt_dtype dt,
+                                   const char *what, uint64_t *ticket)
+{
+    (void)c, (void)buf, (void)n, (void)dt, (void)what;
+    *ticket = 0;
+    return DSRT_STATUS_OK;
+}
+static dsrt_status local_wait(dsrt_comm *c, uint64_t t)
+{
+    (void)c, (void)t;
+    return DSRT_STATUS_OK;
+}
+static dsrt_status local_f64(dsrt_comm *c, double *v, int n, const char *what)
+{
+    (void)c, (void)v, (void)n, (void)what;
+    return DSRT_STATUS_OK;
+}
+
+dsrt_status dsrt_comm_local_create(dsrt_comm **out)
+{
+    dsrt_comm *c = calloc(1, sizeof *c);
+    if (!c)
+        return dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "comm");
+    c->name = "local";
+    c->world = 1;
+    c->timeout_s = 0;
+    c->destroy = local_destroy;
+    c->reserve = local_reserve;
+    c->allreduce = local_allreduce;
+    c->allgather = local_allgather;
+    c->wait = local_wait;
+    c->allreduce_host_f64 = local_f64;
+    *out = c;
+    return DSRT_STATUS_OK;
+}
+
+/* ---------------------------------------------------------------- host comm */
+
+enum { JOB_ALLREDUCE, JOB_ALLGATHER, JOB_F64, JOB_STOP };
+enum { QUEUE = 128, WHAT_LEN = 160, F64_MAX = 16 };
+
+typedef struct job {
+    int kind;
+    void *buf;
+    size_t n;
+    dsrt_dtype dt;
+    dsrt_reduce_op op;
+    uint64_t ticket;
+    char what[WHAT_LEN];
+} job;
+
+typedef struct host_comm {
+    dsrt_comm base;
+    dsrt_transport *t;
+    pthread_t thread;
+    bool started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    job q[QUEUE];
+    uint64_t submitted, done; /* tickets: job k has ticket k (1-based) */
+    dsrt_status failed;       /* sticky */
+    char message[1024];
+    unsigned char *scratch; /* one chunk of the largest collective */
+    size_t scratch_bytes;
+    double f64_gather[F64_MAX * 64];
+} host_comm;
+
+static inline float ld(dsrt_dtype dt, const void *p, size_t i)
+{
+    switch (dt) {
+    case DSRT_F16: return dsrt_f16_to_f32(((const uint16_t *)p)[i]);
+    case DSRT_BF16: return dsrt_bf16_to_f32(((const uint16_t *)p)[i]);
+    default: return ((const float *)p)[i];
+    }
+}
+
+static inline void st(dsrt_dtype dt, void *p, size_t i, float x)
+{
+    switch (dt) {
+    case DSRT_F16: ((uint16_t *)p)[i] = dsrt_f32_to_f16(x); break;
+    case DSRT_BF16: ((uint16_t *)p)[i] = dsrt_f32_to_bf16(x); break;
+    default: ((float *)p)[i] = x; break;
+    }
+}
+
+/* acc[i] = acc[i] (op) in[i], rounded to dt once */
+static void reduce_into(void *acc, const void *in, size_t n, dsrt_dtype dt, dsrt_reduce_op op)
+{
+    if (dt == DSRT_F32) {
+        float *a = acc;
+        const float *b = in;
+        if (op == DSRT_REDUCE_SUM)
+            for (size_t i = 0; i < n; i++)
+                a[i] += b[i];
+        else
+            for (size_t i = 0; i < n; i++)
+                a[i] = b[i] > a[i] || b[i] != b[i] ? b[i] : a[i];
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        float a = ld(dt, acc, i), b = ld(dt, in, i);
+        st(dt, acc, i, op == DSRT_REDUCE_SUM ? a + b : (b > a || b != b ? b : a));
+    }
+}
+
+static size_t chunk_lo(size_t n, int world, int c) { return n * (size_t)c / (size_t)world; }
+
+static dsrt_status ring_allreduce(host_comm *h, job *j)
+{
+    dsrt_transport *t = h->t;
+    int N = t->world, r = t->rank;
+    if (N == 1 || j->n == 0)
+        return DSRT_STATUS_OK;
+    size_t es = dsrt_dtype_size(j->dt);
+    int right = (r + 1) % N, left = (r - 1 + N) % N;
+    unsigned char *b = j->buf;
+    for (int s = 0; s < N - 1; s++) {
+        int cs = ((r - s) % N + N) % N, cr = ((r - s - 1) % N + N) % N;
+        size_t s0 = chunk_lo(j->n, N, cs), s1 = chunk_lo(j->n, N, cs + 1);
+        size_t r0 = chunk_lo(j->n, N, cr), r1 = chunk_lo(j->n, N, cr + 1);
+        if ((r1 - r0) * es > h->scratch_bytes)
+            return dsrt_error_set(DSRT_STATUS_INTERNAL,
+                                  "comm: %s needs %zu bytes of scratch, %zu reserved", j->what,
+                                  (r1 - r0) * es, h->scratch_bytes);
+        DSRT_TRY(t->sendrecv(t, right, b + s0 * es, (s1 - s0) * es, left, h->scratch,
+                             (r1 - r0) * es, dsrt_comm_now() + h->base.timeout_s, j->what));
+        reduce_into(b + r0 * es, h->scratch, r1 - r0, j->dt, j->op);
+    }
+    for (int s = 0; s < N - 1; s++) {
+        int cs = ((r + 1 - s) % N + N) % N, cr = ((r - s) % N + N) % N;
+        size_t s0 = chunk_lo(j->n, N, cs), s1 = chunk_lo(j->n, N, cs + 1);
+        size_t r0 = chunk_lo(j->n, N, cr), r1 = chunk_lo(j->n, N, cr + 1);
+        DSRT_TRY(t->sendrecv(t, right, b + s0 * es, (s1 - s0) * es, left, b + r0 * es,
+                             (r1 - r0) * es, dsrt_comm_now() + h->base.timeout_s, j->what));
+    }
+    return DSRT_STATUS_OK;
+}
+
+static dsrt_status ring_allgather(host_comm *h, void *buf, size_t block_bytes, const char *what)
+{
+    dsrt_transport *t = h->t;
+    int N = t->world, r = t->rank;
+    int right = (r + 1) % N, left = (r - 1 + N) % N;
+    unsigned char *b = buf;
+    for (int s = 0; s < N - 1; s++) {
+        int bs = ((r - s) % N + N) % N, br = ((r - s - 1) % N + N) % N;
+        DSRT_TRY(t->sendrecv(t, right, b + (size_t)bs * block_bytes, block_bytes, left,
+                             b + (size_t)br * block_bytes, block_bytes,
+                             dsrt_comm_now() + h->base.timeout_s, what));
+    }
+    return DSRT_STATUS_OK;
+}
+
+static dsrt_status run_job(host_comm *h, job *j)
+{
+    switch (j->kind) {
+    case JOB_ALLREDUCE: return ring_allreduce(h, j);
+    case JOB_ALLGATHER:
+        return h->t->world == 1 ? DSRT_STATUS_OK
+                                : ring_allgather(h, j->buf, j->n * dsrt_dtype_size(j->dt), j->what);
+    case JOB_F64: {
+        int N = h->t->world, r = h->t->rank;
+        size_t n = j->n;
+        double *g = h->f64_gather, *v = j->buf;
+        memcpy(g + (size_t)r * n, v, n * sizeof(double));
+        DSRT_TRY(ring_allgather(h, g, n * sizeof(double), j->what));
+        for (size_t i = 0; i < n; i++) {
+            double s = 0;
+            for (int k = 0; k < N; k++)
+                s += g[(size_t)k * n + i];
+            v[i] = s;
+        }
+        return DSRT_STATUS_OK;
+    }
+    }
+    return DSRT_STATUS_OK;
+}
+
+static void *comm_thread(void *arg)
+{
+    host_comm *h = arg;
+    pthread_mutex_lock(&h->mu);
+    for (;;) {
+        while (h->done == h->submitted)
+            pthread_cond_wait(&h->cv, &h->mu);
+        job *j = &h->q[h->done % QUEUE];
+        if (j->kind == JOB_STOP) {
+            h->done++;
+            pthread_cond_broadcast(&h->cv);
+            break;
+        }
+        bool skip = h->failed != DSRT_STATUS_OK;
+        pthread_mutex_unlock(&h->mu);
+        dsrt_status s = skip ? DSRT_STATUS_OK : run_job(h, j);
+        pthread_mutex_lock(&h->mu);
+        if (s != DSRT_STATUS_OK) {
+            h->failed = s;
+            snprintf(h->message, sizeof h->message, "%s", dsrt_error_message());
+        }
+        h->done++;
+        pthread_cond_broadcast(&h->cv);
+    }
+    pthread_mutex_unlock(&h->mu);
+    return NULL;
+}
+
+static dsrt_status fail_status(host_comm *h)
+{
+    return dsrt_error_set(h->failed, "%s", h->message);
+}
+
+/* called with the lock held */
+static dsrt_status submit_locked(host_comm *h, const job *j, uint64_t *ticket)
+{
+    while (h->submitted - h->done >= QUEUE && h->failed == DSRT_STATUS_OK)
+        pthread_cond_wait(&h->cv, &h->mu);
+    if (h->failed)
+        return fail_status(h);
+    job *slot = &h->q[h->submitted % QUEUE];
+    *slot = *j;
+    slot->ticket = ++h->submitted;
+    *ticket = slot->ticket;
+    pthread_cond_broadcast(&h->cv);
+    return DSRT_STATUS_OK;
+}
+
+static dsrt_status submit(host_comm *h, const job *j, uint64_t *ticket)
+{
+    pthread_mutex_lock(&h->mu);
+    dsrt_status s = submit_locked(h, j, ticket);
+    pthread_mutex_unlock(&h->mu);
+    return s;
+}
+
+static dsrt_status host_wait(dsrt_comm *c, uint64_t ticket)
+{
+    host_comm *h = c->impl;
+    pthread_mutex_lock(&h->mu);
+    while (h->done < ticket)
+        pthread_cond_wait(&h->cv, &h->mu);
+    dsrt_status s = h->failed ? fail_status(h) : DSRT_STATUS_OK;
+    pthread_mutex_unlock(&h->mu);
+    return s;
+}
+
+static void set_what(job *j, const char *what)
+{
+    snprintf(j->what, sizeof j->what, "%s", what ? what : "collective");
+}
+
+static dsrt_status host_allreduce(dsrt_comm *c, void *buf, size_t n, dsrt_dtype dt,
+                                  dsrt_reduce_op op, const char *what, uint64_t *ticket)
+{
+    job j = {.kind = JOB_ALLREDUCE, .buf = buf, .n = n, .dt = dt, .op = op};
+    set_what(&j, what);
+    return submit(c->impl, &j, ticket);
+}
+
+static dsrt_status host_allgather(dsrt_comm *c, void *buf, size_t n_per_rank, dsrt_dtype dt,
+                                  const char *what, uint64_t *ticket)
+{
+    job j = {.kind = JOB_ALLGATHER, .buf = buf, .n = n_per_rank, .dt = dt};
+    set_what(&j, what);
+    return submit(c->impl, &j, ticket);
+}
+
+static dsrt_status host_f64(dsrt_comm *c, double *v, int n, const char *what)
+{
+    if (n < 1 || n > F64_MAX || c->world > 64)
+        return dsrt_error_set(DSRT_STATUS_INTERNAL, "comm: %d doubles over %d ranks", n, c->world);
+    job j = {.kind = JOB_F64, .buf = v, .n = (size_t)n};
+    set_what(&j, what);
+    uint64_t t = 0;
+    DSRT_TRY(submit(c->impl, &j, &t));
+    return host_wait(c, t);
+}
+
+static dsrt_status host_reserve(dsrt_comm *c, size_t max_bytes)
+{
+    host_comm *h = c->impl;
+    /* a ring chunk is at most ceil(n / N) elements; keep a margin for rounding */
+    size_t need = max_bytes / (size_t)c->world + 64;
+    pthread_mutex_lock(&h->mu);
+    /* only between collectives: the thread may be reading the old buffer */
+    while (h->done < h->submitted)
+        pthread_cond_wait(&h->cv, &h->mu);
+    dsrt_status s = DSRT_STATUS_OK;
+    if (need > h->scratch_bytes) {
+        unsigned char *p = realloc(h->scratch, need);
+        if (!p)
+            s = dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "comm: %zu bytes of scratch", need);
+        else {
+            h->scratch = p;
+            h->scratch_bytes = need;
+        }
+    }
+    pthread_mutex_unlock(&h->mu);
+    return s;
+}
+
+static void host_destroy(dsrt_comm *c)
+{
+    if (!c)
+        return;
+    host_comm *h = c->impl;
+    if (h->started) {
+        pthread_mutex_lock(&h->mu);
+        /* a failed comm may have a thread stuck nowhere: jobs after a failure
+         * are skipped, so the stop job is always reached */
+        job stop = {.kind = JOB_STOP};
+        while (h->submitted - h->done >= QUEUE)
+            pthread_cond_wait(&h->cv, &h->mu);
+        h->q[h->submitted % QUEUE] = stop;
+        h->submitted++;
+        pthread_cond_broadcast(&h->cv);
+        pthread_mutex_unlock(&h->mu);
+        pthread_join(h->thread, NULL);
+    }
+    if (h->t) {
+        h->t->failed = h->failed != DSRT_STATUS_OK;
+        h->t->destroy(h->t);
+    }
+    pthread_mutex_destroy(&h->mu);
+    pthread_cond_destroy(&h->cv);
+    free(h->scratch);
+    free(h);
+}
+
+dsrt_status dsrt_comm_host_create(dsrt_transport *t, double timeout_s, dsrt_comm **out)
+{
+    *out = NULL;
+    host_comm *h = calloc(1, sizeof *h);
+    if (!h) {
+        t->destroy(t);
+        return dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "comm");
+    }
+    h->t = t;
+    pthread_mutex_init(&h->mu, NULL);
+    pthread_cond_init(&h->cv, NULL);
+    dsrt_comm *c = &h->base;
+    c->name = t->name;
+    c->rank = t->rank;
+    c->world = t->world;
+    c->local_rank = t->local_rank;
+    c->timeout_s = timeout_s > 0 ? timeout_s : 1800;
+    c->impl = h;
+    c->destroy = host_destroy;
+    c->reserve = host_reserve;
+    c->allreduce = host_allreduce;
+    c->allgather = host_allgather;
+    c->wait = host_wait;
+    c->allreduce_host_f64 = host_f64;
+    if (pthread_create(&h->thread, NULL, comm_thread, h) != 0) {
+        host_destroy(c);
+        return dsrt_error_set(DSRT_STATUS_INTERNAL, "comm: cannot start the comm thread");
+    }
+    h->started = true;
+    *out = c;
+    return DSRT_STATUS_OK;
+}
+
+/* ---------------------------------------------------------------- from the environment */
+
+static dsrt_status env_int(const char *name, int *v, bool required, int dflt)
+{
+    const char *s = getenv(name);
+    if (!s || !*s) {
+        if (required)
+            return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
+                                  "distributed: %s is not set (torchrun and the deepspeed "
+                                  "launcher set RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT)",
+                                  name);
+        *v = dflt;
+        return DSRT_STATUS_OK;
+    }
+    char *end;
+    errno = 0;
+    long x = strtol(s, &end, 10);
+    if (errno || *end || x < 0 || x > 1000000)
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
+                              "distributed: %s=\"%s\" is not a non-negative integer", name, s);
+    *v = (int)x;
+    return DSRT_STATUS_OK;
+}
+
+dsrt_status dsrt_comm_from_env(const char *backend, double timeout_s, dsrt_comm **out)
+{
+    *out = NULL;
+    if (!backend || !*backend)
+        backend = "auto";
+    if (timeout_s <= 0)
+        timeout_s = 1800;
+    bool is_auto = !strcmp(backend, "auto");
+    if (!is_auto && strcmp(backend, "local") && strcmp(backend, "mpi") && strcmp(backend, "tcp"))
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
+                              "distributed: backend \"%s\": use \"auto\", \"local\", \"mpi\" or "
+                              "\"tcp\" (NCCL is chosen by the engine for CUDA devices)",
+                              backend);
+    if (!strcmp(backend, "local"))
+        return dsrt_comm_local_create(out);
+    dsrt_transport *t = NULL;
+    if (!strcmp(backend, "mpi") || (is_auto && dsrt_transport_mpi_launched())) {
+        DSRT_TRY(dsrt_transport_mpi_create(&t));
+        if (t->world == 1) {
+            t->destroy(t);
+            return dsrt_comm_local_create(out);
+        }
+        return dsrt_comm_host_create(t, timeout_s, out);
+    }
+    int world = 1;
+    DSRT_TRY(env_int("WORLD_SIZE", &world, !is_auto, 1));
+    if (world <= 1 && is_auto)
+        return dsrt_comm_local_create(out);
+    if (world < 1)
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT, "distributed: WORLD_SIZE=0");
+    dsrt_tcp_options o = {0};
+    o.world = world;
+    DSRT_TRY(env_int("RANK", &o.rank, true, 0));
+    DSRT_TRY(env_int("LOCAL_RANK", &o.local_rank, false, o.rank));
+    DSRT_TRY(env_int("MASTER_PORT", &o.master_port, true, 0));
+    o.master_addr = getenv("MASTER_ADDR");
+    if (!o.master_addr || !*o.master_addr)
+        return env_int("MASTER_ADDR", &o.rank, true, 0);
+    if (o.rank >= world)
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
+                              "distributed: RANK=%d is not below WORLD_SIZE=%d", o.rank, world);
+    o.timeout_s = timeout_s;
+    DSRT_TRY(dsrt_transport_tcp_create(&o, &t));
+    return dsrt_comm_host_create(t, timeout_s, out);
+}
