@@ -45,6 +45,10 @@ static void usage(FILE *f)
             "  --seed S                initial weights (default 1234)\n"
             "  --seq_len T             tokens per sequence (default min(256, n_positions))\n"
             "  --device D              cpu (default), cuda, cuda:N\n"
+            "  --dist_backend B        auto (default: MPI under mpirun, TCP when RANK/WORLD_SIZE/\n"
+            "                          MASTER_ADDR/MASTER_PORT are set, else one rank), local,\n"
+            "                          mpi, tcp\n"
+            "  --comm_timeout S        seconds a collective may wait for a peer (default 1800)\n"
             "  --eval_every K          evaluate on the held-out last 10%% every K steps\n"
             "  --eval_batches N        sequences per evaluation (default 16)\n"
             "  --loss_csv FILE         one row per optimizer step\n"
@@ -204,7 +208,8 @@ static double now_s(void)
 int main(int argc, char **argv)
 {
     const char *config_path = "configs/ds_config.json", *model = "gpt2-tiny", *data = NULL;
-    const char *device = "cpu", *loss_csv = NULL, *ref_curve = NULL;
+    const char *device = "cpu", *loss_csv = NULL, *ref_curve = NULL, *dist_backend = NULL;
+    double comm_timeout = 0;
     long steps = 100, eval_every = 0, eval_batches = 16, curve_window = 1;
     unsigned long long seed = 1234;
     int seq_len = 0;
@@ -231,6 +236,8 @@ int main(int argc, char **argv)
         else if (!strcmp(k, "seed")) seed = strtoull(v, NULL, 10);
         else if (!strcmp(k, "seq_len")) seq_len = atoi(v);
         else if (!strcmp(k, "device")) device = v;
+        else if (!strcmp(k, "dist_backend")) dist_backend = v;
+        else if (!strcmp(k, "comm_timeout")) comm_timeout = atof(v);
         else if (!strcmp(k, "eval_every")) eval_every = atol(v);
         else if (!strcmp(k, "eval_batches")) eval_batches = atol(v);
         else if (!strcmp(k, "loss_csv")) loss_csv = v;
@@ -277,14 +284,25 @@ int main(int argc, char **argv)
     dsrt_log_set_args ls = {sizeof ls, on_log, NULL, DSRT_LOG_INFO};
     api->log_set(&ls);
 
+    /* the process group first: the config's batch sizes depend on its size */
+    dsrt_dist_create_args dc = {.struct_size = sizeof dc, .backend = dist_backend,
+                                .timeout_s = comm_timeout, .world_size = 1};
+    if (api->abi_minor >= 2 && api->dist_create(&dc)) {
+        fprintf(stderr, "dsrt-train: %s\n", dsrt_lib_error(&lib));
+        return 1;
+    }
+    int rank = dc.rank, world = dc.world_size;
+    if (rank != 0)
+        log_level_min = 3; /* rank 0 speaks for the group; the others report errors */
     dsrt_config_create_args cc = {.struct_size = sizeof cc, .path = config_path,
-                                  .world_size = 1, .hf_values = sets, .hf_value_count = n_sets};
+                                  .world_size = world, .hf_values = sets, .hf_value_count = n_sets};
     if (api->config_create(&cc)) {
         fprintf(stderr, "dsrt-train: %s\n", dsrt_lib_error(&lib));
         return 1;
     }
     dsrt_engine_create_args ec = {.struct_size = sizeof ec, .config = cc.config, .model = model,
-                                  .seq_len = seq_len, .seed = seed, .device = device};
+                                  .seq_len = seq_len, .seed = seed, .device = device,
+                                  .dist = dc.dist};
     if (!seq_len) {
         /* default T: 256, or the model's context when shorter */
         ec.seq_len = 256;
@@ -317,16 +335,19 @@ int main(int argc, char **argv)
                 train_n, window + 1);
         return 1;
     }
-    fprintf(stderr,
-            "dsrt-train: %s, %lld parameters on %s; %s: %zu tokens (%zu for training); "
-            "micro batch %d x %d, gradient accumulation %d; %ld steps\n",
-            model, (long long)info.num_parameters, info.device, data, tk.n, train_n, B, T, gas,
-            steps);
+    if (rank == 0)
+        fprintf(stderr,
+                "dsrt-train: %s, %lld parameters on %s; %s: %zu tokens (%zu for training); "
+                "micro batch %d x %d, gradient accumulation %d, %d rank%s (%s, ZeRO stage %d); "
+                "%ld steps\n",
+                model, (long long)info.num_parameters, info.device, data, tk.n, train_n, B, T,
+                gas, world, world == 1 ? "" : "s", dc.backend_used ? dc.backend_used : "local",
+                info.zero_stage, steps);
 
     int32_t *inp = malloc((size_t)gas * window * sizeof(int32_t));
     int32_t *tgt = malloc((size_t)gas * window * sizeof(int32_t));
     FILE *csv = NULL;
-    if (loss_csv) {
+    if (loss_csv && rank == 0) {
         csv = fopen(loss_csv, "w");
         if (!csv) {
             fprintf(stderr, "dsrt-train: --loss_csv %s: %s\n", loss_csv, strerror(errno));
@@ -336,7 +357,7 @@ int main(int argc, char **argv)
     }
     curve_row *ref = NULL;
     size_t n_ref = 0;
-    if (ref_curve && load_curve(ref_curve, &ref, &n_ref))
+    if (ref_curve && rank == 0 && load_curve(ref_curve, &ref, &n_ref))
         return 1;
     typedef struct { long step; double got, want, rel; } dev;
     dev worst[5] = {{0}};
@@ -345,24 +366,32 @@ int main(int argc, char **argv)
     double *want_loss = calloc((size_t)steps, sizeof(double));
     char *have_ref = calloc((size_t)steps, 1);
 
-    int tty = isatty(2);
-    size_t cursor = 0;
+    int tty = rank == 0 && isatty(2);
+    /* rank r's k-th micro-batch is global micro-batch (k / gas) * gas * N +
+     * (k % gas) * N + r: an optimizer step sees the same samples on N ranks
+     * as on one rank with gas * N micro-batches (DistributedSampler's
+     * interleaving); the text is cut into consecutive windows, wrapping */
+    size_t n_windows = (train_n - 1) / window;
+    long micro = 0;
     double t0 = now_s();
     int rc = 0;
     for (long step = 1; step <= steps; step++) {
-        for (int g = 0; g < gas; g++) {
-            if (cursor + window + 1 > train_n)
-                cursor = 0;
+        for (int g = 0; g < gas; g++, micro++) {
+            long c = (micro / gas) * gas * world + (micro % gas) * world + rank;
+            size_t cursor = (size_t)(c % (long)n_windows) * window;
             for (size_t i = 0; i < window; i++) {
                 inp[g * window + i] = tk.data[cursor + i];
                 tgt[g * window + i] = tk.data[cursor + i + 1];
             }
-            cursor += window;
         }
         dsrt_engine_train_args tr = {.struct_size = sizeof tr, .engine = e, .tokens = inp,
                                      .targets = tgt, .micro_batches = gas};
         if (api->engine_train(&tr)) {
-            fprintf(stderr, "dsrt-train: step %ld: %s\n", step, dsrt_lib_error(&lib));
+            if (world > 1)
+                fprintf(stderr, "dsrt-train: rank %d: step %ld: %s\n", rank, step,
+                        dsrt_lib_error(&lib));
+            else
+                fprintf(stderr, "dsrt-train: step %ld: %s\n", step, dsrt_lib_error(&lib));
             rc = 1;
             break;
         }
@@ -388,7 +417,7 @@ int main(int argc, char **argv)
             have_ref[step - 1] = 1;
             break;
         }
-        if (eval_every > 0 && step % eval_every == 0) {
+        if (eval_every > 0 && step % eval_every == 0 && rank == 0) {
             size_t nb = (size_t)eval_batches, need = nb * T;
             size_t avail = tk.n - eval_off - 1;
             if (need > avail)
@@ -417,7 +446,7 @@ int main(int argc, char **argv)
                     step, steps, r->loss, r->lr, r->loss_scale, r->tokens_per_s, eta);
             if (step == steps)
                 fputc('\n', stderr);
-        } else if (step == 1 || step % 10 == 0 || step == steps) {
+        } else if (rank == 0 && (step == 1 || step % 10 == 0 || step == steps)) {
             fprintf(stderr, "step %ld/%ld loss %.4f lr %.4g scale %g grad_norm %.4g%s %.0f tok/s\n",
                     step, steps, r->loss, r->lr, r->loss_scale, r->grad_norm,
                     r->skipped ? " (skipped)" : "", r->tokens_per_s);
@@ -425,7 +454,7 @@ int main(int argc, char **argv)
     }
     if (csv)
         fclose(csv);
-    if (ref_curve && rc == 0) {
+    if (ref_curve && rc == 0 && rank == 0) {
         /* per step, or the means of consecutive windows of --curve_window steps */
         long w = curve_window > 0 ? curve_window : 1, compared = 0;
         for (long s0 = 0; s0 + w <= steps; s0 += w) {
@@ -478,6 +507,9 @@ int main(int argc, char **argv)
     api->engine_destroy(&ed);
     dsrt_config_destroy_args cd = {sizeof cd, cc.config};
     api->config_destroy(&cd);
+    dsrt_dist_destroy_args dd = {sizeof dd, dc.dist};
+    if (api->abi_minor >= 2)
+        api->dist_destroy(&dd);
     dsrt_lib_close(&lib);
     for (size_t i = 0; i < n_sets; i++)
         free(owned[i]);
