@@ -3,11 +3,12 @@
 # gpt2-tiny step time with overlap_comm true and false, the same step's
 # collectives alone, the fraction of them the overlap hides, and the per-rank
 # model-state memory of stages 0/1/2 against spec 7.5's formula. One table.
-#   bench/bench_zero.sh [BUILD_DIR] [STEPS]     (run from the repository root)
+#   bench/bench_zero.sh [BUILD_DIR] [STEPS]     (run from the repository root; STEPS: timed
+#   steps per engine, default 30: the step-to-step spread is of the order of the communication)
 # Environment: DTYPES (default fp32,bf16), WARMUP (3), BUCKET (50000 elements),
 # RANKS (default "1 2 4"). Every rank runs one OpenMP thread.
 set -euo pipefail
-build=${1:-build} steps=${2:-20}
+build=${1:-build} steps=${2:-30}
 dtypes=${DTYPES:-fp32,bf16} warmup=${WARMUP:-3} bucket=${BUCKET:-50000} ranks=${RANKS:-"1 2 4"}
 bin=$build/bench/bench_zero
 [ -x "$bin" ] || { echo "bench_zero: $bin not built (cmake --build $build --target bench_zero)"; exit 1; }
@@ -37,7 +38,7 @@ $1 == "step" {
     kv($0, a)
     k = a["ranks"] SUBSEP a["dtype"] SUBSEP a["stage"]
     ov[k] = a["overlap_ms"]; no[k] = a["no_overlap_ms"]; mov[k] = a["overlap_mad_ms"]; mno[k] = a["no_overlap_mad_ms"]
-    cm[k] = a["comm_ms"]; ar[k] = a["allreduce_ms"]; nm[k] = a["norm_ms"]; ag[k] = a["allgather_ms"]
+    pd[k] = a["paired_diff_ms"]; cm[k] = a["comm_ms"]; ar[k] = a["allreduce_ms"]; nm[k] = a["norm_ms"]; ag[k] = a["allgather_ms"]
     if (!(a["dtype"] SUBSEP a["stage"] in seen)) { seen[a["dtype"] SUBSEP a["stage"]] = 1; order[++nord] = a["dtype"] SUBSEP a["stage"] }
     if (!(a["ranks"] in rs)) { rs[a["ranks"]] = 1; rlist[++nr] = a["ranks"] }
     info = sprintf("%s parameters, %s tensors; reduce_bucket_size %s elements = %s buckets per step; %s warm-up + median of %s timed steps", a["params"], a["tensors"], a["bucket_elems"], a["buckets"], a["warmup"], a["steps"])
@@ -53,8 +54,9 @@ END {
     print "-- step time (ms, median +- median absolute deviation; timed on rank 0)"
     print "   comm alone = the step'"'"'s collectives with no compute: bucket all-reduces + norm all-reduce + all-gather"
     print "   hidden = (no_overlap - overlap) / comm, clamped to [0,1] (unclamped in brackets); noise = (MAD on + MAD off) / comm"
+    print "   paired = median over the timed steps of (no_overlap - overlap) of the two steps run back to back, / comm (unclamped)"
     print "   1-rank = the same step on one rank (no communication: compute only), mean of its overlap on/off medians"
-    printf "%-5s %-5s %-5s | %-15s %-15s | %-28s | %-19s %-6s | %-9s\n", "ranks", "dtype", "stage", "overlap on", "overlap off", "comm alone (ar+norm+ag)", "hidden", "noise", "1-rank"
+    printf "%-5s %-5s %-5s | %-15s %-15s | %-28s | %-19s %-6s %-6s | %-9s\n", "ranks", "dtype", "stage", "overlap on", "overlap off", "comm alone (ar+norm+ag)", "hidden", "noise", "paired", "1-rank"
     for (o = 1; o <= nord; o++) {
         split(order[o], ds, SUBSEP)
         one = (1 SUBSEP order[o]) in ov ? (ov[1 SUBSEP order[o]] + no[1 SUBSEP order[o]]) / 2 : 0
@@ -62,15 +64,16 @@ END {
             k = rlist[r] SUBSEP order[o]
             if (!(k in ov)) continue
             if (rlist[r] == 1) {
-                hid = "-"; noise = "-"
+                hid = "-"; noise = "-"; pair = "-"
             } else {
                 f = cm[k] > 0 ? (no[k] - ov[k]) / cm[k] : 0
                 c = f < 0 ? 0 : f > 1 ? 1 : f
                 hid = sprintf("%.2f (%.2f)", c, f)
                 noise = cm[k] > 0 ? sprintf("%.2f", (mov[k] + mno[k]) / cm[k]) : "-"
+                pair = cm[k] > 0 ? sprintf("%.2f", pd[k] / cm[k]) : "-"
             }
-            printf "%-5s %-5s %-5s | %7.1f +- %-4.1f %7.1f +- %-4.1f | %6.2f (%5.2f+%4.2f+%5.2f) | %-19s %-6s | %9s\n",
-                rlist[r], ds[1], ds[2], ov[k], mov[k], no[k], mno[k], cm[k], ar[k], nm[k], ag[k], hid, noise,
+            printf "%-5s %-5s %-5s | %7.1f +- %-4.1f %7.1f +- %-4.1f | %6.2f (%5.2f+%4.2f+%5.2f) | %-19s %-6s %-6s | %9s\n",
+                rlist[r], ds[1], ds[2], ov[k], mov[k], no[k], mno[k], cm[k], ar[k], nm[k], ag[k], hid, noise, pair,
                 (one > 0 ? sprintf("%.1f", one) : "-")
         }
     }
