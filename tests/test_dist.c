@@ -96,6 +96,9 @@ typedef struct run {
     double scale[64];
 } run;
 
+/* top-level keys added to every GPT-2 config (test_reduction_options) */
+static const char *extra_keys = "", *zero_extra_keys = "";
+
 static char *gpt2_config(int stage, const char *dtype, int gas, int world, int bucket,
                          int overlap)
 {
@@ -103,17 +106,20 @@ static char *gpt2_config(int stage, const char *dtype, int gas, int world, int b
     char prec[96] = "";
     if (!strcmp(dtype, "fp16"))
         snprintf(prec, sizeof prec, "\"fp16\": {\"enabled\": true, \"initial_scale_power\": 12},");
+    else if (!strcmp(dtype, "fp16-overflow"))
+        snprintf(prec, sizeof prec, "\"fp16\": {\"enabled\": true, \"initial_scale_power\": 24},");
     else if (!strcmp(dtype, "bf16"))
         snprintf(prec, sizeof prec, "\"bf16\": {\"enabled\": true},");
     snprintf(buf, sizeof buf,
-             "{\"train_batch_size\": %d, \"train_micro_batch_size_per_gpu\": %d, %s"
+             "{\"train_batch_size\": %d, \"train_micro_batch_size_per_gpu\": %d, %s %s"
              " \"gradient_clipping\": 1.0,"
              " \"optimizer\": {\"type\": \"AdamW\", \"params\": {\"lr\": 5e-4, \"weight_decay\": 0.01}},"
              " \"scheduler\": {\"type\": \"WarmupDecayLR\", \"params\": {\"warmup_num_steps\": 5,"
              "   \"total_num_steps\": 100, \"warmup_max_lr\": 5e-4}},"
              " \"zero_optimization\": {\"stage\": %d, \"reduce_bucket_size\": %d,"
-             "   \"overlap_comm\": %s}}",
-             B * gas * world, B, prec, stage, bucket, overlap ? "true" : "false");
+             "   \"overlap_comm\": %s %s}}",
+             B * gas * world, B, prec, extra_keys, stage, bucket, overlap ? "true" : "false",
+             zero_extra_keys);
     return buf;
 }
 
@@ -147,14 +153,25 @@ static int steps_for(int full) { return getenv("DSRT_TEST_QUICK") ? 8 : full; }
 static void test_gpt2_equivalence(void **state)
 {
     (void)state;
-    static const char *dtypes[] = {"fp32", "bf16", "fp16"};
+    /* fp16 starts at 2^12, where nothing overflows, for 50 steps; and at
+     * 2^24 for 12 steps, where the first steps overflow and the scale halves
+     * until it fits. The two runs are not the same computation at the edge
+     * of fp16's range, in DeepSpeed as here: a rank's backward is seeded
+     * with S / gas, so N ranks with gas g carry activation gradients N times
+     * larger than one rank with gas g * N, and stage 0 sums the ranks'
+     * gradients in fp16 before averaging. So: every step one rank skips, N
+     * ranks skip too; N ranks may skip at most log2(N) + 1 more (the extra
+     * halvings that factor N and the sum take); losses are compared up to
+     * the first step where the scales differ. */
+    static const char *dtypes[] = {"fp32", "bf16", "fp16", "fp16-overflow"};
     static const int gases[] = {1, 4};
-    int steps = steps_for(50), failures = 0;
+    int steps_all = steps_for(50), failures = 0;
     for (int stage = 0; stage <= 2; stage++)
         for (int g = 0; g < 2; g++) {
             run fp32_ref = {0};
-            for (int d = 0; d < 3; d++) {
+            for (int d = 0; d < 4; d++) {
                 int gas = gases[g];
+                int steps = d == 3 && steps_all > 12 ? 12 : steps_all;
                 run ref = {0}, got = {0};
                 /* rank 0 runs the one-rank reference while the others wait
                  * in their first collective */
@@ -167,31 +184,53 @@ static void test_gpt2_equivalence(void **state)
                     fp32_ref = ref;
                 double worst = 0, dev = 0, spread = 0;
                 int worst_step = 0;
-                for (int s = 0; s < steps; s++) {
-                    if (got.skipped[s] != ref.skipped[s] || got.scale[s] != ref.scale[s])
-                        fail_msg("stage %d %s gas %d on %d ranks: step %d skipped %d scale %g, "
-                                 "one rank: skipped %d scale %g",
-                                 stage, dtypes[d], gas, world_, s + 1, got.skipped[s],
-                                 got.scale[s], ref.skipped[s], ref.scale[s]);
+                int extra = 0, cmp_steps = steps;
+                if (d == 3) {
+                    for (int s = 0; s < steps; s++) {
+                        if (ref.skipped[s] && !got.skipped[s]) {
+                            printf("  FAIL: step %d: one rank skipped, %d ranks did not\n", s + 1,
+                                   world_);
+                            failures++;
+                        }
+                        extra += got.skipped[s] && !ref.skipped[s];
+                        if (got.scale[s] != ref.scale[s] && cmp_steps == steps)
+                            cmp_steps = s;
+                    }
+                    int allowed = 1;
+                    for (int w = world_; w > 1; w /= 2)
+                        allowed++;
+                    if (extra > allowed) {
+                        printf("  FAIL: %d extra skipped steps on %d ranks (at most %d)\n", extra,
+                               world_, allowed);
+                        failures++;
+                    }
+                }
+                for (int s = 0; s < cmp_steps; s++) {
+                    if (d != 3 && (got.skipped[s] != ref.skipped[s] || got.scale[s] != ref.scale[s])) {
+                        printf("  FAIL: stage %d %s gas %d on %d ranks: step %d skipped %d scale "
+                               "%g, one rank: skipped %d scale %g\n",
+                               stage, dtypes[d], gas, world_, s + 1, got.skipped[s],
+                               got.scale[s], ref.skipped[s], ref.scale[s]);
+                        failures++;
+                    }
                     double rel = fabs(got.loss[s] - ref.loss[s]) / fabs(ref.loss[s]);
                     if (rel > worst)
                         worst = rel, worst_step = s + 1;
                     dev += (got.loss[s] - ref.loss[s]) * (got.loss[s] - ref.loss[s]);
                     spread += (ref.loss[s] - fp32_ref.loss[s]) * (ref.loss[s] - fp32_ref.loss[s]);
                 }
-                dev = sqrt(dev / steps);
-                spread = sqrt(spread / steps);
+                dev = sqrt(dev / (cmp_steps ? cmp_steps : 1));
+                spread = sqrt(spread / (cmp_steps ? cmp_steps : 1));
                 int skips = 0;
                 for (int s = 0; s < steps; s++)
                     skips += ref.skipped[s];
-                printf("stage %d %-4s gas %d, %d ranks vs 1: worst relative loss difference %.2e "
+                printf("stage %d %-13s gas %d, %d ranks vs 1: worst relative loss difference %.2e "
                        "(step %d), rms %.2e; this dtype vs fp32 on one rank: rms %.2e; skipped "
-                       "steps %d\n",
-                       stage, dtypes[d], gas, world_, worst, worst_step, dev, spread, skips);
-                /* the scale starts at 2^24: the first steps overflow, so
-                 * identical skipped steps is a real check */
-                if (0 && d == 2 && !skips) {
-                    printf("  FAIL: fp16 without a skipped step\n");
+                       "steps %d (%d more on %d ranks; losses compared over %d steps)\n",
+                       stage, dtypes[d], gas, world_, worst, worst_step, dev, spread, skips, extra,
+                       world_, cmp_steps);
+                if (d == 3 && (!skips || skips == steps)) {
+                    printf("  FAIL: fp16 from 2^24 should skip some steps, not all (%d)\n", skips);
                     failures++;
                 }
                 if (d == 0) {
@@ -209,7 +248,7 @@ static void test_gpt2_equivalence(void **state)
                      * smallest relative change the dtype itself can hold in
                      * one value. Measured at lr 5e-4 over 50 steps: at most
                      * 0.08u (bf16) and 0.1u (fp16) on 2 ranks. */
-                    double u = d == 1 ? 0x1p-8 : 0x1p-11;
+                    double u = d == 1 ? 0x1p-8 : 0x1p-11; /* bf16, fp16 */
                     if (worst > u) {
                         printf("  FAIL: %s worst %.3e (limit u = %.3e)\n",
                                dtypes[d], worst, u);
@@ -220,6 +259,64 @@ static void test_gpt2_equivalence(void **state)
         }
     if (failures)
         fail_msg("%d configurations outside their tolerance (listed above)", failures);
+}
+
+/* The reduction options of spec 7.2 on N ranks against one rank:
+ * prescale_gradients, gradient_predivide_factor (stage 0, and stage 1 with
+ * reduce_scatter off) and communication_data_type. Each must match one rank
+ * within the unit roundoff of the narrowest type involved, and change the
+ * numbers (it had an effect) where it changes rounding. */
+static void test_reduction_options(void **state)
+{
+    (void)state;
+    if (world_ == 1)
+        skip();
+    static const struct {
+        int stage;
+        const char *dtype, *keys;
+        double u;     /* tolerance */
+        int differs;  /* must differ from the run without the keys (2: on more than 2 ranks) */
+    } cases[] = {
+        {0, "fp16", "\"prescale_gradients\": true,", 0x1p-11, 0},
+        {0, "fp16", "\"gradient_predivide_factor\": 3.0,", 0x1p-11, 1},
+        /* with reduce_scatter false (set below) */
+        {1, "fp16", "\"gradient_predivide_factor\": 3.0,", 0x1p-11, 1},
+        {2, "fp32", "\"communication_data_type\": \"bf16\",", 0x1p-8, 1},
+        /* a 16-bit sum of two 16-bit values rounds once, as a float32 sum
+         * cast back does: the fp32 wire only changes bits from 3 ranks on */
+        {2, "bf16", "\"communication_data_type\": \"fp32\",", 0x1p-8, 2},
+        {1, "fp16", "\"communication_data_type\": \"fp32\",", 0x1p-11, 2},
+    };
+    int steps = steps_for(20), failures = 0;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        run ref = {0}, got = {0}, plain = {0};
+        extra_keys = "";
+        if (rank_ == 0)
+            run_gpt2(NULL, 1, 0, cases[c].stage, cases[c].dtype, world_, steps, &ref);
+        run_gpt2(dist, world_, rank_, cases[c].stage, cases[c].dtype, 1, steps, &plain);
+        extra_keys = cases[c].keys;
+        zero_extra_keys = c == 2 ? ", \"reduce_scatter\": false" : "";
+        run_gpt2(dist, world_, rank_, cases[c].stage, cases[c].dtype, 1, steps, &got);
+        extra_keys = zero_extra_keys = "";
+        if (rank_ != 0)
+            continue;
+        double worst = 0, moved = 0;
+        for (int s = 0; s < steps; s++) {
+            worst = fmax(worst, fabs(got.loss[s] - ref.loss[s]) / fabs(ref.loss[s]));
+            moved = fmax(moved, fabs(got.loss[s] - plain.loss[s]));
+            if (got.skipped[s] != ref.skipped[s])
+                failures++;
+        }
+        printf("stage %d %s %s %d ranks: worst relative loss difference to one rank %.2e (limit "
+               "%.2e); largest change against the default %.2e\n",
+               cases[c].stage, cases[c].dtype, cases[c].keys, world_, worst, cases[c].u, moved);
+        if (worst > cases[c].u || (cases[c].differs && (cases[c].differs == 1 || world_ > 2) && moved == 0)) {
+            printf("  FAIL\n");
+            failures++;
+        }
+    }
+    if (failures)
+        fail_msg("%d reduction-option checks failed (listed above)", failures);
 }
 
 /* ---------------------------------------------------------------- a host model: an MLP */
@@ -469,6 +566,7 @@ int main(void)
         cmocka_unit_test(test_memory_report),
         cmocka_unit_test(test_host_mlp),
         cmocka_unit_test(test_gpt2_equivalence),
+        cmocka_unit_test(test_reduction_options),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     dsrt_dist_destroy_args dd = {sizeof dd, dist};
