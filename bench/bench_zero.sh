@@ -6,7 +6,11 @@
 #   bench/bench_zero.sh [BUILD_DIR] [STEPS]     (run from the repository root; STEPS: timed
 #   steps per engine, default 30: the step-to-step spread is of the order of the communication)
 # Environment: DTYPES (default fp32,bf16), WARMUP (3), BUCKET (50000 elements),
-# RANKS (default "1 2 4"). Every rank runs one OpenMP thread.
+# RANKS (default "1 2 4"), LATENCY_US (an emulated wire delay per collective, in
+# microseconds, via DSRT_COMM_LATENCY_US: on one machine the collectives are
+# memory copies on the same cores as the compute, so only waiting can be hidden;
+# this measures how much of a network's waiting the overlap hides).
+# Every rank runs one OpenMP thread.
 set -euo pipefail
 build=${1:-build} steps=${2:-30}
 dtypes=${DTYPES:-fp32,bf16} warmup=${WARMUP:-3} bucket=${BUCKET:-50000} ranks=${RANKS:-"1 2 4"}
@@ -15,6 +19,8 @@ bin=$build/bench/bench_zero
 command -v mpiexec > /dev/null || { echo "bench_zero: mpiexec not found"; exit 1; }
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 export OMP_NUM_THREADS=1
+latency=${LATENCY_US:-0}
+[ "$latency" != 0 ] && export DSRT_COMM_LATENCY_US=$latency
 raw=$(mktemp)
 trap 'rm -f "$raw"' EXIT
 t0=$(date +%s)
@@ -26,7 +32,8 @@ t1=$(date +%s)
 
 echo "== ZeRO data parallelism on the CPU: gpt2-tiny, micro batch 4 x 128, gradient_accumulation_steps 1"
 echo "mpiexec -n N --oversubscribe ($(mpiexec --version 2>/dev/null | head -1)), $(getconf _NPROCESSORS_ONLN) vCPUs," \
-     "OMP_NUM_THREADS=1 per rank, OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-(unset)}"
+     "OMP_NUM_THREADS=1 per rank, OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-(unset)}," \
+     "emulated latency per collective: ${latency} us"
 grep -m1 '^info' "$raw" | sed -E 's/.*openblas="([^"]*)".*/OpenBLAS: \1/'
 awk '
 function kv(line, a,   n, i, f, p) {
