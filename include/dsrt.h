@@ -53,7 +53,7 @@ extern "C" {
 #endif
 
 #define DSRT_ABI_MAJOR 1
-#define DSRT_ABI_MINOR 2
+#define DSRT_ABI_MINOR 3
 
 #define DSRT_GET_API_SYMBOL "dsrt_get_api"
 
@@ -431,6 +431,39 @@ typedef struct dsrt_engine_step_args {
 } dsrt_engine_step_args;
 #define DSRT_ENGINE_STEP_ARGS_MIN_SIZE DSRT_STRUCT_SIZE(dsrt_engine_step_args, report)
 
+/* ---------------------------------------------------------------- checkpoints (ABI 1.3)
+ *
+ * DeepSpeed's layout and names (save_dir/<tag>/, save_dir/latest holding the
+ * tag, default tag "global_step<N>"), stored in HDF5: docs/checkpoint-format.md.
+ * Every rank calls save and load (collectively) at an optimizer boundary.
+ * Each rank writes its own ZeRO partition; the checkpoint reads back as whole
+ * tensors at any world size. A save is atomic: written under a temporary
+ * name, synced, renamed, `latest` replaced last; a failed or interrupted save
+ * leaves the previous checkpoint loadable. Every dataset carries a Fletcher32
+ * checksum; a truncated, corrupted or other-model checkpoint is refused naming
+ * the file and dataset. On load, as in DeepSpeed, the checkpoint's optimizer
+ * hyperparameters, gradient_clipping, loss-scaler state and scheduler position
+ * take precedence over the config. */
+typedef struct dsrt_engine_save_args {
+    size_t struct_size;
+    dsrt_engine *engine;
+    const char *save_dir;
+    const char *tag;           // NULL: "global_step<global_steps>"
+    const char *client_state;  // the host's own state as JSON text, or NULL
+} dsrt_engine_save_args;
+#define DSRT_ENGINE_SAVE_ARGS_MIN_SIZE DSRT_STRUCT_SIZE(dsrt_engine_save_args, client_state)
+
+typedef struct dsrt_engine_load_args {
+    size_t struct_size;
+    dsrt_engine *engine;
+    const char *load_dir;
+    const char *tag;           // NULL: the tag in load_dir/latest
+    const char *client_state;  // out: JSON text saved with it; owned by the engine until the
+                               // next load or destroy
+    int64_t global_steps;      // out: the step the run continues from
+} dsrt_engine_load_args;
+#define DSRT_ENGINE_LOAD_ARGS_MIN_SIZE DSRT_STRUCT_SIZE(dsrt_engine_load_args, global_steps)
+
 /* ---------------------------------------------------------------- the table */
 
 typedef struct dsrt_api {
@@ -462,6 +495,10 @@ typedef struct dsrt_api {
     dsrt_status (*engine_micro_begin)(dsrt_engine_micro_begin_args *args);
     dsrt_status (*engine_grad_ready)(dsrt_engine_grad_ready_args *args);
     dsrt_status (*engine_step)(dsrt_engine_step_args *args);
+
+    /* ABI 1.3 */
+    dsrt_status (*engine_save)(dsrt_engine_save_args *args);
+    dsrt_status (*engine_load)(dsrt_engine_load_args *args);
 } dsrt_api;
 
 /* The one exported symbol. Returns a pointer to a constant table that lives

@@ -49,6 +49,10 @@ static void usage(FILE *f)
             "                          MASTER_ADDR/MASTER_PORT are set, else one rank), local,\n"
             "                          mpi, tcp\n"
             "  --comm_timeout S        seconds a collective may wait for a peer (default 1800)\n"
+            "  --save_dir D            save a checkpoint (HDF5) every --save_interval steps and at the end\n"
+            "  --save_interval K       steps between checkpoints (default: only at the end)\n"
+            "  --resume                continue from the latest checkpoint in --save_dir, if any\n"
+            "  --load_dir D            continue from the latest checkpoint in D (an error if none)\n"
             "  --eval_every K          evaluate on the held-out last 10%% every K steps\n"
             "  --eval_batches N        sequences per evaluation (default 16)\n"
             "  --loss_csv FILE         one row per optimizer step\n"
@@ -210,6 +214,9 @@ int main(int argc, char **argv)
     const char *config_path = "configs/ds_config.json", *model = "gpt2-tiny", *data = NULL;
     const char *device = "cpu", *loss_csv = NULL, *ref_curve = NULL, *dist_backend = NULL;
     double comm_timeout = 0;
+    const char *save_dir = NULL, *load_dir = NULL;
+    long save_interval = 0;
+    int resume = 0;
     long steps = 100, eval_every = 0, eval_batches = 16, curve_window = 1;
     unsigned long long seed = 1234;
     int seq_len = 0;
@@ -222,6 +229,10 @@ int main(int argc, char **argv)
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             return 0;
+        }
+        if (!strcmp(a, "--resume")) {
+            resume = 1;
+            continue;
         }
         if (strncmp(a, "--", 2) != 0 || i + 1 >= argc) {
             fprintf(stderr, "dsrt-train: %s: expected --option VALUE\n", a);
@@ -237,6 +248,9 @@ int main(int argc, char **argv)
         else if (!strcmp(k, "seq_len")) seq_len = atoi(v);
         else if (!strcmp(k, "device")) device = v;
         else if (!strcmp(k, "dist_backend")) dist_backend = v;
+        else if (!strcmp(k, "save_dir")) save_dir = v;
+        else if (!strcmp(k, "save_interval")) save_interval = atol(v);
+        else if (!strcmp(k, "load_dir")) load_dir = v;
         else if (!strcmp(k, "comm_timeout")) comm_timeout = atof(v);
         else if (!strcmp(k, "eval_every")) eval_every = atol(v);
         else if (!strcmp(k, "eval_batches")) eval_batches = atol(v);
@@ -344,16 +358,55 @@ int main(int argc, char **argv)
                 gas, world, world == 1 ? "" : "s", dc.backend_used ? dc.backend_used : "local",
                 info.zero_stage, steps);
 
+    /* resume: the engine's state from the checkpoint; the data position
+     * follows from its global step (every step consumes gas x world
+     * micro-batches, whatever the world size) */
+    long start = 1;
+    const char *from = load_dir ? load_dir : resume ? save_dir : NULL;
+    if (resume && !save_dir && !load_dir) {
+        fprintf(stderr, "dsrt-train: --resume needs --save_dir (or use --load_dir)\n");
+        return 2;
+    }
+    if (from) {
+        char lp[4200];
+        snprintf(lp, sizeof lp, "%s/latest", from);
+        if (load_dir || access(lp, F_OK) == 0) {
+            dsrt_engine_load_args la = {.struct_size = sizeof la, .engine = e, .load_dir = from};
+            if (api->abi_minor < 3) {
+                fprintf(stderr, "dsrt-train: %s has no checkpoints (ABI %u.%u)\n", lib.path,
+                        api->abi_major, api->abi_minor);
+                return 1;
+            }
+            if (api->engine_load(&la)) {
+                fprintf(stderr, "dsrt-train: %s%s\n", world > 1 ? "rank error: " : "",
+                        dsrt_lib_error(&lib));
+                return 1;
+            }
+            start = (long)la.global_steps + 1;
+            if (rank == 0)
+                fprintf(stderr, "dsrt-train: resumed from %s at step %ld\n", from, start);
+        } else if (rank == 0) {
+            fprintf(stderr, "dsrt-train: --resume: no checkpoint in %s yet, starting at step 1\n",
+                    from);
+        }
+    }
+    if (start > steps && rank == 0)
+        fprintf(stderr, "dsrt-train: the checkpoint is at step %ld already (--steps %ld)\n",
+                start - 1, steps);
+
     int32_t *inp = malloc((size_t)gas * window * sizeof(int32_t));
     int32_t *tgt = malloc((size_t)gas * window * sizeof(int32_t));
     FILE *csv = NULL;
     if (loss_csv && rank == 0) {
-        csv = fopen(loss_csv, "w");
+        /* a resumed run appends to the file of the run it continues */
+        int append = start > 1 && access(loss_csv, F_OK) == 0;
+        csv = fopen(loss_csv, append ? "a" : "w");
         if (!csv) {
             fprintf(stderr, "dsrt-train: --loss_csv %s: %s\n", loss_csv, strerror(errno));
             return 1;
         }
-        fprintf(csv, "step,loss,lr,loss_scale,grad_norm,skipped,tokens_per_s\n");
+        if (!append)
+            fprintf(csv, "step,loss,lr,loss_scale,grad_norm,skipped,tokens_per_s\n");
     }
     curve_row *ref = NULL;
     size_t n_ref = 0;
@@ -372,10 +425,10 @@ int main(int argc, char **argv)
      * as on one rank with gas * N micro-batches (DistributedSampler's
      * interleaving); the text is cut into consecutive windows, wrapping */
     size_t n_windows = (train_n - 1) / window;
-    long micro = 0;
+    long micro = (start - 1) * gas;
     double t0 = now_s();
     int rc = 0;
-    for (long step = 1; step <= steps; step++) {
+    for (long step = start; step <= steps; step++) {
         for (int g = 0; g < gas; g++, micro++) {
             long c = (micro / gas) * gas * world + (micro % gas) * world + rank;
             size_t cursor = (size_t)(c % (long)n_windows) * window;
@@ -397,7 +450,7 @@ int main(int argc, char **argv)
         }
         const dsrt_step_report *r = &tr.report;
         if (csv)
-            fprintf(csv, "%ld,%.9g,%.9g,%.9g,%.9g,%d,%.1f\n", step, r->loss, r->lr, r->loss_scale,
+            fprintf(csv, "%ld,%.17g,%.9g,%.9g,%.9g,%d,%.1f\n", step, r->loss, r->lr, r->loss_scale,
                     r->grad_norm, r->skipped, r->tokens_per_s);
         for (size_t i = 0; i < n_ref; i++) {
             if (ref[i].step != step)
@@ -440,8 +493,21 @@ int main(int argc, char **argv)
                 free(ei), free(et);
             }
         }
+        if (save_dir && ((save_interval > 0 && step % save_interval == 0) || step == steps)) {
+            char cs[160];
+            snprintf(cs, sizeof cs, "{\"next_step\": %ld, \"global_micro_batches\": %ld}",
+                     step + 1, step * (long)gas * world);
+            dsrt_engine_save_args sa = {.struct_size = sizeof sa, .engine = e,
+                                        .save_dir = save_dir, .client_state = cs};
+            if (api->abi_minor < 3 || api->engine_save(&sa)) {
+                fprintf(stderr, "%sdsrt-train: step %ld: %s\n", tty ? "\r\033[K" : "", step,
+                        api->abi_minor < 3 ? "this libdsrt has no checkpoints" : dsrt_lib_error(&lib));
+                rc = 1;
+                break;
+            }
+        }
         if (tty) {
-            double el = now_s() - t0, eta = el / step * (steps - step);
+            double el = now_s() - t0, eta = el / (double)(step - start + 1) * (double)(steps - step);
             fprintf(stderr, "\r\033[Kstep %ld/%ld  loss %.4f  lr %.3g  scale %g  %.0f tok/s  ETA %.0fs",
                     step, steps, r->loss, r->lr, r->loss_scale, r->tokens_per_s, eta);
             if (step == steps)

@@ -37,6 +37,8 @@
 #define dsrt_engine_micro_begin_args_MIN_SIZE_ DSRT_ENGINE_MICRO_BEGIN_ARGS_MIN_SIZE
 #define dsrt_engine_grad_ready_args_MIN_SIZE_ DSRT_ENGINE_GRAD_READY_ARGS_MIN_SIZE
 #define dsrt_engine_step_args_MIN_SIZE_ DSRT_ENGINE_STEP_ARGS_MIN_SIZE
+#define dsrt_engine_save_args_MIN_SIZE_ DSRT_ENGINE_SAVE_ARGS_MIN_SIZE
+#define dsrt_engine_load_args_MIN_SIZE_ DSRT_ENGINE_LOAD_ARGS_MIN_SIZE
 
 static dsrt_status api_version(dsrt_version_args *args)
 {
@@ -258,6 +260,22 @@ static dsrt_status api_engine_step(dsrt_engine_step_args *args)
     return st;
 }
 
+static dsrt_status api_engine_save(dsrt_engine_save_args *args)
+{
+    ARGS_IN(dsrt_engine_save_args, args, a);
+    NEED_ENGINE("engine_save");
+    return engine_save(a.engine, a.save_dir, a.tag, a.client_state);
+}
+
+static dsrt_status api_engine_load(dsrt_engine_load_args *args)
+{
+    ARGS_IN(dsrt_engine_load_args, args, a);
+    NEED_ENGINE("engine_load");
+    dsrt_status st = engine_load_keep(a.engine, a.load_dir, a.tag, &a.client_state, &a.global_steps);
+    dsrt_args_store(args, &a, sizeof a);
+    return st;
+}
+
 static const dsrt_api api_table = {
     .struct_size = sizeof(dsrt_api),
     .abi_major = DSRT_ABI_MAJOR,
@@ -281,6 +299,8 @@ static const dsrt_api api_table = {
     .engine_micro_begin = api_engine_micro_begin,
     .engine_grad_ready = api_engine_grad_ready,
     .engine_step = api_engine_step,
+    .engine_save = api_engine_save,
+    .engine_load = api_engine_load,
 };
 
 const dsrt_api *dsrt_api_table(void);

@@ -37,74 +37,12 @@
 #include "config.h"
 #include "dist.h"
 #include "engine.h"
+#include "engine_impl.h"
 #include "gpt2.h"
 #include "internal.h"
 #include "loss_scaler.h"
 #include "lr_sched.h"
 #include "partition.h"
-
-typedef struct eng_param {
-    const char *name;
-    char *owned_name; /* host models: our copy */
-    size_t offset, numel;
-} eng_param;
-
-/* elements [off, off + n) of parameter `param`, at element `at` of a bucket */
-typedef struct piece {
-    size_t param, off, n, at;
-} piece;
-
-typedef struct bucket {
-    void *buf;  /* (cap) model dtype */
-    void *cbuf; /* (cap) communication dtype, when it differs */
-    piece *pieces;
-    size_t npieces, fill;
-    uint64_t ticket;
-    bool pending;
-    int seq;
-} bucket;
-
-struct dsrt_engine {
-    ds_config cfg;
-    dsrt_gpt2_config mcfg;
-    dsrt_backend *be;
-    dsrt_gpt2 *model; /* NULL: host model */
-    dsrt_comm *comm;
-    bool own_comm;
-    dsrt_dtype dt, cdt;
-    size_t dsz, csz;
-    int stage, rank, world;
-    size_t n, n_params;
-    eng_param *params;
-    void *param_buf, *grad_buf;
-    bool own_bufs;
-    size_t param_cap;
-    zero_layout lay;
-    size_t P;
-    float *master, *m, *v;
-    void *pgrad;
-    void *gather;
-    bool gather_in_place, use_buckets;
-    bucket bk[2];
-    int nbk, cur;
-    size_t cap;
-    float pre, post;
-    bool reducing, hooks_on;
-    unsigned char *ready_seen;
-    dsrt_status hook_err;
-    char hook_msg[1024];
-    int bucket_seq;
-    dsrt_lr_sched sched;
-    dsrt_loss_scaler scaler;
-    bool fp16, check_overflow, in_micro;
-    int64_t adam_step, global_steps, skipped_steps, global_samples, micro_steps;
-    double window_loss;
-    int window_n;
-    int B, T, gas;
-    char device[32];
-    int64_t mem_params, mem_grads, mem_transient, mem_masters, mem_moments, mem_buckets,
-        mem_gather;
-};
 
 static double now_s(void)
 {
@@ -171,6 +109,9 @@ void engine_destroy(dsrt_engine *e)
         free(e->params[i].owned_name);
     free(e->params);
     free(e->ready_seen);
+    free(e->config_json);
+    free(e->model_json);
+    free(e->client_state);
     zero_layout_free(&e->lay);
     free(e);
 }
@@ -409,6 +350,9 @@ static dsrt_status host_params(dsrt_engine *e, const dsrt_engine_create_args *a)
         e->params[i].name = e->params[i].owned_name;
         e->params[i].offset = off;
         e->params[i].numel = numel;
+        e->params[i].ndim = d->ndim;
+        for (int k = 0; k < d->ndim; k++)
+            e->params[i].shape[k] = d->shape[k];
         off += numel;
     }
     e->n = off;
@@ -648,11 +592,26 @@ dsrt_status engine_create(const dsrt_engine_create_args *a, dsrt_engine **out)
             st = dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "engine_create");
             goto fail;
         }
-        for (size_t i = 0; i < cnt; i++)
-            e->params[i] = (eng_param){gp[i].name, NULL, gp[i].offset, gp[i].numel};
+        for (size_t i = 0; i < cnt; i++) {
+            e->params[i] = (eng_param){gp[i].name, NULL, gp[i].offset, gp[i].numel, gp[i].ndim, {0}};
+            for (int k = 0; k < gp[i].ndim; k++)
+                e->params[i].shape[k] = gp[i].shape[k];
+        }
     }
     if ((st = init_zero(e)))
         goto fail;
+    /* what a checkpoint records of the run's setup */
+    {
+        size_t len = 0;
+        const char *cj = config_to_json((struct dsrt_config *)a->config, 2, &len);
+        e->config_json = dsrt_strdup(cj ? cj : "{}");
+        e->model_json = engine_model_json(e);
+        e->seed = a->seed;
+        if (!e->config_json || !e->model_json) {
+            st = dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "engine_create");
+            goto fail;
+        }
+    }
     dsrt_loss_scaler_mode mode = DSRT_SCALER_NONE;
     if (e->fp16)
         mode = c->zero_stage == 0 ? DSRT_SCALER_STAGE0 : c->fp16.loss_scale > 0 ? DSRT_SCALER_STATIC

@@ -23,5 +23,13 @@ dsrt_status engine_param(dsrt_engine *e, int64_t index, dsrt_engine_param_args *
 dsrt_status engine_micro_begin(dsrt_engine *e, double *grad_scale);
 dsrt_status engine_grad_ready(dsrt_engine *e, int64_t index);
 dsrt_status engine_step(dsrt_engine *e, double loss, dsrt_step_report *report);
+/* checkpoints (engine_ckpt.c, ABI 1.3); *client_state: malloc'd JSON text */
+dsrt_status engine_save(dsrt_engine *e, const char *save_dir, const char *tag,
+                        const char *client_state);
+dsrt_status engine_load(dsrt_engine *e, const char *load_dir, const char *tag,
+                        char **client_state);
+/* the same, keeping the client state in the engine (api.c) */
+dsrt_status engine_load_keep(dsrt_engine *e, const char *load_dir, const char *tag,
+                             const char **client_state, int64_t *global_steps);
 
 #endif

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -392,8 +393,18 @@ typedef struct mlp_case {
     int in, hid, out, stage, bucket, overlap, round_robin, gas;
 } mlp_case;
 
+/* ckpt: optional checkpoint actions (test_checkpoint_host) */
+typedef struct mlp_ckpt {
+    const char *save_dir; /* save after step save_step */
+    int save_step;
+    const char *load_dir; /* resume from its latest before training */
+} mlp_ckpt;
+
 static void mlp_run(dsrt_dist *d, int world, int rank, const mlp_case *c, int gas, int steps,
-                    double *losses, float *final_w)
+                    double *losses, float *final_w);
+
+static void mlp_run_ckpt(dsrt_dist *d, int world, int rank, const mlp_case *c, int gas,
+                         int steps, double *losses, float *final_w, const mlp_ckpt *ck)
 {
     char text[768];
     snprintf(text, sizeof text,
@@ -432,8 +443,22 @@ static void mlp_run(dsrt_dist *d, int world, int rank, const mlp_case *c, int ga
         *g[i] = pa.grad;
         free(init[i]);
     }
-    long k = 0;
-    for (int s = 0; s < steps; s++) {
+    int first = 0;
+    if (ck && ck->load_dir) {
+        dsrt_engine_load_args la = {.struct_size = sizeof la, .engine = m.e,
+                                    .load_dir = ck->load_dir};
+        CHECK(api->engine_load(&la));
+        first = (int)la.global_steps;
+        assert_string_equal(la.client_state, "{\"who\": \"test_dist\"}");
+    }
+    long k = (long)first * gas;
+    for (int s = first; s < steps; s++) {
+        if (ck && ck->save_dir && s == ck->save_step) {
+            dsrt_engine_save_args sv = {.struct_size = sizeof sv, .engine = m.e,
+                                        .save_dir = ck->save_dir,
+                                        .client_state = "{\"who\": \"test_dist\"}"};
+            CHECK(api->engine_save(&sv));
+        }
         dsrt_engine_step_args sa = {.struct_size = sizeof sa, .engine = m.e};
         for (int i = 0; i < gas; i++, k++) {
             dsrt_engine_micro_begin_args mb = {sizeof mb, m.e, 0};
@@ -503,6 +528,59 @@ static void test_host_mlp(void **state)
     }
 }
 
+static void mlp_run(dsrt_dist *d, int world, int rank, const mlp_case *c, int gas, int steps,
+                    double *losses, float *final_w)
+{
+    mlp_run_ckpt(d, world, rank, c, gas, steps, losses, final_w, NULL);
+}
+
+/* Checkpoints of a host model: on N ranks, save after 6 of 12 steps; a new
+ * engine resumed from it repeats steps 7-12 bit for bit (losses and weights);
+ * and rank 0 alone, a one-rank engine, resumes the N-rank checkpoint and
+ * follows the one-rank run with the same global batch within fp32 rounding. */
+static void test_checkpoint_host(void **state)
+{
+    (void)state;
+    static const mlp_case cases[] = {{16, 32, 4, 2, 100, 1, 0, 2}, {2, 2, 1, 1, 1, 0, 0, 1},
+                                     {16, 32, 4, 0, 100, 1, 0, 1}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const mlp_case *mc = &cases[c];
+        size_t n = (size_t)mc->in * mc->hid + mc->hid + (size_t)mc->hid * mc->out + mc->out;
+        char dir[256];
+        snprintf(dir, sizeof dir, "/tmp/dsrt_test_ckpt_%d_%zu", (int)getppid(), c);
+        double l_straight[64] = {0}, l_resumed[64] = {0}, l_one[64] = {0}, l_ref1[64] = {0};
+        float *w_straight = malloc(n * 4), *w_resumed = malloc(n * 4), *w_one = malloc(n * 4),
+              *w_ref1 = malloc(n * 4);
+        mlp_ckpt save = {dir, 6, NULL}, load = {NULL, 0, dir};
+        mlp_run_ckpt(dist, world_, rank_, mc, mc->gas, 12, l_straight, w_straight, &save);
+        mlp_run_ckpt(dist, world_, rank_, mc, mc->gas, 12, l_resumed, w_resumed, &load);
+        for (int s = 6; s < 12; s++)
+            if (memcmp(&l_straight[s], &l_resumed[s], sizeof(double)))
+                fail_msg("rank %d case %zu: step %d loss %.17g after resume, %.17g straight", rank_,
+                         c, s + 1, l_resumed[s], l_straight[s]);
+        if (memcmp(w_straight, w_resumed, n * 4))
+            fail_msg("rank %d case %zu: weights differ after resume", rank_, c);
+        if (rank_ == 0) {
+            /* another world size: one rank with gas x N continues the N-rank checkpoint */
+            mlp_run(NULL, 1, 0, mc, mc->gas * world_, 12, l_ref1, w_ref1);
+            mlp_run_ckpt(NULL, 1, 0, mc, mc->gas * world_, 12, l_one, w_one, &load);
+            double worst = 0;
+            for (int s = 6; s < 12; s++)
+                worst = fmax(worst, fabs(l_one[s] - l_ref1[s]) / fabs(l_ref1[s]));
+            printf("checkpoint case %zu: resumed on %d rank%s bit-exact; saved on %d, resumed on 1: "
+                   "worst relative loss difference to the one-rank run %.2e\n",
+                   c, world_, world_ == 1 ? "" : "s", world_, worst);
+            if (worst > 1e-5)
+                fail_msg("case %zu: %.3e > 1e-5 after resuming on one rank", c, worst);
+            char cmd[300];
+            snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+            if (system(cmd) != 0)
+                fprintf(stderr, "could not remove %s\n", dir);
+        }
+        free(w_straight), free(w_resumed), free(w_one), free(w_ref1);
+    }
+}
+
 /* ---------------------------------------------------------------- memory report */
 
 static void test_memory_report(void **state)
@@ -565,6 +643,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_memory_report),
         cmocka_unit_test(test_host_mlp),
+        cmocka_unit_test(test_checkpoint_host),
         cmocka_unit_test(test_gpt2_equivalence),
         cmocka_unit_test(test_reduction_options),
     };

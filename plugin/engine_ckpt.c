@@ -1,0 +1,571 @@
+/* Checkpoints of the engine (dsrt.h: engine_save / engine_load; the format
+ * in docs/checkpoint-format.md, the HDF5 layer in ckpt.c).
+ *
+ * Save (every rank calls it):
+ *   rank 0 creates save_dir/.<tag>.tmp-<pid>/        barrier
+ *   every rank writes zero_rank_<r>.h5: its ZeRO pieces of the fp32 masters
+ *   and Adam moments, fsynced                       barrier (all ranks' outcome)
+ *   rank 0 writes checkpoint.h5: the engine state and, per parameter, virtual
+ *   datasets of the full tensor over the ranks' pieces; fsync; renames the
+ *   directory to save_dir/<tag>; fsyncs save_dir; writes save_dir/latest
+ *   through a temporary file and a rename          barrier
+ * A crash at any moment leaves the previous checkpoint and `latest` intact:
+ * nothing under <tag> or `latest` exists until it is complete.
+ *
+ * Load: every rank opens checkpoint.h5, checks the model (names, shapes), reads
+ * the whole masters (the weights) and the ranges of the moments its own
+ * partition covers, whatever world size saved them; the step counters, loss
+ * scaler, scheduler and optimizer hyperparameters come from the checkpoint
+ * (DeepSpeed's precedence, spec 8.2). */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ckpt.h"
+#include "engine.h"
+#include "engine_impl.h"
+#include "internal.h"
+#include "jsonw.h"
+
+#define MAIN_FILE "checkpoint.h5"
+#define FORMAT_VERSION 1
+
+char *engine_model_json(const dsrt_engine *e)
+{
+    dsrt_buf b = {0};
+    jw w;
+    jw_init(&w, &b, 0);
+    jw_object_begin(&w);
+    if (e->model) {
+        const dsrt_gpt2_config *m = &e->mcfg;
+        jw_key(&w, "model_type"), jw_string(&w, "gpt2");
+        jw_key(&w, "vocab_size"), jw_int(&w, m->vocab_size);
+        jw_key(&w, "n_positions"), jw_int(&w, m->n_positions);
+        jw_key(&w, "n_embd"), jw_int(&w, m->n_embd);
+        jw_key(&w, "n_layer"), jw_int(&w, m->n_layer);
+        jw_key(&w, "n_head"), jw_int(&w, m->n_head);
+        jw_key(&w, "n_inner"), jw_int(&w, m->n_inner);
+        jw_key(&w, "layer_norm_epsilon"), jw_double(&w, m->layer_norm_epsilon);
+        jw_key(&w, "initializer_range"), jw_double(&w, m->initializer_range);
+        jw_key(&w, "source"), jw_string(&w, m->source);
+    } else {
+        jw_key(&w, "model_type"), jw_string(&w, "host");
+    }
+    jw_key(&w, "tensors");
+    jw_array_begin(&w);
+    for (size_t i = 0; i < e->n_params; i++) {
+        jw_object_begin(&w);
+        jw_key(&w, "name"), jw_string(&w, e->params[i].name);
+        jw_key(&w, "shape");
+        jw_array_begin(&w);
+        for (int k = 0; k < e->params[i].ndim; k++)
+            jw_int(&w, e->params[i].shape[k]);
+        jw_array_end(&w);
+        jw_object_end(&w);
+    }
+    jw_array_end(&w);
+    jw_object_end(&w);
+    return dsrt_buf_take(&b);
+}
+
+/* ---------------------------------------------------------------- file-system steps */
+
+static dsrt_status fsync_path(const char *path, bool dir)
+{
+    int fd = open(path, (dir ? O_DIRECTORY : 0) | O_RDONLY);
+    if (fd < 0)
+        return dsrt_error_set(DSRT_STATUS_IO_ERROR, "checkpoint: cannot open %s to sync it: %s",
+                              path, strerror(errno));
+    int rc = fsync(fd);
+    int err = errno;
+    close(fd);
+    if (rc)
+        return dsrt_error_set(DSRT_STATUS_IO_ERROR, "checkpoint: fsync %s: %s", path,
+                              strerror(err));
+    return DSRT_STATUS_OK;
+}
+
+static void remove_tree(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *de;
+    char p[4096];
+    while ((de = readdir(d)))
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
+            snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+            unlink(p);
+        }
+    closedir(d);
+    rmdir(dir);
+}
+
+static dsrt_status check_tag(const char *tag)
+{
+    if (!*tag || strchr(tag, '/') || !strcmp(tag, ".") || !strcmp(tag, "..") || tag[0] == '.' ||
+        strlen(tag) > 200)
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
+                              "checkpoint: tag \"%s\" is not a plain directory name", tag);
+    return DSRT_STATUS_OK;
+}
+
+/* All ranks agree on an outcome: the number of ranks that failed. */
+static dsrt_status agree(dsrt_engine *e, dsrt_status mine, const char *what, int *failed)
+{
+    double v[1] = {mine != DSRT_STATUS_OK};
+    char saved[1024];
+    snprintf(saved, sizeof saved, "%s", dsrt_error_message());
+    DSRT_TRY(e->comm->allreduce_host_f64(e->comm, v, 1, what));
+    *failed = (int)v[0];
+    if (mine)
+        dsrt_error_set(mine, "%s", saved);
+    return DSRT_STATUS_OK;
+}
+
+/* ---------------------------------------------------------------- save */
+
+static dsrt_status write_rank_file(dsrt_engine *e, const char *path)
+{
+    dsrt_backend *be = e->be;
+    size_t s0 = e->lay.rank_slices[e->rank], s1 = e->lay.rank_slices[e->rank + 1];
+    size_t own = 0;
+    for (size_t s = s0; s < s1; s++)
+        own += e->lay.slices[s].n;
+    size_t held = e->stage ? e->P : e->n; /* elements in master/m/v on this rank */
+    float *h = malloc((3 * held + 1) * sizeof(float));
+    ckpt_piece *pc = calloc(s1 - s0 + 1, sizeof *pc);
+    dsrt_status st = DSRT_STATUS_OK;
+    if (!h || !pc) {
+        st = dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "checkpoint: %zu elements", held);
+        goto out;
+    }
+    float *hm = h, *h1 = h + held, *h2 = h + 2 * held;
+    if ((st = be->download(be, hm, e->master, held * sizeof(float))) ||
+        (st = be->download(be, h1, e->m, held * sizeof(float))) ||
+        (st = be->download(be, h2, e->v, held * sizeof(float))))
+        goto out;
+    size_t lo = (size_t)e->rank * e->lay.partition_size;
+    for (size_t s = s0; s < s1; s++) {
+        const zero_slice *z = &e->lay.slices[s];
+        /* where the piece lives in this rank's arrays: the partition (stage
+         * >= 1) or the whole model (stage 0) */
+        size_t at = e->stage ? z->flat_offset - lo : e->params[z->param].offset + z->offset_in_param;
+        pc[s - s0] = (ckpt_piece){e->params[z->param].name, z->offset_in_param, z->n, hm + at,
+                                  h1 + at, h2 + at};
+    }
+    (void)own;
+    st = ckpt_write_rank(path, e->rank, e->world, pc, s1 - s0);
+out:
+    free(h);
+    free(pc);
+    return st;
+}
+
+static dsrt_status write_main_file(dsrt_engine *e, const char *path, const char *tag,
+                                   const char *client_state)
+{
+    size_t ns = e->lay.rank_slices[e->world];
+    ckpt_tensor *t = calloc(e->n_params, sizeof *t);
+    ckpt_source *src = calloc(ns + 1, sizeof *src);
+    char (*files)[32] = calloc((size_t)e->world, 32);
+    dsrt_status st = DSRT_STATUS_OK;
+    if (!t || !src || !files) {
+        st = dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "checkpoint");
+        goto out;
+    }
+    for (size_t i = 0; i < e->n_params; i++) {
+        t[i].name = e->params[i].name;
+        t[i].ndim = e->params[i].ndim;
+        memcpy(t[i].shape, e->params[i].shape, sizeof t[i].shape);
+    }
+    for (int r = 0; r < e->world; r++) {
+        snprintf(files[r], 32, "zero_rank_%05d.h5", r);
+        for (size_t s = e->lay.rank_slices[r]; s < e->lay.rank_slices[r + 1]; s++) {
+            const zero_slice *z = &e->lay.slices[s];
+            src[s] = (ckpt_source){files[r], s - e->lay.rank_slices[r], z->param,
+                                   z->offset_in_param, z->n};
+        }
+    }
+    const dsrt_loss_scaler *ls = &e->scaler;
+    const ds_optimizer_config *o = &e->cfg.optimizer;
+    ckpt_kv kv[] = {
+        {"format_version", CKPT_I64, FORMAT_VERSION, 0, NULL},
+        {"dsrt_version", CKPT_STR, 0, 0, DSRT_VERSION_STRING},
+        {"tag", CKPT_STR, 0, 0, tag},
+        {"ds_config", CKPT_STR, 0, 0, e->config_json},
+        {"model_config", CKPT_STR, 0, 0, e->model_json},
+        {"client_state", CKPT_STR, 0, 0, client_state ? client_state : "{}"},
+        {"dp_world_size", CKPT_I64, e->world, 0, NULL},
+        {"zero_stage", CKPT_I64, e->stage, 0, NULL},
+        {"precision", CKPT_STR, 0, 0, dsrt_dtype_name(e->dt)},
+        {"global_steps", CKPT_I64, e->global_steps, 0, NULL},
+        {"skipped_steps", CKPT_I64, e->skipped_steps, 0, NULL},
+        {"global_samples", CKPT_I64, e->global_samples, 0, NULL},
+        {"micro_steps", CKPT_I64, e->micro_steps, 0, NULL},
+        {"optimizer/step", CKPT_I64, e->adam_step, 0, NULL},
+        {"optimizer/lr", CKPT_F64, 0, dsrt_lr_sched_lr(&e->sched), NULL},
+        {"optimizer/beta1", CKPT_F64, 0, o->betas[0], NULL},
+        {"optimizer/beta2", CKPT_F64, 0, o->betas[1], NULL},
+        {"optimizer/eps", CKPT_F64, 0, o->eps, NULL},
+        {"optimizer/weight_decay", CKPT_F64, 0, o->weight_decay, NULL},
+        {"optimizer/gradient_clipping", CKPT_F64, 0, e->cfg.gradient_clipping, NULL},
+        {"lr_scheduler/last_batch_iteration", CKPT_I64, dsrt_lr_sched_state_save(&e->sched), 0, NULL},
+        {"loss_scaler/cur_scale", CKPT_F64, 0, ls->cur_scale, NULL},
+        {"loss_scaler/cur_iter", CKPT_I64, ls->cur_iter, 0, NULL},
+        {"loss_scaler/last_overflow_iter", CKPT_I64, ls->last_overflow_iter, 0, NULL},
+        {"loss_scaler/cur_hysteresis", CKPT_I64, ls->cur_hysteresis, 0, NULL},
+        {"loss_scaler/delayed_shift", CKPT_I64, ls->delayed_shift, 0, NULL},
+        {"loss_scaler/window", CKPT_I64, ls->window, 0, NULL},
+        {"loss_scaler/min_scale", CKPT_F64, 0, ls->min_scale, NULL},
+        {"loss_scaler/consecutive_hysteresis", CKPT_I64, ls->consecutive_hysteresis, 0, NULL},
+        {"loss_scaler/dynamic", CKPT_I64, ls->dynamic, 0, NULL},
+        /* the engine draws random numbers only at initialisation (dropout is
+         * 0): the seed and the number of draws since are its whole RNG state */
+        {"rng/seed", CKPT_I64, (int64_t)e->seed, 0, NULL},
+        {"rng/draws_after_init", CKPT_I64, 0, 0, NULL},
+    };
+    st = ckpt_write_main(path, t, e->n_params, src, ns, kv, sizeof kv / sizeof kv[0]);
+out:
+    free(t);
+    free(src);
+    free(files);
+    return st;
+}
+
+dsrt_status engine_save(dsrt_engine *e, const char *save_dir, const char *tag_in,
+                        const char *client_state)
+{
+    if (!save_dir || !*save_dir)
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT, "engine_save: save_dir is required");
+    if (e->in_micro || e->micro_steps % e->gas)
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
+                              "engine_save: inside a gradient accumulation window (micro-step "
+                              "%lld of %d): save at an optimizer boundary",
+                              (long long)(e->micro_steps % e->gas), e->gas);
+    char tag[256];
+    if (tag_in && *tag_in)
+        snprintf(tag, sizeof tag, "%s", tag_in);
+    else
+        snprintf(tag, sizeof tag, "global_step%lld", (long long)e->global_steps);
+    DSRT_TRY(check_tag(tag));
+    if (client_state && *client_state) {
+        json_error je;
+        json_doc *d = json_parse(client_state, strlen(client_state), &je);
+        if (!d)
+            return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
+                                  "engine_save: client_state is not JSON (%s at line %d)",
+                                  je.msg, je.line);
+        json_doc_free(d);
+    }
+    char tmp[4096], final[4096], path[4200];
+    /* every rank computes the same temporary name from rank 0's pid */
+    double pid = e->rank == 0 ? (double)getpid() : 0;
+    DSRT_TRY(e->comm->allreduce_host_f64(e->comm, &pid, 1, "checkpoint: agreeing on a name"));
+    snprintf(tmp, sizeof tmp, "%s/.%s.tmp-%lld", save_dir, tag, (long long)pid);
+    snprintf(final, sizeof final, "%s/%s", save_dir, tag);
+    dsrt_status st = DSRT_STATUS_OK;
+    int failed = 0;
+    if (e->rank == 0) {
+        if (mkdir(save_dir, 0777) && errno != EEXIST)
+            st = dsrt_error_set(DSRT_STATUS_IO_ERROR, "engine_save: cannot create %s: %s",
+                                save_dir, strerror(errno));
+        else {
+            remove_tree(tmp);
+            if (mkdir(tmp, 0777))
+                st = dsrt_error_set(DSRT_STATUS_IO_ERROR, "engine_save: cannot create %s: %s",
+                                    tmp, strerror(errno));
+        }
+    }
+    DSRT_TRY(agree(e, st, "checkpoint: directory created", &failed));
+    if (failed)
+        return st ? st
+                  : dsrt_error_set(DSRT_STATUS_IO_ERROR,
+                                   "engine_save: rank 0 could not create %s", tmp);
+    snprintf(path, sizeof path, "%s/zero_rank_%05d.h5", tmp, e->rank);
+    st = write_rank_file(e, path);
+    DSRT_TRY(agree(e, st, "checkpoint: rank files written", &failed));
+    if (failed) {
+        if (e->rank == 0)
+            remove_tree(tmp);
+        return st ? st
+                  : dsrt_error_set(DSRT_STATUS_IO_ERROR,
+                                   "engine_save: %d rank(s) could not write their part of %s "
+                                   "(see their errors); the previous checkpoint is untouched",
+                                   failed, final);
+    }
+    if (e->rank == 0) {
+        snprintf(path, sizeof path, "%s/%s", tmp, MAIN_FILE);
+        st = write_main_file(e, path, tag, client_state);
+        if (!st)
+            st = fsync_path(tmp, true);
+        if (!st) {
+            /* an existing checkpoint of the same tag is replaced: moved aside
+             * first, removed after the new one is in place */
+            char old[4200];
+            snprintf(old, sizeof old, "%s/.%s.old-%lld", save_dir, tag, (long long)pid);
+            bool had_old = rename(final, old) == 0;
+            if (rename(tmp, final))
+                st = dsrt_error_set(DSRT_STATUS_IO_ERROR, "engine_save: rename %s -> %s: %s", tmp,
+                                    final, strerror(errno));
+            else if (had_old)
+                remove_tree(old);
+        }
+        if (!st)
+            st = fsync_path(save_dir, true);
+        if (!st) {
+            char lt[4200], lf[4200];
+            snprintf(lt, sizeof lt, "%s/.latest.tmp-%lld", save_dir, (long long)pid);
+            snprintf(lf, sizeof lf, "%s/latest", save_dir);
+            FILE *f = fopen(lt, "w");
+            if (!f || fputs(tag, f) < 0 || fflush(f) || fsync(fileno(f))) {
+                st = dsrt_error_set(DSRT_STATUS_IO_ERROR, "engine_save: writing %s: %s", lt,
+                                    strerror(errno));
+                if (f)
+                    fclose(f);
+                unlink(lt);
+            } else if (fclose(f) || rename(lt, lf)) {
+                st = dsrt_error_set(DSRT_STATUS_IO_ERROR, "engine_save: %s -> %s: %s", lt, lf,
+                                    strerror(errno));
+                unlink(lt);
+            } else {
+                st = fsync_path(save_dir, true);
+            }
+        }
+        if (st)
+            remove_tree(tmp);
+    }
+    DSRT_TRY(agree(e, st, "checkpoint: published", &failed));
+    if (failed)
+        return st ? st
+                  : dsrt_error_set(DSRT_STATUS_IO_ERROR,
+                                   "engine_save: rank 0 could not finish %s (see its error)", final);
+    if (e->rank == 0)
+        dsrt_log(DSRT_LOG_INFO, "checkpoint saved: %s (%d rank file%s)", final, e->world,
+                 e->world == 1 ? "" : "s");
+    return DSRT_STATUS_OK;
+}
+
+/* ---------------------------------------------------------------- load */
+
+static dsrt_status read_latest(const char *dir, char *tag, size_t size)
+{
+    char p[4200];
+    snprintf(p, sizeof p, "%s/latest", dir);
+    FILE *f = fopen(p, "r");
+    if (!f)
+        return dsrt_error_set(DSRT_STATUS_IO_ERROR,
+                              "engine_load: %s: %s (no checkpoint has been completed there)", p,
+                              strerror(errno));
+    size_t n = fread(tag, 1, size - 1, f);
+    fclose(f);
+    tag[n] = '\0';
+    while (n && (tag[n - 1] == '\n' || tag[n - 1] == ' ' || tag[n - 1] == '\r'))
+        tag[--n] = '\0';
+    return check_tag(tag);
+}
+
+static dsrt_status rd_i64(ckpt_reader *r, const char *k, int64_t *v) { return ckpt_read_i64(r, k, v); }
+static dsrt_status rd_f64(ckpt_reader *r, const char *k, double *v) { return ckpt_read_f64(r, k, v); }
+
+static dsrt_status load_from(dsrt_engine *e, ckpt_reader *r, const char *path)
+{
+    dsrt_backend *be = e->be;
+    int64_t fv = 0;
+    DSRT_TRY(rd_i64(r, "format_version", &fv));
+    if (fv != FORMAT_VERSION)
+        return dsrt_error_set(DSRT_STATUS_UNSUPPORTED,
+                              "engine_load: %s has format version %lld; this libdsrt reads %d",
+                              path, (long long)fv, FORMAT_VERSION);
+    /* the model: every tensor by name and shape */
+    for (size_t i = 0; i < e->n_params; i++) {
+        int nd = 0;
+        int64_t sh[8] = {0};
+        DSRT_TRY(ckpt_tensor_info(r, e->params[i].name, &nd, sh));
+        bool same = nd == e->params[i].ndim;
+        for (int k = 0; same && k < nd; k++)
+            same = sh[k] == e->params[i].shape[k];
+        if (!same) {
+            char a[128] = "", b[128] = "";
+            for (int k = 0; k < nd; k++)
+                snprintf(a + strlen(a), sizeof a - strlen(a), "%s%lld", k ? ", " : "", (long long)sh[k]);
+            for (int k = 0; k < e->params[i].ndim; k++)
+                snprintf(b + strlen(b), sizeof b - strlen(b), "%s%lld", k ? ", " : "",
+                         (long long)e->params[i].shape[k]);
+            return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
+                                  "engine_load: %s: dataset /master/%s has shape (%s) but this "
+                                  "model's parameter has (%s): a checkpoint of another model",
+                                  path, e->params[i].name, a, b);
+        }
+    }
+    int64_t saved_world = 0, gs, ss, gsm, ms, step, lbi;
+    DSRT_TRY(rd_i64(r, "dp_world_size", &saved_world));
+    DSRT_TRY(rd_i64(r, "global_steps", &gs));
+    DSRT_TRY(rd_i64(r, "skipped_steps", &ss));
+    DSRT_TRY(rd_i64(r, "global_samples", &gsm));
+    DSRT_TRY(rd_i64(r, "micro_steps", &ms));
+    DSRT_TRY(rd_i64(r, "optimizer/step", &step));
+    DSRT_TRY(rd_i64(r, "lr_scheduler/last_batch_iteration", &lbi));
+    dsrt_loss_scaler ls = e->scaler;
+    int64_t ch, dyn;
+    DSRT_TRY(rd_f64(r, "loss_scaler/cur_scale", &ls.cur_scale));
+    DSRT_TRY(rd_i64(r, "loss_scaler/cur_iter", &ls.cur_iter));
+    DSRT_TRY(rd_i64(r, "loss_scaler/last_overflow_iter", &ls.last_overflow_iter));
+    DSRT_TRY(rd_i64(r, "loss_scaler/cur_hysteresis", &ls.cur_hysteresis));
+    DSRT_TRY(rd_i64(r, "loss_scaler/delayed_shift", &ls.delayed_shift));
+    DSRT_TRY(rd_i64(r, "loss_scaler/window", &ls.window));
+    DSRT_TRY(rd_f64(r, "loss_scaler/min_scale", &ls.min_scale));
+    DSRT_TRY(rd_i64(r, "loss_scaler/consecutive_hysteresis", &ch));
+    DSRT_TRY(rd_i64(r, "loss_scaler/dynamic", &dyn));
+    ls.consecutive_hysteresis = ch != 0;
+    ls.dynamic = dyn != 0;
+    double b1, b2, eps, wd, clip;
+    DSRT_TRY(rd_f64(r, "optimizer/beta1", &b1));
+    DSRT_TRY(rd_f64(r, "optimizer/beta2", &b2));
+    DSRT_TRY(rd_f64(r, "optimizer/eps", &eps));
+    DSRT_TRY(rd_f64(r, "optimizer/weight_decay", &wd));
+    DSRT_TRY(rd_f64(r, "optimizer/gradient_clipping", &clip));
+
+    /* weights: the whole masters (every rank needs every weight); moments and
+     * this rank's masters: the ranges its partition covers */
+    float *all = malloc((e->n + 1) * sizeof(float));
+    size_t held = e->stage ? e->P : e->n;
+    float *h = calloc(3 * held + 1, sizeof(float));
+    dsrt_status st = DSRT_STATUS_OK;
+    if (!all || !h) {
+        st = dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "engine_load");
+        goto out;
+    }
+    for (size_t i = 0; i < e->n_params && !st; i++)
+        st = ckpt_read_range(r, "master", e->params[i].name, 0, e->params[i].numel,
+                             all + e->params[i].offset);
+    if (st)
+        goto out;
+    if (!e->stage) {
+        /* stage 0: every rank keeps the whole optimizer state */
+        memcpy(h, all, e->n * sizeof(float));
+        for (size_t i = 0; i < e->n_params && !st; i++) {
+            st = ckpt_read_range(r, "exp_avg", e->params[i].name, 0, e->params[i].numel,
+                                 h + held + e->params[i].offset);
+            if (!st)
+                st = ckpt_read_range(r, "exp_avg_sq", e->params[i].name, 0, e->params[i].numel,
+                                     h + 2 * held + e->params[i].offset);
+        }
+    }
+    size_t lo = (size_t)e->rank * e->lay.partition_size;
+    for (size_t s = e->lay.rank_slices[e->rank];
+         e->stage && s < e->lay.rank_slices[e->rank + 1] && !st; s++) {
+        const zero_slice *z = &e->lay.slices[s];
+        size_t at = z->flat_offset - lo;
+        memcpy(h + at, all + e->params[z->param].offset + z->offset_in_param, z->n * sizeof(float));
+        st = ckpt_read_range(r, "exp_avg", e->params[z->param].name, z->offset_in_param, z->n,
+                             h + held + at);
+        if (!st)
+            st = ckpt_read_range(r, "exp_avg_sq", e->params[z->param].name, z->offset_in_param,
+                                 z->n, h + 2 * held + at);
+    }
+    if (st)
+        goto out;
+    /* everything read: only now change the engine */
+    if ((st = be->upload_f32(be, e->param_buf, all, e->n)) ||
+        (e->master != e->param_buf && (st = be->upload(be, e->master, h, held * sizeof(float)))) ||
+        (st = be->upload(be, e->m, h + held, held * sizeof(float))) ||
+        (st = be->upload(be, e->v, h + 2 * held, held * sizeof(float))) ||
+        (st = be->memset0(be, e->grad_buf, e->n * e->dsz)) ||
+        (e->pgrad && (st = be->memset0(be, e->pgrad, e->P * e->dsz))))
+        goto out;
+    e->global_steps = gs;
+    e->skipped_steps = ss;
+    e->global_samples = gsm;
+    /* per-rank micro-steps: the saved count belongs to the saving run's
+     * gradient accumulation (another world size has another gas) */
+    e->micro_steps = gs * e->gas;
+    (void)ms;
+    e->adam_step = step;
+    e->window_loss = 0;
+    e->window_n = 0;
+    e->scaler = ls;
+    e->cfg.optimizer.betas[0] = b1;
+    e->cfg.optimizer.betas[1] = b2;
+    e->cfg.optimizer.eps = eps;
+    e->cfg.optimizer.weight_decay = wd;
+    e->cfg.gradient_clipping = clip;
+    e->sched.beta1 = b1;
+    e->sched.beta2 = b2;
+    dsrt_lr_sched_state_restore(&e->sched, lbi);
+    if (e->rank == 0) {
+        dsrt_log(DSRT_LOG_INFO,
+                 "checkpoint loaded: %s (saved on %lld rank%s, now %d): global step %lld, "
+                 "skipped %lld, loss scale %g",
+                 path, (long long)saved_world, saved_world == 1 ? "" : "s", e->world,
+                 (long long)gs, (long long)ss, dsrt_loss_scaler_scale(&e->scaler));
+        dsrt_log(DSRT_LOG_INFO,
+                 "as in DeepSpeed, the checkpoint's optimizer hyperparameters (betas, eps, "
+                 "weight_decay), gradient_clipping, loss-scaler state and scheduler position take "
+                 "precedence over the config");
+    }
+out:
+    free(all);
+    free(h);
+    return st;
+}
+
+dsrt_status engine_load(dsrt_engine *e, const char *load_dir, const char *tag_in,
+                        char **client_state)
+{
+    *client_state = NULL;
+    if (!load_dir || !*load_dir)
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT, "engine_load: load_dir is required");
+    if (e->in_micro || e->micro_steps % e->gas)
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
+                              "engine_load: inside a gradient accumulation window");
+    char tag[256];
+    if (tag_in && *tag_in) {
+        snprintf(tag, sizeof tag, "%s", tag_in);
+        DSRT_TRY(check_tag(tag));
+    } else {
+        DSRT_TRY(read_latest(load_dir, tag, sizeof tag));
+    }
+    char path[4600];
+    snprintf(path, sizeof path, "%s/%s/%s", load_dir, tag, MAIN_FILE);
+    ckpt_reader *r = NULL;
+    dsrt_status st = ckpt_open(path, &r);
+    if (!st)
+        st = load_from(e, r, path);
+    if (!st)
+        st = ckpt_read_str(r, "client_state", client_state);
+    ckpt_close(r);
+    /* every rank must have loaded, or none goes on */
+    int failed = 0;
+    DSRT_TRY(agree(e, st, "checkpoint: loaded", &failed));
+    if (failed && !st)
+        st = dsrt_error_set(DSRT_STATUS_IO_ERROR,
+                            "engine_load: %d other rank(s) could not load %s (see their errors)",
+                            failed, path);
+    if (st) {
+        free(*client_state);
+        *client_state = NULL;
+    }
+    return st;
+}
+
+dsrt_status engine_load_keep(dsrt_engine *e, const char *load_dir, const char *tag,
+                             const char **client_state, int64_t *global_steps)
+{
+    char *cs = NULL;
+    dsrt_status st = engine_load(e, load_dir, tag, &cs);
+    if (st)
+        return st;
+    free(e->client_state);
+    e->client_state = cs;
+    *client_state = cs;
+    *global_steps = e->global_steps;
+    return DSRT_STATUS_OK;
+}
