@@ -861,13 +861,14 @@ dsrt_status ckpt_write_main(const char *path, const ckpt_tensor *tensors, size_t
 typedef struct src_file {
     char *path;
     hid_t fid;
+    dev_t dev; /* the file it was when opened: a replaced file is opened again */
+    ino_t ino;
 } src_file;
 
 struct ckpt_reader {
     char *path; /* the main file, as given */
     char *dir;  /* its directory, absolute: relative sources are resolved here */
     hid_t fid;
-    hid_t dapl; /* opens the virtual datasets with HDF5 looking in `dir` first */
     src_file *srcs; /* source files opened so far */
     size_t n_srcs, cap_srcs;
 };
@@ -966,19 +967,6 @@ static dsrt_status open_impl(const char *main_path, ckpt_reader **out)
     }
     r->dir = dir;
     r->fid = fid;
-    /* HDF5 looks for a relative source file under the virtual-prefix first
-     * (its default comes from the HDF5_VDS_PREFIX environment variable),
-     * then next to the main file. Pin the prefix to the directory the
-     * sources are checked in, so a host's HDF5_VDS_PREFIX cannot make HDF5
-     * read other files than those. (The prefix is a ':'-separated list: a
-     * directory with ':' gets the empty prefix, i.e. next to the main file.) */
-    r->dapl = H5Pcreate(H5P_DATASET_ACCESS);
-    if (r->dapl < 0 || H5Pset_virtual_prefix(r->dapl, strchr(dir, ':') ? "" : dir) < 0) {
-        save_cause(cause);
-        ckpt_close(r);
-        return dsrt_error_set(DSRT_STATUS_INTERNAL, "%s: cannot set up the dataset access: %s",
-                              main_path, cause);
-    }
     *out = r;
     return DSRT_STATUS_OK;
 }
@@ -1006,8 +994,6 @@ void ckpt_close(ckpt_reader *r)
         free(r->srcs[i].path);
     }
     free(r->srcs);
-    if (r->dapl > 0)
-        H5Pclose(r->dapl);
     if (r->fid >= 0)
         H5Fclose(r->fid);
     quiet_end(q);
@@ -1028,16 +1014,24 @@ typedef struct vds_ctx {
 static dsrt_status open_source(const vds_ctx *c, const char *fpath, const char *sdset, hid_t *fid)
 {
     ckpt_reader *r = c->r;
-    for (size_t i = 0; i < r->n_srcs; i++)
-        if (!strcmp(r->srcs[i].path, fpath)) {
-            *fid = r->srcs[i].fid;
-            return DSRT_STATUS_OK;
-        }
+    /* stat even when cached: HDF5 opens the source by name for every read
+     * through the virtual dataset, and fills silently if the name is gone */
     struct stat sb;
     if (stat(fpath, &sb) != 0)
         return dsrt_error_set(DSRT_STATUS_IO_ERROR,
                               "%s: %s: cannot open the file: %s (source of %s in %s)", fpath, sdset,
                               strerror(errno), c->vds, r->path);
+    for (size_t i = 0; i < r->n_srcs; i++)
+        if (!strcmp(r->srcs[i].path, fpath)) {
+            if (r->srcs[i].dev == sb.st_dev && r->srcs[i].ino == sb.st_ino) {
+                *fid = r->srcs[i].fid;
+                return DSRT_STATUS_OK;
+            }
+            H5Fclose(r->srcs[i].fid); /* replaced since: check the new one */
+            free(r->srcs[i].path);
+            r->srcs[i] = r->srcs[--r->n_srcs];
+            break;
+        }
     hid_t f = H5Fopen(fpath, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0) {
         char cause[CAUSE_LEN] = "";
@@ -1062,7 +1056,7 @@ static dsrt_status open_source(const vds_ctx *c, const char *fpath, const char *
         H5Fclose(f);
         return oom("source files");
     }
-    r->srcs[r->n_srcs++] = (src_file){p, f};
+    r->srcs[r->n_srcs++] = (src_file){p, f, sb.st_dev, sb.st_ino};
     *fid = f;
     return DSRT_STATUS_OK;
 }
@@ -1367,7 +1361,7 @@ static dsrt_status open_tensor(ckpt_reader *r, const char *vds, const char *name
         return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
                               "%s: no tensor \"%s\" in the checkpoint (dataset %s)", r->path, name,
                               vds);
-    hid_t d = H5Dopen2(r->fid, vds, r->dapl);
+    hid_t d = H5Dopen2(r->fid, vds, H5P_DEFAULT);
     hid_t sp = d >= 0 ? H5Dget_space(d) : H5I_INVALID_HID;
     hid_t t = sp >= 0 ? H5Dget_type(d) : H5I_INVALID_HID;
     if (t < 0) {
@@ -1477,7 +1471,7 @@ static dsrt_status read_range_impl(ckpt_reader *r, const char *vds, const char *
          * the main file's */
         if (virtual)
             st = read_direct(&c, dcpl, ndim, shape, offset, n, dst);
-        if (!virtual || st == DSRT_STATUS_OK)
+        if (!virtual || st != DSRT_STATUS_IO_ERROR)
             st = dsrt_error_set(DSRT_STATUS_IO_ERROR,
                                 "%s: %s: reading elements [%zu, %zu) failed: %s", r->path, vds,
                                 offset, offset + n, cause);

@@ -132,6 +132,26 @@ static dsrt_status agree(dsrt_engine *e, dsrt_status mine, const char *what, int
 
 /* ---------------------------------------------------------------- save */
 
+/* HDF5's own text for a failed write runs over several lines with buffer
+ * addresses; say what matters: which file, and a full disk by name. */
+static dsrt_status save_error(dsrt_status st, const char *path)
+{
+    char m[1024];
+    snprintf(m, sizeof m, "%s", dsrt_error_message());
+    for (char *c = m; *c; c++)
+        if (*c == '\n' || *c == '\r')
+            *c = ' ';
+    if (strstr(m, "No space left on device") || strstr(m, "errno = 28"))
+        return dsrt_error_set(DSRT_STATUS_IO_ERROR,
+                              "engine_save: no space left on device while writing %s; the "
+                              "previous checkpoint is untouched",
+                              path);
+    char *cut = strstr(m, ", filename = ");
+    if (cut)
+        *cut = '\0';
+    return dsrt_error_set(st, "engine_save: %s", m);
+}
+
 static dsrt_status write_rank_file(dsrt_engine *e, const char *path)
 {
     dsrt_backend *be = e->be;
@@ -291,6 +311,8 @@ dsrt_status engine_save(dsrt_engine *e, const char *save_dir, const char *tag_in
                                    "engine_save: rank 0 could not create %s", tmp);
     snprintf(path, sizeof path, "%s/zero_rank_%05d.h5", tmp, e->rank);
     st = write_rank_file(e, path);
+    if (st)
+        st = save_error(st, path);
     DSRT_TRY(agree(e, st, "checkpoint: rank files written", &failed));
     if (failed) {
         if (e->rank == 0)
@@ -304,6 +326,8 @@ dsrt_status engine_save(dsrt_engine *e, const char *save_dir, const char *tag_in
     if (e->rank == 0) {
         snprintf(path, sizeof path, "%s/%s", tmp, MAIN_FILE);
         st = write_main_file(e, path, tag, client_state);
+        if (st)
+            st = save_error(st, path);
         if (!st)
             st = fsync_path(tmp, true);
         if (!st) {

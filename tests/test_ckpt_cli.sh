@@ -38,7 +38,7 @@ mpi() { local n=$1; shift; mpiexec -n "$n" --oversubscribe "$@"; }
 K=6
 
 # 1 + 2: bit-exact resume
-for run in "1 fp32 0" "1 bf16 1" "1 fp16 2" "2 fp32 2" "2 fp16 1"; do
+for run in "1 fp32 0" "1 bf16 1" "1 fp16 2" "2 fp32 2" "2 bf16 0" "2 fp16 1"; do
     set -- $run
     n=$1 prec=$2 stage=$3 name="r$1_$2_s$3"
     c=$(cfg "$name" "$prec" "$stage")
@@ -85,7 +85,7 @@ echo "saved on 1 rank, resumed on 4: $(grep 'within rtol' "$tmp/ws1to4.err")"
 
 # 4: kill -9 during saves
 c=$(cfg kill fp32 1)
-loaded=0
+loaded=0 interrupted=0
 for trial in $(seq 1 20); do
     d="$tmp/kill$trial"
     "$train" --deepspeed_config "$c" "${common[@]}" --steps 100000 --save_dir "$d" --save_interval 1 \
@@ -94,6 +94,8 @@ for trial in $(seq 1 20); do
     sleep "0.$((RANDOM % 9 + 3))$((RANDOM % 10))"
     kill -9 $pid 2>/dev/null
     wait $pid 2>/dev/null
+    # a temporary directory left behind: the kill landed inside a save
+    ls -d "$d"/.*.tmp-* > /dev/null 2>&1 && interrupted=$((interrupted + 1))
     if [ -f "$d/latest" ]; then
         tag=$(cat "$d/latest")
         step=${tag#global_step}
@@ -104,7 +106,7 @@ for trial in $(seq 1 20); do
     rm -rf "$d"
 done
 [ $loaded -ge 10 ] || fail "only $loaded of 20 kill trials had a checkpoint to load"
-echo "kill -9 during saves: 20 trials, the latest checkpoint loaded in all $loaded that had one"
+echo "kill -9 during saves: 20 trials ($interrupted interrupted a save in progress), the latest checkpoint loaded in all $loaded that had one"
 
 # 5: corruption and errors
 c=$(cfg corrupt fp32 2)
@@ -138,6 +140,26 @@ if "$train" --deepspeed_config "$c" "${common[@]}" --steps 2 --save_dir "$tmp/da
 fi
 grep -q "data.txt/ckpt" "$tmp/unw.err" || fail "unwritable save_dir: the error does not name it"
 echo "unwritable save_dir: $(tail -1 "$tmp/unw.err")"
+
+# 5b: disk full (a 16 MB tmpfs holds one checkpoint of gpt2-tiny, about 10 MB, not two)
+mkdir -p "$tmp/full"
+if mount -t tmpfs -o size=16m tmpfs "$tmp/full" 2> /dev/null; then
+    if "$train" --deepspeed_config "$c" "${common[@]}" --steps 2 --save_dir "$tmp/full" --save_interval 1 \
+        2> "$tmp/full.err"; then
+        umount "$tmp/full"
+        fail "a full disk was not noticed"
+    fi
+    grep -q "no space left on device while writing" "$tmp/full.err" || { umount "$tmp/full"; fail "disk full: unclear error"; }
+    echo "disk full: $(tail -1 "$tmp/full.err")"
+    [ "$(cat "$tmp/full/latest")" = global_step1 ] || { umount "$tmp/full"; fail "disk full: latest is not the previous checkpoint"; }
+    ls -a "$tmp/full" | grep -q tmp- && { umount "$tmp/full"; fail "disk full: the temporary directory was left behind"; }
+    "$train" --deepspeed_config "$c" "${common[@]}" --steps 2 --load_dir "$tmp/full" 2> "$tmp/full.load.err" ||
+        { umount "$tmp/full"; fail "disk full: the previous checkpoint does not load"; }
+    umount "$tmp/full"
+    echo "disk full: the previous checkpoint (global_step1) is still latest and loads"
+else
+    echo "SKIP (disk-full part): cannot mount a small tmpfs here (needs root and mount rights)"
+fi
 
 # 6: h5py
 if /usr/bin/python3 -c "import h5py" 2> /dev/null; then
