@@ -36,6 +36,8 @@
 
 #define MAIN_FILE "checkpoint.h5"
 #define FORMAT_VERSION 1
+/* elements per read on load: a small staging buffer, reused */
+#define CHUNK ((size_t)1 << 20)
 
 char *engine_model_json(const dsrt_engine *e)
 {
@@ -156,22 +158,25 @@ static dsrt_status write_rank_file(dsrt_engine *e, const char *path)
 {
     dsrt_backend *be = e->be;
     size_t s0 = e->lay.rank_slices[e->rank], s1 = e->lay.rank_slices[e->rank + 1];
-    size_t own = 0;
-    for (size_t s = s0; s < s1; s++)
-        own += e->lay.slices[s].n;
     size_t held = e->stage ? e->P : e->n; /* elements in master/m/v on this rank */
-    float *h = malloc((3 * held + 1) * sizeof(float));
+    /* the CPU backend's buffers are host memory already: written as they
+     * are (a copy would cost more than the write, first touch included) */
+    bool host = !strcmp(be->name, "cpu");
+    float *h = host ? NULL : malloc((3 * held + 1) * sizeof(float));
     ckpt_piece *pc = calloc(s1 - s0 + 1, sizeof *pc);
     dsrt_status st = DSRT_STATUS_OK;
-    if (!h || !pc) {
+    if ((!host && !h) || !pc) {
         st = dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "checkpoint: %zu elements", held);
         goto out;
     }
-    float *hm = h, *h1 = h + held, *h2 = h + 2 * held;
-    if ((st = be->download(be, hm, e->master, held * sizeof(float))) ||
-        (st = be->download(be, h1, e->m, held * sizeof(float))) ||
-        (st = be->download(be, h2, e->v, held * sizeof(float))))
-        goto out;
+    const float *hm = e->master, *h1 = e->m, *h2 = e->v;
+    if (!host) {
+        if ((st = be->download(be, h, e->master, held * sizeof(float))) ||
+            (st = be->download(be, h + held, e->m, held * sizeof(float))) ||
+            (st = be->download(be, h + 2 * held, e->v, held * sizeof(float))))
+            goto out;
+        hm = h, h1 = h + held, h2 = h + 2 * held;
+    }
     size_t lo = (size_t)e->rank * e->lay.partition_size;
     for (size_t s = s0; s < s1; s++) {
         const zero_slice *z = &e->lay.slices[s];
@@ -181,7 +186,6 @@ static dsrt_status write_rank_file(dsrt_engine *e, const char *path)
         pc[s - s0] = (ckpt_piece){e->params[z->param].name, z->offset_in_param, z->n, hm + at,
                                   h1 + at, h2 + at};
     }
-    (void)own;
     st = ckpt_write_rank(path, e->rank, e->world, pc, s1 - s0);
 out:
     free(h);
@@ -457,54 +461,60 @@ static dsrt_status load_from(dsrt_engine *e, ckpt_reader *r, const char *path)
     DSRT_TRY(rd_f64(r, "optimizer/weight_decay", &wd));
     DSRT_TRY(rd_f64(r, "optimizer/gradient_clipping", &clip));
 
-    /* weights: the whole masters (every rank needs every weight); moments and
-     * this rank's masters: the ranges its partition covers */
-    float *all = malloc((e->n + 1) * sizeof(float));
-    size_t held = e->stage ? e->P : e->n;
-    float *h = calloc(3 * held + 1, sizeof(float));
+    /* From here the engine's buffers are overwritten. Everything that can be
+     * checked without reading the tensors has been; a read error below (a
+     * corrupt chunk) leaves the weights partly loaded, and says so. */
     dsrt_status st = DSRT_STATUS_OK;
-    if (!all || !h) {
-        st = dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "engine_load");
-        goto out;
-    }
+    float *tmp = malloc(CHUNK * sizeof(float));
+    if (!tmp)
+        return dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "engine_load");
+    /* the weights: every rank needs all of them (the fp32 masters, rounded
+     * to the model dtype as the optimizer step rounds them) */
     for (size_t i = 0; i < e->n_params && !st; i++)
-        st = ckpt_read_range(r, "master", e->params[i].name, 0, e->params[i].numel,
-                             all + e->params[i].offset);
-    if (st)
-        goto out;
-    if (!e->stage) {
-        /* stage 0: every rank keeps the whole optimizer state */
-        memcpy(h, all, e->n * sizeof(float));
-        for (size_t i = 0; i < e->n_params && !st; i++) {
-            st = ckpt_read_range(r, "exp_avg", e->params[i].name, 0, e->params[i].numel,
-                                 h + held + e->params[i].offset);
+        for (size_t o = 0; o < e->params[i].numel && !st; o += CHUNK) {
+            size_t k = e->params[i].numel - o < CHUNK ? e->params[i].numel - o : CHUNK;
+            st = ckpt_read_range(r, "master", e->params[i].name, o, k, tmp);
             if (!st)
-                st = ckpt_read_range(r, "exp_avg_sq", e->params[i].name, 0, e->params[i].numel,
-                                     h + 2 * held + e->params[i].offset);
+                st = be->upload_f32(be, (char *)e->param_buf + (e->params[i].offset + o) * e->dsz,
+                                    tmp, k);
+        }
+    /* this rank's optimizer state: masters and moments of its pieces (stage
+     * >= 1) or of everything (stage 0) */
+    static const char *const kinds[3] = {"master", "exp_avg", "exp_avg_sq"};
+    float *dst[3] = {e->master == e->param_buf ? NULL : e->master, e->m, e->v};
+    size_t lo = (size_t)e->rank * e->lay.partition_size;
+    size_t nsl = e->stage ? e->lay.rank_slices[e->rank + 1] - e->lay.rank_slices[e->rank] : e->n_params;
+    for (size_t j = 0; j < nsl && !st; j++) {
+        size_t p, off, n, at;
+        if (e->stage) {
+            const zero_slice *z = &e->lay.slices[e->lay.rank_slices[e->rank] + j];
+            p = z->param, off = z->offset_in_param, n = z->n, at = z->flat_offset - lo;
+        } else {
+            p = j, off = 0, n = e->params[j].numel, at = e->params[j].offset;
+        }
+        for (int kd = 0; kd < 3 && !st; kd++) {
+            if (!dst[kd])
+                continue;
+            for (size_t o = 0; o < n && !st; o += CHUNK) {
+                size_t k = n - o < CHUNK ? n - o : CHUNK;
+                st = ckpt_read_range(r, kinds[kd], e->params[p].name, off + o, k, tmp);
+                if (!st)
+                    st = be->upload(be, dst[kd] + at + o, tmp, k * sizeof(float));
+            }
         }
     }
-    size_t lo = (size_t)e->rank * e->lay.partition_size;
-    for (size_t s = e->lay.rank_slices[e->rank];
-         e->stage && s < e->lay.rank_slices[e->rank + 1] && !st; s++) {
-        const zero_slice *z = &e->lay.slices[s];
-        size_t at = z->flat_offset - lo;
-        memcpy(h + at, all + e->params[z->param].offset + z->offset_in_param, z->n * sizeof(float));
-        st = ckpt_read_range(r, "exp_avg", e->params[z->param].name, z->offset_in_param, z->n,
-                             h + held + at);
-        if (!st)
-            st = ckpt_read_range(r, "exp_avg_sq", e->params[z->param].name, z->offset_in_param,
-                                 z->n, h + 2 * held + at);
+    free(tmp);
+    if (!st && ((st = be->memset0(be, e->grad_buf, e->n * e->dsz)) ||
+                (e->pgrad && (st = be->memset0(be, e->pgrad, e->P * e->dsz)))))
+        return st;
+    if (st) {
+        char m[1024];
+        snprintf(m, sizeof m, "%s", dsrt_error_message());
+        return dsrt_error_set(st,
+                              "%s (the engine's weights are now partly overwritten: load another "
+                              "checkpoint or create the engine again)",
+                              m);
     }
-    if (st)
-        goto out;
-    /* everything read: only now change the engine */
-    if ((st = be->upload_f32(be, e->param_buf, all, e->n)) ||
-        (e->master != e->param_buf && (st = be->upload(be, e->master, h, held * sizeof(float)))) ||
-        (st = be->upload(be, e->m, h + held, held * sizeof(float))) ||
-        (st = be->upload(be, e->v, h + 2 * held, held * sizeof(float))) ||
-        (st = be->memset0(be, e->grad_buf, e->n * e->dsz)) ||
-        (e->pgrad && (st = be->memset0(be, e->pgrad, e->P * e->dsz))))
-        goto out;
     e->global_steps = gs;
     e->skipped_steps = ss;
     e->global_samples = gsm;
@@ -535,10 +545,7 @@ static dsrt_status load_from(dsrt_engine *e, ckpt_reader *r, const char *path)
                  "weight_decay), gradient_clipping, loss-scaler state and scheduler position take "
                  "precedence over the config");
     }
-out:
-    free(all);
-    free(h);
-    return st;
+    return DSRT_STATUS_OK;
 }
 
 dsrt_status engine_load(dsrt_engine *e, const char *load_dir, const char *tag_in,
