@@ -63,6 +63,24 @@ for run in "1 fp32 0" "1 bf16 1" "1 fp16 2" "2 fp32 2" "2 bf16 0" "2 fp16 1"; do
     echo "bit-exact resume: $n rank(s) $prec stage $stage ($skipped skipped steps): losses and final checkpoint identical"
 done
 
+# 1b: DeepSpeed's precedence on resume (spec 8.2): a config edited between the
+# runs (weight decay, clipping, the fp16 scaler's window and hysteresis) is
+# overridden by the checkpoint: the continuation is still the straight run's
+name=r1_fp16_s2
+sed -e 's/"weight_decay": 0.01/"weight_decay": 0.5/' -e 's/"gradient_clipping": 1.0/"gradient_clipping": 0.05/' \
+    -e 's/"loss_scale_window": 6, "hysteresis": 2/"loss_scale_window": 1000, "hysteresis": 7/' \
+    "$tmp/$name.json" > "$tmp/edited.json"
+cmp -s "$tmp/$name.json" "$tmp/edited.json" && fail "the edited config is not edited"
+rm -rf "$tmp/$name.split/global_step$((2 * K))"
+printf 'global_step%d' $K > "$tmp/$name.split/latest"
+head -$((K + 1)) "$tmp/$name.split.csv" > "$tmp/edited.csv"
+"$train" --deepspeed_config "$tmp/edited.json" "${common[@]}" --steps $((2 * K)) --resume \
+    --save_dir "$tmp/$name.split" --loss_csv "$tmp/edited.csv" 2> "$tmp/edited.err" || fail "resume with an edited config"
+grep -q "take precedence over the config" "$tmp/edited.err" || fail "the log does not say the checkpoint takes precedence"
+diff <(cut -d, -f1-6 "$tmp/$name.straight.csv") <(cut -d, -f1-6 "$tmp/edited.csv") > "$tmp/edited.diff" ||
+    fail "an edited config changed the resumed run: $(head -4 "$tmp/edited.diff")"
+echo "resume with an edited config (weight_decay, clipping, scaler window/hysteresis): the checkpoint's values ruled, losses identical"
+
 # 3: another world size (fp32, stage 2): saved on 4 ranks at step K
 c=$(cfg ws fp32 2)
 mpi 4 "$train" --deepspeed_config "$c" "${common[@]}" --steps $((2 * K)) \
