@@ -279,6 +279,94 @@ static void test_errors(void **state)
     destroy(e, c);
 }
 
+/* The host-model and checkpoint calls refuse misuse with a message that says
+ * what is wrong, and leave the engine usable. */
+static void expect_error(dsrt_status st, dsrt_status want, const char *needle)
+{
+    if (st != want)
+        fail_msg("got %s, wanted %s (%s)", dsrt_status_name(st), dsrt_status_name(want),
+                 last_error());
+    if (!strstr(last_error(), needle))
+        fail_msg("message \"%s\" does not contain \"%s\"", last_error(), needle);
+}
+
+static void test_host_api_errors(void **state)
+{
+    (void)state;
+    static const char text[] = "{\"train_batch_size\": 4, \"gradient_accumulation_steps\": 2,"
+                               " \"optimizer\": {\"type\": \"AdamW\"}}";
+    dsrt_config_create_args cc = {.struct_size = sizeof cc, .text = text,
+                                  .text_length = sizeof text - 1, .world_size = 1};
+    assert_int_equal(api->config_create(&cc), DSRT_STATUS_OK);
+    float w[6] = {1, 2, 3, 4, 5, 6}, b[3] = {0};
+    dsrt_param_desc pd[2] = {
+        {.name = "w", .dtype = DSRT_PRECISION_FP32, .ndim = 2, .shape = {2, 3}, .data = w},
+        {.name = "b", .dtype = DSRT_PRECISION_FP32, .ndim = 1, .shape = {3}, .data = b},
+    };
+    dsrt_engine_create_args ec = {.struct_size = sizeof ec, .config = cc.config, .params = pd,
+                                  .num_params = 2};
+    /* bad descriptions */
+    pd[1].name = "w";
+    expect_error(api->engine_create(&ec), DSRT_STATUS_INVALID_ARGUMENT, "\"w\" is used twice");
+    pd[1].name = "b";
+    pd[1].dtype = DSRT_PRECISION_BF16;
+    expect_error(api->engine_create(&ec), DSRT_STATUS_INVALID_ARGUMENT, "\"b\" is bf16");
+    pd[1].dtype = DSRT_PRECISION_FP32;
+    pd[1].shape[0] = 0;
+    expect_error(api->engine_create(&ec), DSRT_STATUS_INVALID_ARGUMENT, "dimension 0 is 0");
+    pd[1].shape[0] = 3;
+    ec.model = "gpt2-tiny";
+    expect_error(api->engine_create(&ec), DSRT_STATUS_INVALID_ARGUMENT, "not both");
+    ec.model = NULL;
+    assert_int_equal(api->engine_create(&ec), DSRT_STATUS_OK);
+    dsrt_engine *e = ec.engine;
+    /* the engine's copies, not the host's arrays */
+    dsrt_engine_param_args pa = {.struct_size = sizeof pa, .engine = e, .index = 0};
+    assert_int_equal(api->engine_param(&pa), DSRT_STATUS_OK);
+    assert_string_equal(pa.name, "w");
+    assert_int_equal(pa.numel, 6);
+    assert_ptr_not_equal(pa.data, w);
+    assert_memory_equal(pa.data, w, sizeof w);
+    pa.index = 2;
+    expect_error(api->engine_param(&pa), DSRT_STATUS_INVALID_ARGUMENT, "index 2 outside 0..1");
+    /* the micro-step state machine */
+    dsrt_engine_grad_ready_args gr = {sizeof gr, e, 0};
+    expect_error(api->engine_grad_ready(&gr), DSRT_STATUS_INVALID_ARGUMENT, "no micro-step is open");
+    dsrt_engine_step_args sa = {.struct_size = sizeof sa, .engine = e, .loss = 1.0};
+    expect_error(api->engine_step(&sa), DSRT_STATUS_INVALID_ARGUMENT, "no micro-step is open");
+    dsrt_engine_micro_begin_args mb = {sizeof mb, e, 0};
+    assert_int_equal(api->engine_micro_begin(&mb), DSRT_STATUS_OK);
+    assert_true(mb.grad_scale == 0.5); /* 1 / gas */
+    expect_error(api->engine_micro_begin(&mb), DSRT_STATUS_INVALID_ARGUMENT, "has not ended");
+    gr.index = 7;
+    expect_error(api->engine_grad_ready(&gr), DSRT_STATUS_INVALID_ARGUMENT, "index 7");
+    assert_int_equal(api->engine_step(&sa), DSRT_STATUS_OK);
+    assert_int_equal(sa.report.boundary, 0);
+    /* GPT-2 calls on a host model */
+    int32_t tok[4] = {0};
+    dsrt_engine_train_args tr = {.struct_size = sizeof tr, .engine = e, .tokens = tok,
+                                 .targets = tok, .micro_batches = 1};
+    expect_error(api->engine_train(&tr), DSRT_STATUS_INVALID_ARGUMENT, "host model");
+    /* checkpoints: not inside an accumulation window; a directory without one */
+    dsrt_engine_save_args sv = {.struct_size = sizeof sv, .engine = e, .save_dir = "/tmp"};
+    expect_error(api->engine_save(&sv), DSRT_STATUS_INVALID_ARGUMENT, "accumulation window");
+    assert_int_equal(api->engine_micro_begin(&mb), DSRT_STATUS_OK);
+    assert_int_equal(api->engine_step(&sa), DSRT_STATUS_OK);
+    assert_int_equal(sa.report.boundary, 1);
+    sv.tag = "../escape";
+    expect_error(api->engine_save(&sv), DSRT_STATUS_INVALID_ARGUMENT, "not a plain directory name");
+    sv.tag = NULL;
+    sv.client_state = "{not json";
+    expect_error(api->engine_save(&sv), DSRT_STATUS_INVALID_ARGUMENT, "client_state is not JSON");
+    dsrt_engine_load_args la = {.struct_size = sizeof la, .engine = e,
+                                .load_dir = "/nonexistent/dsrt"};
+    expect_error(api->engine_load(&la), DSRT_STATUS_IO_ERROR, "/nonexistent/dsrt/latest");
+    /* still usable */
+    assert_int_equal(api->engine_micro_begin(&mb), DSRT_STATUS_OK);
+    assert_int_equal(api->engine_step(&sa), DSRT_STATUS_OK);
+    destroy(e, cc.config);
+}
+
 int main(void)
 {
     api = dsrt_api_table();
@@ -289,6 +377,7 @@ int main(void)
         cmocka_unit_test(test_fp16_floor_error),
         cmocka_unit_test(test_fp16_stage0_quirks),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_host_api_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
