@@ -193,11 +193,11 @@ static void carve_activations(dsrt_gpt2 *m, bool count_only)
 dsrt_status dsrt_gpt2_create(const dsrt_gpt2_config *cfg, dsrt_backend *be, int B, int T,
                              dsrt_gpt2 **out)
 {
-    return dsrt_gpt2_create_ex(cfg, be, B, T, 0, out);
+    return dsrt_gpt2_create_ex(cfg, be, B, T, 1, out);
 }
 
 dsrt_status dsrt_gpt2_create_ex(const dsrt_gpt2_config *cfg, dsrt_backend *be, int B, int T,
-                                size_t param_capacity, dsrt_gpt2 **out)
+                                size_t param_align, dsrt_gpt2 **out)
 {
     if (!out)
         return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT, "gpt2_create: out is NULL");
@@ -230,7 +230,8 @@ dsrt_status dsrt_gpt2_create_ex(const dsrt_gpt2_config *cfg, dsrt_backend *be, i
         goto fail;
     }
     carve_activations(m, true);
-    size_t cap = param_capacity > m->numel ? param_capacity : m->numel;
+    size_t align = param_align ? param_align : 1;
+    size_t cap = (m->numel + align - 1) / align * align;
     if ((st = be->alloc(be, cap * m->dsz, &m->param_mem)) ||
         (st = be->alloc(be, m->numel * m->dsz, &m->grad_mem)) ||
         (st = be->alloc(be, m->act_bytes, &m->act_mem)) ||

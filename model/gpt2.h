@@ -58,11 +58,11 @@ typedef struct dsrt_gpt2 dsrt_gpt2;
  * at zero: call dsrt_gpt2_init or dsrt_gpt2_set_params_f32. */
 dsrt_status dsrt_gpt2_create(const dsrt_gpt2_config *cfg, dsrt_backend *be, int B, int T,
                              dsrt_gpt2 **out);
-/* The same with room for at least param_capacity elements in the parameter
- * buffer (zeros past the parameters): ZeRO all-gathers its padded flat
- * buffer straight into it. */
+/* The same with the parameter buffer's length rounded up to a multiple of
+ * param_align elements (zeros past the parameters): ZeRO all-gathers its
+ * padded flat buffer straight into it. */
 dsrt_status dsrt_gpt2_create_ex(const dsrt_gpt2_config *cfg, dsrt_backend *be, int B, int T,
-                                size_t param_capacity, dsrt_gpt2 **out);
+                                size_t param_align, dsrt_gpt2 **out);
 void dsrt_gpt2_destroy(dsrt_gpt2 *m); /* NULL is fine */
 
 const dsrt_gpt2_config *dsrt_gpt2_get_config(const dsrt_gpt2 *m);

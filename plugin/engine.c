@@ -566,23 +566,14 @@ dsrt_status engine_create(const dsrt_engine_create_args *a, dsrt_engine **out)
                                 e->T, e->mcfg.n_positions);
             goto fail;
         }
-        /* room for the padded flat buffer: ZeRO all-gathers straight into it */
-        size_t cnt = 0;
-        if ((st = dsrt_gpt2_create_ex(&e->mcfg, be, e->B, e->T, 0, &e->model)))
+        /* room for the padded flat buffer (a multiple of 2N, spec 7.1): ZeRO
+         * all-gathers straight into it */
+        size_t cnt = 0, align = 2 * (size_t)world;
+        if ((st = dsrt_gpt2_create_ex(&e->mcfg, be, e->B, e->T, align, &e->model)) ||
+            (st = dsrt_gpt2_init(e->model, a->seed)))
             goto fail;
-        size_t n = dsrt_gpt2_num_params(e->model);
-        size_t align = 2 * (size_t)world;
-        size_t padded = (n + align - 1) / align * align;
-        if (padded != n) {
-            dsrt_gpt2_destroy(e->model);
-            e->model = NULL;
-            if ((st = dsrt_gpt2_create_ex(&e->mcfg, be, e->B, e->T, padded, &e->model)))
-                goto fail;
-        }
-        if ((st = dsrt_gpt2_init(e->model, a->seed)))
-            goto fail;
-        e->n = n;
-        e->param_cap = padded;
+        e->n = dsrt_gpt2_num_params(e->model);
+        e->param_cap = (e->n + align - 1) / align * align;
         e->param_buf = dsrt_gpt2_param_buffer(e->model);
         e->grad_buf = dsrt_gpt2_grad_buffer(e->model);
         const dsrt_param *gp = dsrt_gpt2_params(e->model, &cnt);

@@ -400,14 +400,12 @@ static dsrt_status read_latest(const char *dir, char *tag, size_t size)
     return check_tag(tag);
 }
 
-static dsrt_status rd_i64(ckpt_reader *r, const char *k, int64_t *v) { return ckpt_read_i64(r, k, v); }
-static dsrt_status rd_f64(ckpt_reader *r, const char *k, double *v) { return ckpt_read_f64(r, k, v); }
 
 static dsrt_status load_from(dsrt_engine *e, ckpt_reader *r, const char *path)
 {
     dsrt_backend *be = e->be;
     int64_t fv = 0;
-    DSRT_TRY(rd_i64(r, "format_version", &fv));
+    DSRT_TRY(ckpt_read_i64(r, "format_version", &fv));
     if (fv != FORMAT_VERSION)
         return dsrt_error_set(DSRT_STATUS_UNSUPPORTED,
                               "engine_load: %s has format version %lld; this libdsrt reads %d",
@@ -433,33 +431,32 @@ static dsrt_status load_from(dsrt_engine *e, ckpt_reader *r, const char *path)
                                   path, e->params[i].name, a, b);
         }
     }
-    int64_t saved_world = 0, gs, ss, gsm, ms, step, lbi;
-    DSRT_TRY(rd_i64(r, "dp_world_size", &saved_world));
-    DSRT_TRY(rd_i64(r, "global_steps", &gs));
-    DSRT_TRY(rd_i64(r, "skipped_steps", &ss));
-    DSRT_TRY(rd_i64(r, "global_samples", &gsm));
-    DSRT_TRY(rd_i64(r, "micro_steps", &ms));
-    DSRT_TRY(rd_i64(r, "optimizer/step", &step));
-    DSRT_TRY(rd_i64(r, "lr_scheduler/last_batch_iteration", &lbi));
+    int64_t saved_world = 0, gs, ss, gsm, step, lbi;
+    DSRT_TRY(ckpt_read_i64(r, "dp_world_size", &saved_world));
+    DSRT_TRY(ckpt_read_i64(r, "global_steps", &gs));
+    DSRT_TRY(ckpt_read_i64(r, "skipped_steps", &ss));
+    DSRT_TRY(ckpt_read_i64(r, "global_samples", &gsm));
+    DSRT_TRY(ckpt_read_i64(r, "optimizer/step", &step));
+    DSRT_TRY(ckpt_read_i64(r, "lr_scheduler/last_batch_iteration", &lbi));
     dsrt_loss_scaler ls = e->scaler;
     int64_t ch, dyn;
-    DSRT_TRY(rd_f64(r, "loss_scaler/cur_scale", &ls.cur_scale));
-    DSRT_TRY(rd_i64(r, "loss_scaler/cur_iter", &ls.cur_iter));
-    DSRT_TRY(rd_i64(r, "loss_scaler/last_overflow_iter", &ls.last_overflow_iter));
-    DSRT_TRY(rd_i64(r, "loss_scaler/cur_hysteresis", &ls.cur_hysteresis));
-    DSRT_TRY(rd_i64(r, "loss_scaler/delayed_shift", &ls.delayed_shift));
-    DSRT_TRY(rd_i64(r, "loss_scaler/window", &ls.window));
-    DSRT_TRY(rd_f64(r, "loss_scaler/min_scale", &ls.min_scale));
-    DSRT_TRY(rd_i64(r, "loss_scaler/consecutive_hysteresis", &ch));
-    DSRT_TRY(rd_i64(r, "loss_scaler/dynamic", &dyn));
+    DSRT_TRY(ckpt_read_f64(r, "loss_scaler/cur_scale", &ls.cur_scale));
+    DSRT_TRY(ckpt_read_i64(r, "loss_scaler/cur_iter", &ls.cur_iter));
+    DSRT_TRY(ckpt_read_i64(r, "loss_scaler/last_overflow_iter", &ls.last_overflow_iter));
+    DSRT_TRY(ckpt_read_i64(r, "loss_scaler/cur_hysteresis", &ls.cur_hysteresis));
+    DSRT_TRY(ckpt_read_i64(r, "loss_scaler/delayed_shift", &ls.delayed_shift));
+    DSRT_TRY(ckpt_read_i64(r, "loss_scaler/window", &ls.window));
+    DSRT_TRY(ckpt_read_f64(r, "loss_scaler/min_scale", &ls.min_scale));
+    DSRT_TRY(ckpt_read_i64(r, "loss_scaler/consecutive_hysteresis", &ch));
+    DSRT_TRY(ckpt_read_i64(r, "loss_scaler/dynamic", &dyn));
     ls.consecutive_hysteresis = ch != 0;
     ls.dynamic = dyn != 0;
     double b1, b2, eps, wd, clip;
-    DSRT_TRY(rd_f64(r, "optimizer/beta1", &b1));
-    DSRT_TRY(rd_f64(r, "optimizer/beta2", &b2));
-    DSRT_TRY(rd_f64(r, "optimizer/eps", &eps));
-    DSRT_TRY(rd_f64(r, "optimizer/weight_decay", &wd));
-    DSRT_TRY(rd_f64(r, "optimizer/gradient_clipping", &clip));
+    DSRT_TRY(ckpt_read_f64(r, "optimizer/beta1", &b1));
+    DSRT_TRY(ckpt_read_f64(r, "optimizer/beta2", &b2));
+    DSRT_TRY(ckpt_read_f64(r, "optimizer/eps", &eps));
+    DSRT_TRY(ckpt_read_f64(r, "optimizer/weight_decay", &wd));
+    DSRT_TRY(ckpt_read_f64(r, "optimizer/gradient_clipping", &clip));
 
     /* From here the engine's buffers are overwritten. Everything that can be
      * checked without reading the tensors has been; a read error below (a
@@ -521,7 +518,6 @@ static dsrt_status load_from(dsrt_engine *e, ckpt_reader *r, const char *path)
     /* per-rank micro-steps: the saved count belongs to the saving run's
      * gradient accumulation (another world size has another gas) */
     e->micro_steps = gs * e->gas;
-    (void)ms;
     e->adam_step = step;
     e->window_loss = 0;
     e->window_n = 0;

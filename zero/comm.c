@@ -117,24 +117,6 @@ typedef struct host_comm {
     long latency_us; /* DSRT_COMM_LATENCY_US: an emulated wire delay per collective */
 } host_comm;
 
-static inline float ld(dsrt_dtype dt, const void *p, size_t i)
-{
-    switch (dt) {
-    case DSRT_F16: return dsrt_f16_to_f32(((const uint16_t *)p)[i]);
-    case DSRT_BF16: return dsrt_bf16_to_f32(((const uint16_t *)p)[i]);
-    default: return ((const float *)p)[i];
-    }
-}
-
-static inline void st(dsrt_dtype dt, void *p, size_t i, float x)
-{
-    switch (dt) {
-    case DSRT_F16: ((uint16_t *)p)[i] = dsrt_f32_to_f16(x); break;
-    case DSRT_BF16: ((uint16_t *)p)[i] = dsrt_f32_to_bf16(x); break;
-    default: ((float *)p)[i] = x; break;
-    }
-}
-
 /* acc[i] = acc[i] (op) in[i], rounded to dt once */
 static void reduce_into(void *acc, const void *in, size_t n, dsrt_dtype dt, dsrt_reduce_op op)
 {
@@ -150,8 +132,8 @@ static void reduce_into(void *acc, const void *in, size_t n, dsrt_dtype dt, dsrt
         return;
     }
     for (size_t i = 0; i < n; i++) {
-        float a = ld(dt, acc, i), b = ld(dt, in, i);
-        st(dt, acc, i, op == DSRT_REDUCE_SUM ? a + b : (b > a || b != b ? b : a));
+        float a = dsrt_load(dt, acc, i), b = dsrt_load(dt, in, i);
+        dsrt_store(dt, acc, i, op == DSRT_REDUCE_SUM ? a + b : (b > a || b != b ? b : a));
     }
 }
 

@@ -7,24 +7,6 @@
 
 #include "cpu_common.h"
 
-static inline float load(dsrt_dtype dt, const void *p, size_t i)
-{
-    switch (dt) {
-    case DSRT_F16: return dsrt_f16_to_f32(((const uint16_t *)p)[i]);
-    case DSRT_BF16: return dsrt_bf16_to_f32(((const uint16_t *)p)[i]);
-    default: return ((const float *)p)[i];
-    }
-}
-
-static inline void store(dsrt_dtype dt, void *p, size_t i, float x)
-{
-    switch (dt) {
-    case DSRT_F16: ((uint16_t *)p)[i] = dsrt_f32_to_f16(x); break;
-    case DSRT_BF16: ((uint16_t *)p)[i] = dsrt_f32_to_bf16(x); break;
-    default: ((float *)p)[i] = x; break;
-    }
-}
-
 /* Large arrays only: the bucket copies are memory-bound, and a second thread
  * helps there even on a machine whose cores share one FPU. */
 #define PAR_MIN 65536
@@ -39,7 +21,7 @@ dsrt_status cpu_convert(dsrt_backend *be, void *dst, dsrt_dtype dst_dt, const vo
     }
 #pragma omp parallel for schedule(static) if (n > PAR_MIN)
     for (size_t i = 0; i < n; i++)
-        store(dst_dt, dst, i, load(src_dt, src, i));
+        dsrt_store(dst_dt, dst, i, dsrt_load(src_dt, src, i));
     return DSRT_STATUS_OK;
 }
 
@@ -50,7 +32,7 @@ dsrt_status cpu_scale(dsrt_backend *be, void *x, dsrt_dtype dt, float s, size_t 
         return DSRT_STATUS_OK;
 #pragma omp parallel for schedule(static) if (n > PAR_MIN)
     for (size_t i = 0; i < n; i++)
-        store(dt, x, i, load(dt, x, i) * s);
+        dsrt_store(dt, x, i, dsrt_load(dt, x, i) * s);
     return DSRT_STATUS_OK;
 }
 
@@ -59,7 +41,7 @@ dsrt_status cpu_accumulate(dsrt_backend *be, void *dst, const void *src, dsrt_dt
     (void)be;
 #pragma omp parallel for schedule(static) if (n > PAR_MIN)
     for (size_t i = 0; i < n; i++)
-        store(dt, dst, i, load(dt, dst, i) + load(dt, src, i));
+        dsrt_store(dt, dst, i, dsrt_load(dt, dst, i) + dsrt_load(dt, src, i));
     return DSRT_STATUS_OK;
 }
 
