@@ -8,7 +8,9 @@
  *   plain read: read() of the plain file (dropping it from the page cache
  *         first where posix_fadvise allows, as the checkpoint's files are read
  *         right after being written too: both are read warm or both cold).
- * usage: bench_ckpt [--model gpt2] [--dir DIR] [--repeat N] */
+ * usage: bench_ckpt [--model gpt2] [--dir DIR] [--repeat N] [--device cpu|cuda]
+ * (with --device cuda the engine's weights and optimizer state live on the GPU:
+ * the save copies them to the host, the load back) */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -84,7 +86,7 @@ static double plain_read(const char *path, char *block, size_t bs)
 
 int main(int argc, char **argv)
 {
-    const char *model = "gpt2", *dir = "/tmp";
+    const char *model = "gpt2", *dir = "/tmp", *device = "cpu";
     int repeat = 3;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--model"))
@@ -93,6 +95,8 @@ int main(int argc, char **argv)
             dir = argv[i + 1];
         else if (!strcmp(argv[i], "--repeat"))
             repeat = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--device"))
+            device = argv[i + 1];
     }
     api = dsrt_api_table();
     static const char cfg_text[] =
@@ -104,7 +108,7 @@ int main(int argc, char **argv)
         return 1;
     }
     dsrt_engine_create_args ec = {.struct_size = sizeof ec, .config = cc.config, .model = model,
-                                  .seq_len = 16, .seed = 1};
+                                  .seq_len = 16, .seed = 1, .device = device};
     if (api->engine_create(&ec)) {
         fprintf(stderr, "engine: %s\n", err());
         return 1;
@@ -123,8 +127,8 @@ int main(int argc, char **argv)
     char *block = malloc(bs);
     memset(block, 0x5a, bs);
     printf("== checkpoint save/load: GPT-2 %s, %lld parameters, fp32 masters + Adam moments, one "
-           "rank, %s\n",
-           model, (long long)in.num_parameters, dir);
+           "rank, %s, device %s\n",
+           model, (long long)in.num_parameters, dir, in.device);
     double best_save = 1e30, best_load = 1e30, best_w = 1e30, best_r = 1e30;
     long long bytes = 0;
     for (int r = 0; r < repeat; r++) {
