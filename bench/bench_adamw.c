@@ -37,10 +37,10 @@
 
 #include <cblas.h>
 
-#include "backend.h"
+#include "kernels/backend.h"
 #include "bench_util.h"
-#include "common/adamw.h"
-#include "internal.h"
+#include "kernels/common/adamw.h"
+#include "base/internal.h"
 
 #ifdef DSRT_WITH_CUDA
 #include <cuda_runtime.h>
@@ -55,7 +55,7 @@ static void die(const char *what)
 static void *balloc(dsrt_backend *be, size_t bytes)
 {
     void *p = NULL;
-    if (be->alloc(be, bytes, &p))
+    if (be->ops->alloc(be, bytes, &p))
         die("alloc");
     return p;
 }
@@ -142,12 +142,12 @@ static double baseline_run(baseline *bl, bool cuda, int reps)
 static void baseline_free(baseline *bl, bool cuda)
 {
     if (cuda) {
-        bl->be->free(bl->be, bl->src);
-        bl->be->free(bl->be, bl->dst);
+        bl->be->ops->free(bl->be, bl->src);
+        bl->be->ops->free(bl->be, bl->dst);
         return;
     }
-    bl->be->free(bl->be, bl->a), bl->be->free(bl->be, bl->b), bl->be->free(bl->be, bl->c);
-    bl->be->destroy(bl->be);
+    bl->be->ops->free(bl->be, bl->a), bl->be->ops->free(bl->be, bl->b), bl->be->ops->free(bl->be, bl->c);
+    bl->be->ops->destroy(bl->be);
 }
 
 /* ---------------------------------------------------------------- torch */
@@ -201,12 +201,12 @@ static result run_adamw(dsrt_backend *be, size_t n, int steps, int warmup, bool 
         }
         for (size_t i = 0; i < n; i++)
             h[i] = hash_uniform(i, 4) * 1e-3f;
-        if (be->upload_f32(be, grads, h, n))
+        if (be->ops->upload_f32(be, grads, h, n))
             die("upload grads");
         for (size_t i = 0; i < n; i++)
             h[i] = hash_uniform(i, 3) * 0.1f;
-        if (be->upload(be, master, h, n * 4) ||
-            (dt != DSRT_F32 && be->upload_f32(be, params, h, n)))
+        if (be->ops->upload(be, master, h, n * 4) ||
+            (dt != DSRT_F32 && be->ops->upload_f32(be, params, h, n)))
             die("upload params");
         free(h);
     }
@@ -232,10 +232,10 @@ static result run_adamw(dsrt_backend *be, size_t n, int steps, int warmup, bool 
                                  .bc1 = dsrt_adamw_bias_correction(0.9f, step),
                                  .bc2 = dsrt_adamw_bias_correction(0.999f, step),
                                  .adamw_mode = 1};
-            if (be->adamw_step(be, params, master, m, v, grads, n, &a))
+            if (dsrt_backend_adamw_step(be, params, master, m, v, grads, n, &a))
                 die("adamw_step");
         }
-        if (be->sync(be))
+        if (be->ops->sync(be))
             die("sync");
         double t = (bench_now() - t0) / reps;
         double tb = baseline_run(&bl, cuda, reps);
@@ -244,7 +244,7 @@ static result run_adamw(dsrt_backend *be, size_t n, int steps, int warmup, bool 
         int bad = 0;
         t0 = bench_now();
         for (int k = 0; k < reps; k++)
-            if (be->grad_stats(be, grads, n, &s, &bad))
+            if (be->ops->grad_stats(be, grads, n, &s, &bad))
                 die("grad_stats");
         double ts = (bench_now() - t0) / reps;
         if (bad)
@@ -261,9 +261,9 @@ static result run_adamw(dsrt_backend *be, size_t n, int steps, int warmup, bool 
     r.stats_s = best_stats;
     r.stats_gbs = (double)(n * es) / best_stats / 1e9;
     baseline_free(&bl, cuda);
-    be->free(be, master), be->free(be, m), be->free(be, v), be->free(be, grads);
+    be->ops->free(be, master), be->ops->free(be, m), be->ops->free(be, v), be->ops->free(be, grads);
     if (dt != DSRT_F32)
-        be->free(be, params);
+        be->ops->free(be, params);
     return r;
 }
 
@@ -345,7 +345,7 @@ int main(int argc, char **argv)
                    r.bytes_working_set / 3e9, r.base_gbs);
             printf("adamw_step / triad: %.1f%% (target >= 80%%)\n", 100.0 * r.gbs / r.base_gbs);
         }
-        be->destroy(be);
+        be->ops->destroy(be);
     }
 
     if (!cuda && torch && fp32_step > 0) {

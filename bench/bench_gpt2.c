@@ -26,8 +26,8 @@
 #include <unistd.h>
 
 #include "bench_util.h"
-#include "gpt2.h"
-#include "internal.h"
+#include "model/gpt2.h"
+#include "base/internal.h"
 
 /* sgemm rate on the shape of the model's widest matmul (N x C x 4C) */
 static double sgemm_gflops(int M, int K, int N)
@@ -138,7 +138,7 @@ int main(int argc, char **argv)
             return 1;
         }
         double t1 = bench_now();
-        if (dsrt_gpt2_backward(m, NULL, NULL) || be->sync(be)) {
+        if (dsrt_gpt2_backward(m, NULL, NULL) || be->ops->sync(be)) {
             fprintf(stderr, "bench_gpt2: %s\n", dsrt_error_message());
             return 1;
         }
@@ -157,7 +157,7 @@ int main(int argc, char **argv)
                step, t_fwd / steps, tps, achieved / 1e3, 100.0 * achieved / 1e3 / peak_tflops,
                peak_tflops, (double)loss);
         dsrt_gpt2_destroy(m);
-        be->destroy(be);
+        be->ops->destroy(be);
         return 0;
     }
     printf("dsrt:    %.3f s/step (forward %.3f s), %.0f tokens/s, %.1f GFLOP/s = %.0f%% of sgemm "
@@ -191,6 +191,6 @@ int main(int argc, char **argv)
         printf("pytorch: %s\n", why);
     free(tok), free(tgt);
     dsrt_gpt2_destroy(m);
-    be->destroy(be);
+    be->ops->destroy(be);
     return 0;
 }

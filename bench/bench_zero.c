@@ -35,8 +35,8 @@
 #include <string.h>
 
 #include "bench_util.h"
-#include "comm.h"
-#include "dist.h"
+#include "zero/comm.h"
+#include "zero/dist.h"
 #include "dsrt.h"
 
 const dsrt_api *dsrt_api_table(void);

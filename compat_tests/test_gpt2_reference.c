@@ -35,8 +35,8 @@
 
 #include <cmocka.h>
 
-#include "gpt2.h"
-#include "internal.h"
+#include "model/gpt2.h"
+#include "base/internal.h"
 
 static const char *g_dir;
 static const char *g_backend = "cpu";
@@ -236,7 +236,7 @@ static void run_case(const char *name)
     free(cfg_text);
     H5Fclose(f);
     dsrt_gpt2_destroy(m);
-    be->destroy(be);
+    be->ops->destroy(be);
 }
 
 static void test_tiny(void **state) { (void)state; run_case("tiny"); }
@@ -266,7 +266,7 @@ int main(int argc, char **argv)
             printf("SKIP: no usable CUDA GPU (%s)\n", dsrt_error_message());
             return 77;
         }
-        be->destroy(be);
+        be->ops->destroy(be);
     }
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* errors are reported by the test */
     const struct CMUnitTest tests[] = {

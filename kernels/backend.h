@@ -19,7 +19,7 @@
 #include <stdint.h>
 
 #include "dsrt.h"
-#include "common/dtype.h"
+#include "kernels/common/dtype.h"
 
 /* Weight layouts of a matmul. Hugging Face GPT-2 stores its Conv1D weights as
  * (K, OC) (y = x W + b) and the tied LM head as the embedding (OC, K)
@@ -49,11 +49,12 @@ typedef struct dsrt_adamw_args {
 } dsrt_adamw_args;
 
 typedef struct dsrt_backend dsrt_backend;
-struct dsrt_backend {
-    const char *name; /* "cpu", "cuda" */
-    dsrt_dtype dt;    /* storage type of parameters, activations and gradients */
-    void *impl;
 
+/* A backend's operations: one const table per backend (kernels/cpu/backend.c,
+ * kernels/cuda/backend.cu), so an unset op shows in one place. Callers use
+ * be->ops->op(be, ...), or the checked front functions below where an op
+ * takes arguments worth checking once for every backend. */
+typedef struct dsrt_backend_ops {
     void (*destroy)(dsrt_backend *be);
     dsrt_status (*reserve)(dsrt_backend *be, const dsrt_backend_shapes *s);
     dsrt_status (*sync)(dsrt_backend *be);
@@ -139,6 +140,13 @@ struct dsrt_backend {
                               size_t n);
     /* bytes within the backend's memory; dst and src do not overlap */
     dsrt_status (*copy)(dsrt_backend *be, void *dst, const void *src, size_t bytes);
+} dsrt_backend_ops;
+
+struct dsrt_backend {
+    const char *name; /* "cpu", "cuda" */
+    dsrt_dtype dt;    /* storage type of parameters, activations and gradients */
+    void *impl;
+    const dsrt_backend_ops *ops;
 };
 
 /* The CPU backend (OpenBLAS + OpenMP). Always available. */
@@ -149,5 +157,18 @@ dsrt_status dsrt_backend_cuda_create(dsrt_dtype dt, int device, dsrt_backend **o
 /* The cudaStream_t (as void *) a CUDA backend queues its work on, for the
  * NCCL comm to order itself against; NULL for any other backend. */
 void *dsrt_backend_cuda_stream(dsrt_backend *be);
+
+/* From a device string: "cpu" (or NULL/""), "cuda" (= "cuda:0"), "cuda:N".
+ * `name` receives the canonical name ("cpu", "cuda:0"). */
+dsrt_status dsrt_backend_create(const char *device, dsrt_dtype dt, dsrt_backend **be, char *name, size_t name_len);
+
+/* ---- checked front functions (kernels/backend.c) */
+/* adamw_step: args required; n == 0 does nothing; master, m, v and grads
+ * non-NULL; params may alias master only in fp32 (master is then the weight) */
+dsrt_status dsrt_backend_adamw_step(dsrt_backend *be, void *params, float *master, float *m, float *v,
+                                    const void *grads, size_t n, const dsrt_adamw_args *a);
+
+/* CUDA devices usable now: 0 when CUDA is not compiled in, no driver or no device. */
+int dsrt_cuda_device_count(void);
 
 #endif /* DSRT_KERNELS_BACKEND_H */

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gpt2.h"
-#include "internal.h"
+#include "model/gpt2.h"
+#include "base/internal.h"
 
 typedef struct gpt2_layer_acts {
     void *ln1;           /* (B,T,C) */
@@ -232,11 +232,11 @@ dsrt_status dsrt_gpt2_create_ex(const dsrt_gpt2_config *cfg, dsrt_backend *be, i
     carve_activations(m, true);
     size_t align = param_align ? param_align : 1;
     size_t cap = (m->numel + align - 1) / align * align;
-    if ((st = be->alloc(be, cap * m->dsz, &m->param_mem)) ||
-        (st = be->alloc(be, m->numel * m->dsz, &m->grad_mem)) ||
-        (st = be->alloc(be, m->act_bytes, &m->act_mem)) ||
-        (st = be->alloc(be, m->stat_bytes, (void **)&m->stat_mem)) ||
-        (st = be->alloc(be, 2 * (size_t)B * T * sizeof(int32_t), (void **)&m->idx_mem)))
+    if ((st = be->ops->alloc(be, cap * m->dsz, &m->param_mem)) ||
+        (st = be->ops->alloc(be, m->numel * m->dsz, &m->grad_mem)) ||
+        (st = be->ops->alloc(be, m->act_bytes, &m->act_mem)) ||
+        (st = be->ops->alloc(be, m->stat_bytes, (void **)&m->stat_mem)) ||
+        (st = be->ops->alloc(be, 2 * (size_t)B * T * sizeof(int32_t), (void **)&m->idx_mem)))
         goto fail;
     carve_activations(m, false);
     m->tokens = m->idx_mem;
@@ -249,7 +249,7 @@ dsrt_status dsrt_gpt2_create_ex(const dsrt_gpt2_config *cfg, dsrt_backend *be, i
         OC = cfg->n_inner;
     dsrt_backend_shapes shapes = {.B = B, .T = T, .C = cfg->n_embd, .NH = cfg->n_head,
                                   .V = cfg->vocab_size, .max_K = K, .max_OC = OC};
-    if ((st = be->reserve(be, &shapes)))
+    if ((st = be->ops->reserve(be, &shapes)))
         goto fail;
     *out = m;
     return DSRT_STATUS_OK;
@@ -263,11 +263,11 @@ void dsrt_gpt2_destroy(dsrt_gpt2 *m)
     if (!m)
         return;
     if (m->be) {
-        m->be->free(m->be, m->param_mem);
-        m->be->free(m->be, m->grad_mem);
-        m->be->free(m->be, m->act_mem);
-        m->be->free(m->be, m->stat_mem);
-        m->be->free(m->be, m->idx_mem);
+        m->be->ops->free(m->be, m->param_mem);
+        m->be->ops->free(m->be, m->grad_mem);
+        m->be->ops->free(m->be, m->act_mem);
+        m->be->ops->free(m->be, m->stat_mem);
+        m->be->ops->free(m->be, m->idx_mem);
     }
     free(m->params);
     free(m->names);
@@ -334,22 +334,22 @@ dsrt_status dsrt_gpt2_init(dsrt_gpt2 *m, uint64_t seed)
 
 dsrt_status dsrt_gpt2_set_params_f32(dsrt_gpt2 *m, const float *src)
 {
-    return m->be->upload_f32(m->be, m->param_mem, src, m->numel);
+    return m->be->ops->upload_f32(m->be, m->param_mem, src, m->numel);
 }
 
 dsrt_status dsrt_gpt2_get_params_f32(dsrt_gpt2 *m, float *dst)
 {
-    return m->be->download_f32(m->be, dst, m->param_mem, m->numel);
+    return m->be->ops->download_f32(m->be, dst, m->param_mem, m->numel);
 }
 
 dsrt_status dsrt_gpt2_get_grads_f32(dsrt_gpt2 *m, float *dst)
 {
-    return m->be->download_f32(m->be, dst, m->grad_mem, m->numel);
+    return m->be->ops->download_f32(m->be, dst, m->grad_mem, m->numel);
 }
 
 dsrt_status dsrt_gpt2_zero_grad(dsrt_gpt2 *m)
 {
-    return m->be->memset0(m->be, m->grad_mem, m->numel * m->dsz);
+    return m->be->ops->memset0(m->be, m->grad_mem, m->numel * m->dsz);
 }
 
 /* ---- forward */
@@ -397,37 +397,37 @@ dsrt_status dsrt_gpt2_forward(dsrt_gpt2 *m, const int32_t *tokens, const int32_t
     const dsrt_gpt2_config *c = &m->cfg;
     int C = c->n_embd, NH = c->n_head, F = c->n_inner, V = c->vocab_size, N = B * T;
     m->have_train_fwd = m->have_eval_fwd = 0;
-    DSRT_TRY(be->upload(be, m->tokens, tokens, (size_t)N * sizeof(int32_t)));
+    DSRT_TRY(be->ops->upload(be, m->tokens, tokens, (size_t)N * sizeof(int32_t)));
     if (targets)
-        DSRT_TRY(be->upload(be, m->targets, targets, (size_t)N * sizeof(int32_t)));
+        DSRT_TRY(be->ops->upload(be, m->targets, targets, (size_t)N * sizeof(int32_t)));
 
-    DSRT_TRY(be->encoder_forward(be, m->encoded, m->tokens, P(m, 0), P(m, 1), B, T, C));
+    DSRT_TRY(be->ops->encoder_forward(be, m->encoded, m->tokens, P(m, 0), P(m, 1), B, T, C));
     for (int l = 0; l < c->n_layer; l++) {
         gpt2_layer_acts *L = &m->layers[l];
         void *res = l == 0 ? m->encoded : m->layers[l - 1].residual3;
         float eps = c->layer_norm_epsilon;
-        DSRT_TRY(be->layernorm_forward(be, L->ln1, L->ln1_mean, L->ln1_rstd, res,
+        DSRT_TRY(be->ops->layernorm_forward(be, L->ln1, L->ln1_mean, L->ln1_rstd, res,
                                   P(m, LP(l, GPT2_LN1_W)), P(m, LP(l, GPT2_LN1_B)), N, C, eps));
-        DSRT_TRY(be->matmul_forward(be, L->qkv, L->ln1, P(m, LP(l, GPT2_QKV_W)),
+        DSRT_TRY(be->ops->matmul_forward(be, L->qkv, L->ln1, P(m, LP(l, GPT2_QKV_W)),
                                P(m, LP(l, GPT2_QKV_B)), N, C, 3 * C, DSRT_W_KN));
-        DSRT_TRY(be->attention_forward(be, L->atty, L->att, L->qkv, B, T, C, NH));
-        DSRT_TRY(be->matmul_forward(be, m->proj, L->atty, P(m, LP(l, GPT2_ATTPROJ_W)),
+        DSRT_TRY(be->ops->attention_forward(be, L->atty, L->att, L->qkv, B, T, C, NH));
+        DSRT_TRY(be->ops->matmul_forward(be, m->proj, L->atty, P(m, LP(l, GPT2_ATTPROJ_W)),
                                P(m, LP(l, GPT2_ATTPROJ_B)), N, C, C, DSRT_W_KN));
-        DSRT_TRY(be->residual_forward(be, L->residual2, res, m->proj, (size_t)N * C));
-        DSRT_TRY(be->layernorm_forward(be, L->ln2, L->ln2_mean, L->ln2_rstd, L->residual2,
+        DSRT_TRY(be->ops->residual_forward(be, L->residual2, res, m->proj, (size_t)N * C));
+        DSRT_TRY(be->ops->layernorm_forward(be, L->ln2, L->ln2_mean, L->ln2_rstd, L->residual2,
                                   P(m, LP(l, GPT2_LN2_W)), P(m, LP(l, GPT2_LN2_B)), N, C, eps));
-        DSRT_TRY(be->matmul_forward(be, L->fch, L->ln2, P(m, LP(l, GPT2_FC_W)), P(m, LP(l, GPT2_FC_B)),
+        DSRT_TRY(be->ops->matmul_forward(be, L->fch, L->ln2, P(m, LP(l, GPT2_FC_W)), P(m, LP(l, GPT2_FC_B)),
                                N, C, F, DSRT_W_KN));
-        DSRT_TRY(be->gelu_forward(be, L->fch_gelu, L->fch, (size_t)N * F));
-        DSRT_TRY(be->matmul_forward(be, m->proj, L->fch_gelu, P(m, LP(l, GPT2_FCPROJ_W)),
+        DSRT_TRY(be->ops->gelu_forward(be, L->fch_gelu, L->fch, (size_t)N * F));
+        DSRT_TRY(be->ops->matmul_forward(be, m->proj, L->fch_gelu, P(m, LP(l, GPT2_FCPROJ_W)),
                                P(m, LP(l, GPT2_FCPROJ_B)), N, F, C, DSRT_W_KN));
-        DSRT_TRY(be->residual_forward(be, L->residual3, L->residual2, m->proj, (size_t)N * C));
+        DSRT_TRY(be->ops->residual_forward(be, L->residual3, L->residual2, m->proj, (size_t)N * C));
     }
     size_t lnf = m->n_params - 2;
-    DSRT_TRY(be->layernorm_forward(be, m->lnf, m->lnf_mean, m->lnf_rstd,
+    DSRT_TRY(be->ops->layernorm_forward(be, m->lnf, m->lnf_mean, m->lnf_rstd,
                               m->layers[c->n_layer - 1].residual3, P(m, lnf), P(m, lnf + 1), N, C,
                               c->layer_norm_epsilon));
-    DSRT_TRY(be->matmul_forward(be, m->logits, m->lnf, P(m, 0), NULL, N, C, V, DSRT_W_NK));
+    DSRT_TRY(be->ops->matmul_forward(be, m->logits, m->lnf, P(m, 0), NULL, N, C, V, DSRT_W_NK));
     m->cur_B = B;
     m->cur_T = T;
     if (!targets) {
@@ -438,8 +438,8 @@ dsrt_status dsrt_gpt2_forward(dsrt_gpt2 *m, const int32_t *tokens, const int32_t
     }
     int grad = mode == DSRT_GPT2_TRAIN;
     float dloss = n_valid ? loss_scale / (float)n_valid : 0.0f;
-    DSRT_TRY(be->classifier_forward(be, m->losses, m->logits, m->targets, N, V, dloss, grad));
-    DSRT_TRY(be->download(be, m->losses_host, m->losses, (size_t)N * sizeof(float)));
+    DSRT_TRY(be->ops->classifier_forward(be, m->losses, m->logits, m->targets, N, V, dloss, grad));
+    DSRT_TRY(be->ops->download(be, m->losses_host, m->losses, (size_t)N * sizeof(float)));
     double sum = 0.0;
     for (int i = 0; i < N; i++)
         sum += m->losses_host[i];
@@ -456,7 +456,7 @@ dsrt_status dsrt_gpt2_get_logits_f32(dsrt_gpt2 *m, float *dst)
         return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
                               "gpt2_get_logits: no evaluation forward to read (a training "
                               "forward replaces the logits by their gradient)");
-    return m->be->download_f32(m->be, dst, m->logits,
+    return m->be->ops->download_f32(m->be, dst, m->logits,
                                (size_t)m->cur_B * m->cur_T * m->cfg.vocab_size);
 }
 
@@ -482,11 +482,11 @@ dsrt_status dsrt_gpt2_backward(dsrt_gpt2 *m, dsrt_grad_ready_fn fn, void *user)
     size_t NC = (size_t)N * C;
     size_t lnf = m->n_params - 2;
 
-    DSRT_TRY(be->memset0(be, m->dresidual, NC * m->dsz));
+    DSRT_TRY(be->ops->memset0(be, m->dresidual, NC * m->dsz));
     /* logits hold dlogits after the fused classifier */
-    DSRT_TRY(be->matmul_backward(be, m->dln, G(m, 0), NULL, m->logits, m->lnf, P(m, 0), N, C, V,
+    DSRT_TRY(be->ops->matmul_backward(be, m->dln, G(m, 0), NULL, m->logits, m->lnf, P(m, 0), N, C, V,
                             DSRT_W_NK));
-    DSRT_TRY(be->layernorm_backward(be, m->dresidual, G(m, lnf), G(m, lnf + 1), m->dln,
+    DSRT_TRY(be->ops->layernorm_backward(be, m->dresidual, G(m, lnf), G(m, lnf + 1), m->dln,
                                m->layers[c->n_layer - 1].residual3, P(m, lnf), m->lnf_mean,
                                m->lnf_rstd, N, C));
     ready(fn, user, lnf + 1);
@@ -495,39 +495,39 @@ dsrt_status dsrt_gpt2_backward(dsrt_gpt2 *m, dsrt_grad_ready_fn fn, void *user)
         gpt2_layer_acts *L = &m->layers[l];
         void *res = l == 0 ? m->encoded : m->layers[l - 1].residual3;
         /* MLP: residual3 = residual2 + c_proj(gelu(c_fc(ln_2(residual2)))) */
-        DSRT_TRY(be->matmul_backward(be, m->dfch, G(m, LP(l, GPT2_FCPROJ_W)), G(m, LP(l, GPT2_FCPROJ_B)),
+        DSRT_TRY(be->ops->matmul_backward(be, m->dfch, G(m, LP(l, GPT2_FCPROJ_W)), G(m, LP(l, GPT2_FCPROJ_B)),
                                 m->dresidual, L->fch_gelu, P(m, LP(l, GPT2_FCPROJ_W)), N, F, C,
                                 DSRT_W_KN));
         ready(fn, user, LP(l, GPT2_FCPROJ_B));
         ready(fn, user, LP(l, GPT2_FCPROJ_W));
-        DSRT_TRY(be->gelu_backward(be, m->dfch, L->fch, m->dfch, (size_t)N * F));
-        DSRT_TRY(be->matmul_backward(be, m->dln, G(m, LP(l, GPT2_FC_W)), G(m, LP(l, GPT2_FC_B)), m->dfch,
+        DSRT_TRY(be->ops->gelu_backward(be, m->dfch, L->fch, m->dfch, (size_t)N * F));
+        DSRT_TRY(be->ops->matmul_backward(be, m->dln, G(m, LP(l, GPT2_FC_W)), G(m, LP(l, GPT2_FC_B)), m->dfch,
                                 L->ln2, P(m, LP(l, GPT2_FC_W)), N, C, F, DSRT_W_KN));
         ready(fn, user, LP(l, GPT2_FC_B));
         ready(fn, user, LP(l, GPT2_FC_W));
-        DSRT_TRY(be->layernorm_backward(be, m->dresidual, G(m, LP(l, GPT2_LN2_W)),
+        DSRT_TRY(be->ops->layernorm_backward(be, m->dresidual, G(m, LP(l, GPT2_LN2_W)),
                                    G(m, LP(l, GPT2_LN2_B)), m->dln, L->residual2,
                                    P(m, LP(l, GPT2_LN2_W)), L->ln2_mean, L->ln2_rstd, N, C));
         ready(fn, user, LP(l, GPT2_LN2_B));
         ready(fn, user, LP(l, GPT2_LN2_W));
         /* attention: residual2 = residual + c_proj(attn(c_attn(ln_1(residual)))) */
-        DSRT_TRY(be->matmul_backward(be, m->datty, G(m, LP(l, GPT2_ATTPROJ_W)),
+        DSRT_TRY(be->ops->matmul_backward(be, m->datty, G(m, LP(l, GPT2_ATTPROJ_W)),
                                 G(m, LP(l, GPT2_ATTPROJ_B)), m->dresidual, L->atty,
                                 P(m, LP(l, GPT2_ATTPROJ_W)), N, C, C, DSRT_W_KN));
         ready(fn, user, LP(l, GPT2_ATTPROJ_B));
         ready(fn, user, LP(l, GPT2_ATTPROJ_W));
-        DSRT_TRY(be->attention_backward(be, m->dqkv, m->datty, L->qkv, L->att, B, T, C, NH));
-        DSRT_TRY(be->matmul_backward(be, m->dln, G(m, LP(l, GPT2_QKV_W)), G(m, LP(l, GPT2_QKV_B)),
+        DSRT_TRY(be->ops->attention_backward(be, m->dqkv, m->datty, L->qkv, L->att, B, T, C, NH));
+        DSRT_TRY(be->ops->matmul_backward(be, m->dln, G(m, LP(l, GPT2_QKV_W)), G(m, LP(l, GPT2_QKV_B)),
                                 m->dqkv, L->ln1, P(m, LP(l, GPT2_QKV_W)), N, C, 3 * C, DSRT_W_KN));
         ready(fn, user, LP(l, GPT2_QKV_B));
         ready(fn, user, LP(l, GPT2_QKV_W));
-        DSRT_TRY(be->layernorm_backward(be, m->dresidual, G(m, LP(l, GPT2_LN1_W)),
+        DSRT_TRY(be->ops->layernorm_backward(be, m->dresidual, G(m, LP(l, GPT2_LN1_W)),
                                    G(m, LP(l, GPT2_LN1_B)), m->dln, res, P(m, LP(l, GPT2_LN1_W)),
                                    L->ln1_mean, L->ln1_rstd, N, C));
         ready(fn, user, LP(l, GPT2_LN1_B));
         ready(fn, user, LP(l, GPT2_LN1_W));
     }
-    DSRT_TRY(be->encoder_backward(be, G(m, 0), G(m, 1), m->dresidual, m->tokens, B, T, C));
+    DSRT_TRY(be->ops->encoder_backward(be, G(m, 0), G(m, 1), m->dresidual, m->tokens, B, T, C));
     ready(fn, user, 1);
     ready(fn, user, 0);
     return DSRT_STATUS_OK;

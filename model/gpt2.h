@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "backend.h"
+#include "kernels/backend.h"
 #include "dsrt.h"
 
 typedef struct dsrt_gpt2_config {

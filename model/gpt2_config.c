@@ -8,9 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gpt2.h"
-#include "internal.h"
-#include "json.h"
+#include "model/gpt2.h"
+#include "base/internal.h"
+#include "base/json.h"
 
 /* One config.json text per preset, differing only in the sizes. */
 #define GPT2_PRESET_JSON(V, NPOS, C, L, NH)                                                        \

@@ -3,10 +3,11 @@
  * copies its outputs back. The work itself lives in the modules. */
 #include <string.h>
 
-#include "config.h"
-#include "dist.h"
-#include "engine.h"
-#include "internal.h"
+#include "config/config.h"
+#include "zero/dist.h"
+#include "engine/engine.h"
+#include "base/internal.h"
+#include "kernels/backend.h"
 
 /* Every entry point starts with this: `a` is the library-sized local copy. */
 #define ARGS_IN(type, caller, a)                                                                                \
@@ -126,10 +127,10 @@ static dsrt_status api_config_diagnostic(dsrt_config_diagnostic_args *args)
     ARGS_IN(dsrt_config_diagnostic_args, args, a);
     if (!a.config)
         return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT, "config_diagnostic: config is NULL");
-    a.count = a.config->n_diags;
+    a.count = config_diagnostic_count(a.config);
     dsrt_status st = DSRT_STATUS_OK;
     if (a.index < a.count) {
-        const cfg_diag *d = &a.config->diags[a.index];
+        const cfg_diag *d = config_diagnostic(a.config, a.index);
         a.kind = d->kind;
         a.key = d->key;
         a.message = d->message;
@@ -147,7 +148,7 @@ static dsrt_status api_config_summary(dsrt_config_summary_args *args)
     ARGS_IN(dsrt_config_summary_args, args, a);
     if (!a.config)
         return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT, "config_summary: config is NULL");
-    const ds_config *c = &a.config->c;
+    const ds_config *c = config_resolved(a.config);
     a.train_batch_size = c->train_batch_size;
     a.train_micro_batch_size_per_gpu = c->train_micro_batch_size_per_gpu;
     a.gradient_accumulation_steps = c->gradient_accumulation_steps;

@@ -13,7 +13,7 @@ cmd=${1:-}
 
 packages=(build-essential cmake ninja-build pkg-config git
           libcmocka-dev libcjson-dev libhdf5-dev hdf5-tools libopenblas-openmp-dev libopenmpi-dev openmpi-bin
-          valgrind clang libclang-rt-14-dev bible-kjv)
+          valgrind clang libclang-rt-14-dev bible-kjv python3-h5py)
 
 install_missing() {
     local missing=()

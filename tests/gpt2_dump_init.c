@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gpt2.h"
-#include "internal.h"
+#include "model/gpt2.h"
+#include "base/internal.h"
 
 static int write_str_attr(hid_t obj, const char *name, const char *value)
 {
@@ -90,6 +90,6 @@ int main(int argc, char **argv)
     free(w);
     free(text);
     dsrt_gpt2_destroy(m);
-    be->destroy(be);
+    be->ops->destroy(be);
     return 0;
 }

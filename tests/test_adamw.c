@@ -27,9 +27,9 @@
 
 #include "test_util.h"
 
-#include "backend.h"
-#include "common/adamw.h"
-#include "internal.h"
+#include "kernels/backend.h"
+#include "kernels/common/adamw.h"
+#include "base/internal.h"
 
 /* ---------------------------------------------------------------- helpers */
 /* |x| spread over many binades (10^-6 .. 10^1), random sign: exercises eps */
@@ -49,7 +49,7 @@ static dsrt_backend *cpu(dsrt_dtype dt)
 static void *balloc(dsrt_backend *be, size_t bytes)
 {
     void *p = NULL;
-    OK(be->alloc(be, bytes, &p));
+    OK(be->ops->alloc(be, bytes, &p));
     return p;
 }
 
@@ -107,7 +107,7 @@ static void spec_run(int adamw, int steps, int alias, float lr, float out_p[3], 
     for (int s = 1; s <= steps; s++) {
         memcpy(g, SPEC_G[s - 1], 3 * sizeof(float));
         dsrt_adamw_args a = args_for(lr, 0.9f, 0.999f, 1e-8f, 0.01f, 1.0f, s, adamw);
-        OK(be->adamw_step(be, params, master, m, v, g, 3, &a));
+        OK(dsrt_backend_adamw_step(be, params, master, m, v, g, 3, &a));
         if (!alias)
             for (int i = 0; i < 3; i++)
                 assert_int_equal(bits(params[i]), bits(master[i]));
@@ -115,10 +115,10 @@ static void spec_run(int adamw, int steps, int alias, float lr, float out_p[3], 
     memcpy(out_p, master, 3 * sizeof(float));
     memcpy(out_m, m, 3 * sizeof(float));
     memcpy(out_v, v, 3 * sizeof(float));
-    be->free(be, master), be->free(be, m), be->free(be, v), be->free(be, g);
+    be->ops->free(be, master), be->ops->free(be, m), be->ops->free(be, v), be->ops->free(be, g);
     if (!alias)
-        be->free(be, params);
-    be->destroy(be);
+        be->ops->free(be, params);
+    be->ops->destroy(be);
 }
 
 static void test_spec_adamw_rows(void **state)
@@ -233,19 +233,19 @@ static void random_case(dsrt_dtype dt, size_t n, int adamw, float wd, float gmul
           *v0 = malloc(n * 4), *pp = malloc(n * 4);
     for (size_t i = 0; i < n; i++)
         master[i] = rnd_uniform() * 2.0f;
-    OK(be->upload_f32(be, params, master, n));
+    OK(be->ops->upload_f32(be, params, master, n));
     size_t bad = 0;
     for (int s = 1; s <= steps; s++) {
         for (size_t i = 0; i < n; i++)
             hg[i] = rnd_wide() * (1.0f / gmul) * 1e-1f;
         if (s == 1)
             hg[0] = 0.0f; /* zero gradient from zero moments: u = 0 */
-        OK(be->upload_f32(be, grads, hg, n));
-        OK(be->download_f32(be, gv, grads, n)); /* the values as stored */
+        OK(be->ops->upload_f32(be, grads, hg, n));
+        OK(be->ops->download_f32(be, gv, grads, n)); /* the values as stored */
         memcpy(p0, master, n * 4), memcpy(m0, m, n * 4), memcpy(v0, v, n * 4);
         dsrt_adamw_args a = args_for(1e-3f, 0.9f, 0.999f, 1e-8f, wd, gmul, s, adamw);
-        OK(be->adamw_step(be, params, master, m, v, grads, n, &a));
-        OK(be->download_f32(be, pp, params, n));
+        OK(dsrt_backend_adamw_step(be, params, master, m, v, grads, n, &a));
+        OK(be->ops->download_f32(be, pp, params, n));
         for (size_t i = 0; i < n; i++) {
             ref_tol r = ref_step(&a, p0[i], m0[i], v0[i], gv[i]);
             int ok = fabs(master[i] - r.p) <= r.tp && fabs(m[i] - r.m) <= r.tm &&
@@ -261,9 +261,9 @@ static void random_case(dsrt_dtype dt, size_t n, int adamw, float wd, float gmul
     if (bad)
         fail_msg("%zu element-steps beyond the fp32 bound", bad);
     free(hg), free(gv), free(p0), free(m0), free(v0), free(pp);
-    be->free(be, master), be->free(be, m), be->free(be, v), be->free(be, params);
-    be->free(be, grads);
-    be->destroy(be);
+    be->ops->free(be, master), be->ops->free(be, m), be->ops->free(be, v), be->ops->free(be, params);
+    be->ops->free(be, grads);
+    be->ops->destroy(be);
 }
 
 static void test_random_vs_double(void **state)
@@ -303,8 +303,8 @@ static state_t state_new(dsrt_dtype dt, size_t n, uint64_t seed, float gscale)
         s.v[i] = fabsf(rnd_uniform()) * 1e-4f;
         h[i] = rnd_uniform() * gscale;
     }
-    OK(s.be->upload_f32(s.be, s.params, s.master, n));
-    OK(s.be->upload_f32(s.be, s.grads, h, n));
+    OK(s.be->ops->upload_f32(s.be, s.params, s.master, n));
+    OK(s.be->ops->upload_f32(s.be, s.grads, h, n));
     free(h);
     rng_state = keep;
     return s;
@@ -312,9 +312,9 @@ static state_t state_new(dsrt_dtype dt, size_t n, uint64_t seed, float gscale)
 
 static void state_free(state_t *s)
 {
-    s->be->free(s->be, s->master), s->be->free(s->be, s->m), s->be->free(s->be, s->v);
-    s->be->free(s->be, s->params), s->be->free(s->be, s->grads);
-    s->be->destroy(s->be);
+    s->be->ops->free(s->be, s->master), s->be->ops->free(s->be, s->m), s->be->ops->free(s->be, s->v);
+    s->be->ops->free(s->be, s->params), s->be->ops->free(s->be, s->grads);
+    s->be->ops->destroy(s->be);
 }
 
 static void expect_same(const float *a, const float *b, size_t n, const char *what)
@@ -333,8 +333,8 @@ static void test_modes(void **state)
     dsrt_adamw_args x = args_for(1e-3f, 0.9f, 0.95f, 1e-8f, 0.0f, 1.0f, 7, 1);
     dsrt_adamw_args y = x;
     y.adamw_mode = 0;
-    OK(a.be->adamw_step(a.be, a.params, a.master, a.m, a.v, a.grads, n, &x));
-    OK(b.be->adamw_step(b.be, b.params, b.master, b.m, b.v, b.grads, n, &y));
+    OK(dsrt_backend_adamw_step(a.be, a.params, a.master, a.m, a.v, a.grads, n, &x));
+    OK(dsrt_backend_adamw_step(b.be, b.params, b.master, b.m, b.v, b.grads, n, &y));
     expect_same(a.master, b.master, n, "wd=0 mode 1 vs 0 master");
     expect_same(a.m, b.m, n, "wd=0 mode 1 vs 0 m");
     state_free(&a), state_free(&b);
@@ -345,9 +345,9 @@ static void test_modes(void **state)
     x.weight_decay = y.weight_decay = 0.1f;
     dsrt_adamw_args z = x;
     z.weight_decay = 0.0f;
-    OK(a.be->adamw_step(a.be, a.params, a.master, a.m, a.v, a.grads, n, &x));
-    OK(b.be->adamw_step(b.be, b.params, b.master, b.m, b.v, b.grads, n, &y));
-    OK(c.be->adamw_step(c.be, c.params, c.master, c.m, c.v, c.grads, n, &z));
+    OK(dsrt_backend_adamw_step(a.be, a.params, a.master, a.m, a.v, a.grads, n, &x));
+    OK(dsrt_backend_adamw_step(b.be, b.params, b.master, b.m, b.v, b.grads, n, &y));
+    OK(dsrt_backend_adamw_step(c.be, c.params, c.master, c.m, c.v, c.grads, n, &z));
     expect_same(a.m, c.m, n, "AdamW moments independent of wd");
     size_t differ = 0;
     for (size_t i = 0; i < n; i++)
@@ -377,8 +377,8 @@ static void test_grad_mul_folding(void **state)
         dsrt_adamw_args x = args_for(6e-4f, 0.9f, 0.999f, 1e-8f, 0.01f, 0x1p-16f, 3, mode);
         dsrt_adamw_args y = x;
         y.grad_mul = 1.0f;
-        OK(a.be->adamw_step(a.be, a.params, a.master, a.m, a.v, a.grads, n, &x));
-        OK(b.be->adamw_step(b.be, b.params, b.master, b.m, b.v, b.grads, n, &y));
+        OK(dsrt_backend_adamw_step(a.be, a.params, a.master, a.m, a.v, a.grads, n, &x));
+        OK(dsrt_backend_adamw_step(b.be, b.params, b.master, b.m, b.v, b.grads, n, &y));
         expect_same(a.master, b.master, n, "folded grad_mul master");
         expect_same(a.m, b.m, n, "folded grad_mul m");
         expect_same(a.v, b.v, n, "folded grad_mul v");
@@ -388,7 +388,7 @@ static void test_grad_mul_folding(void **state)
     state_t a = state_new(DSRT_F32, 3, 22, 1.0f);
     float g0 = ((float *)a.grads)[0], m0 = a.m[0];
     dsrt_adamw_args x = args_for(1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f, 1.0f / 3.0f, 1, 1);
-    OK(a.be->adamw_step(a.be, a.params, a.master, a.m, a.v, a.grads, 3, &x));
+    OK(dsrt_backend_adamw_step(a.be, a.params, a.master, a.m, a.v, a.grads, 3, &x));
     volatile float gm = g0 * (1.0f / 3.0f);
     volatile float t1 = 0.9f * m0, t2 = (1.0f - 0.9f) * gm;
     assert_int_equal(bits(a.m[0]), bits(t1 + t2));
@@ -406,18 +406,18 @@ static void test_half_params(void **state)
         state_t h = state_new(dt, n, 31, 3.0f);
         /* special gradient values: fp16 subnormals, the largest finite, zero */
         float *hg = malloc(n * 4);
-        OK(h.be->download_f32(h.be, hg, h.grads, n));
+        OK(h.be->ops->download_f32(h.be, hg, h.grads, n));
         hg[1] = 3e-7f, hg[2] = -6e-8f, hg[3] = 65504.0f, hg[4] = -0.0f, hg[5] = 1e-5f;
-        OK(h.be->upload_f32(h.be, h.grads, hg, n));
-        OK(h.be->download_f32(h.be, hg, h.grads, n));
+        OK(h.be->ops->upload_f32(h.be, h.grads, hg, n));
+        OK(h.be->ops->download_f32(h.be, hg, h.grads, n));
         /* an fp32 run on the same gradient values and state */
         state_t f = state_new(DSRT_F32, n, 31, 3.0f);
         memcpy(f.grads, hg, n * 4);
         memcpy(f.master, h.master, n * 4), memcpy(f.m, h.m, n * 4), memcpy(f.v, h.v, n * 4);
         for (int s = 1; s <= 2; s++) {
             dsrt_adamw_args a = args_for(3e-2f, 0.9f, 0.999f, 1e-8f, 0.01f, 0.5f, s, 1);
-            OK(h.be->adamw_step(h.be, h.params, h.master, h.m, h.v, h.grads, n, &a));
-            OK(f.be->adamw_step(f.be, f.params, f.master, f.m, f.v, f.grads, n, &a));
+            OK(dsrt_backend_adamw_step(h.be, h.params, h.master, h.m, h.v, h.grads, n, &a));
+            OK(dsrt_backend_adamw_step(f.be, f.params, f.master, f.m, f.v, f.grads, n, &a));
         }
         expect_same(h.master, f.master, n, "16-bit run master vs fp32 run");
         expect_same(h.m, f.m, n, "16-bit run m vs fp32 run");
@@ -434,12 +434,12 @@ static void test_half_params(void **state)
         uint16_t *before = malloc(n * 2);
         memcpy(before, h.params, n * 2);
         dsrt_adamw_args a = args_for(3e-2f, 0.9f, 0.999f, 1e-8f, 0.01f, 0.5f, 3, 1);
-        OK(h.be->adamw_step(h.be, NULL, h.master, h.m, h.v, h.grads, n, &a));
-        OK(f.be->adamw_step(f.be, f.params, f.master, f.m, f.v, f.grads, n, &a));
+        OK(dsrt_backend_adamw_step(h.be, NULL, h.master, h.m, h.v, h.grads, n, &a));
+        OK(dsrt_backend_adamw_step(f.be, f.params, f.master, f.m, f.v, f.grads, n, &a));
         expect_same(h.master, f.master, n, "params NULL master");
         assert_memory_equal(before, h.params, n * 2);
         /* 16-bit params cannot alias the fp32 master */
-        assert_int_equal(h.be->adamw_step(h.be, h.master, h.master, h.m, h.v, h.grads, n, &a),
+        assert_int_equal(dsrt_backend_adamw_step(h.be, h.master, h.master, h.m, h.v, h.grads, n, &a),
                          DSRT_STATUS_INVALID_ARGUMENT);
         free(before), free(hg);
         state_free(&h), state_free(&f);
@@ -455,9 +455,9 @@ static void test_alias_fp32(void **state)
     state_t c = state_new(DSRT_F32, n, 41, 1.0f);
     for (int s = 1; s <= 3; s++) {
         dsrt_adamw_args x = args_for(1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, 1.0f, s, 1);
-        OK(a.be->adamw_step(a.be, a.master, a.master, a.m, a.v, a.grads, n, &x));
-        OK(b.be->adamw_step(b.be, b.params, b.master, b.m, b.v, b.grads, n, &x));
-        OK(c.be->adamw_step(c.be, NULL, c.master, c.m, c.v, c.grads, n, &x));
+        OK(dsrt_backend_adamw_step(a.be, a.master, a.master, a.m, a.v, a.grads, n, &x));
+        OK(dsrt_backend_adamw_step(b.be, b.params, b.master, b.m, b.v, b.grads, n, &x));
+        OK(dsrt_backend_adamw_step(c.be, NULL, c.master, c.m, c.v, c.grads, n, &x));
     }
     expect_same(a.master, b.master, n, "aliased vs separate master");
     expect_same(b.params, b.master, n, "separate params == master");
@@ -467,11 +467,11 @@ static void test_alias_fp32(void **state)
     /* n = 0 is a no-op; NULL arguments are refused */
     dsrt_backend *be = cpu(DSRT_F32);
     dsrt_adamw_args x = args_for(1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, 1.0f, 1, 1);
-    OK(be->adamw_step(be, NULL, NULL, NULL, NULL, NULL, 0, &x));
+    OK(dsrt_backend_adamw_step(be, NULL, NULL, NULL, NULL, NULL, 0, &x));
     float one = 1.0f;
-    assert_int_equal(be->adamw_step(be, NULL, &one, NULL, &one, &one, 1, &x),
+    assert_int_equal(dsrt_backend_adamw_step(be, NULL, &one, NULL, &one, &one, 1, &x),
                      DSRT_STATUS_INVALID_ARGUMENT);
-    be->destroy(be);
+    be->ops->destroy(be);
 }
 
 /* Every finite fp16 bit pattern (and every bf16 one) as a gradient: the
@@ -498,12 +498,12 @@ static void test_half_loads_exhaustive(void **state)
         }
         double s = 0;
         int bad = -1;
-        OK(be->grad_stats(be, g, cnt, &s, &bad));
+        OK(be->ops->grad_stats(be, g, cnt, &s, &bad));
         assert_int_equal(bad, 0);
         if (fabs(s - (double)ref) > 1e-13 * (double)ref)
             fail_msg("%s exhaustive sumsq %.17g vs %.17Lg", dsrt_dtype_name(dt), s, ref);
         dsrt_adamw_args a = args_for(0.0f, 0.5f, 0.999f, 1e-8f, 0.0f, 1.0f, 1, 1);
-        OK(be->adamw_step(be, NULL, master, m, v, g, cnt, &a));
+        OK(dsrt_backend_adamw_step(be, NULL, master, m, v, g, cnt, &a));
         for (size_t i = 0; i < cnt; i++) {
             float x = dt == DSRT_F16 ? dsrt_f16_to_f32(g[i]) : dsrt_bf16_to_f32(g[i]);
             float want = 0.5f * 0.0f + 0.5f * x; /* beta1 m + (1 - beta1) g: -0 -> +0 */
@@ -517,12 +517,12 @@ static void test_half_loads_exhaustive(void **state)
             if (isfinite(x))
                 continue;
             g[0] = (uint16_t)b;
-            OK(be->grad_stats(be, g, 1, &s, &bad));
+            OK(be->ops->grad_stats(be, g, 1, &s, &bad));
             if (bad != 1)
                 fail_msg("%s: 0x%04x not flagged", dsrt_dtype_name(dt), b);
         }
-        be->free(be, g), be->free(be, master), be->free(be, m), be->free(be, v);
-        be->destroy(be);
+        be->ops->free(be, g), be->ops->free(be, master), be->ops->free(be, m), be->ops->free(be, v);
+        be->ops->destroy(be);
     }
 }
 
@@ -530,9 +530,9 @@ static void test_half_loads_exhaustive(void **state)
 static void stats_of(dsrt_backend *be, const float *h, size_t n, double *sumsq, int *bad)
 {
     void *g = balloc(be, n * dsrt_dtype_size(be->dt) + 1);
-    OK(be->upload_f32(be, g, h, n));
-    OK(be->grad_stats(be, g, n, sumsq, bad));
-    be->free(be, g);
+    OK(be->ops->upload_f32(be, g, h, n));
+    OK(be->ops->grad_stats(be, g, n, sumsq, bad));
+    be->ops->free(be, g);
 }
 
 static void test_grad_stats_sum(void **state)
@@ -548,19 +548,19 @@ static void test_grad_stats_sum(void **state)
             for (size_t i = 0; i < n; i++)
                 h[i] = rnd_uniform() * (i % 5 == 0 ? 100.0f : 0.01f);
             void *g = balloc(be, n * dsrt_dtype_size(be->dt));
-            OK(be->upload_f32(be, g, h, n));
-            OK(be->download_f32(be, back, g, n));
+            OK(be->ops->upload_f32(be, g, h, n));
+            OK(be->ops->download_f32(be, back, g, n));
             long double acc = 0.0L; /* x87 extended: ~n 2^-64 relative */
             for (size_t i = 0; i < n; i++)
                 acc += (long double)back[i] * back[i];
             double ref = (double)acc;
             double s1 = 0, s2 = 0, s3 = 0;
             int b1 = -1, b2 = -1, b3 = -1;
-            OK(be->grad_stats(be, g, n, &s1, &b1));
-            OK(be->grad_stats(be, g, n, &s2, &b2));
+            OK(be->ops->grad_stats(be, g, n, &s1, &b1));
+            OK(be->ops->grad_stats(be, g, n, &s2, &b2));
             int threads = omp_get_max_threads();
             omp_set_num_threads(threads > 1 ? 1 : 2);
-            OK(be->grad_stats(be, g, n, &s3, &b3));
+            OK(be->ops->grad_stats(be, g, n, &s3, &b3));
             omp_set_num_threads(threads);
             assert_int_equal(b1, 0);
             assert_int_equal(b2, 0);
@@ -571,14 +571,14 @@ static void test_grad_stats_sum(void **state)
             /* the same bits again, and with another thread count */
             assert_memory_equal(&s1, &s2, sizeof s1);
             assert_memory_equal(&s1, &s3, sizeof s1);
-            be->free(be, g);
+            be->ops->free(be, g);
             free(h), free(back);
         }
         double s = -1;
         int b = -1;
-        OK(be->grad_stats(be, NULL, 0, &s, &b));
+        OK(be->ops->grad_stats(be, NULL, 0, &s, &b));
         assert_true(s == 0.0 && b == 0);
-        be->destroy(be);
+        be->ops->destroy(be);
     }
 }
 
@@ -626,7 +626,7 @@ static void test_grad_stats_nonfinite(void **state)
         h[9] = 65520.0f; /* fp16: the first value that rounds to inf */
         stats_of(be, h, n, &s, &b);
         assert_int_equal(b, be->dt == DSRT_F16 ? 1 : 0);
-        be->destroy(be);
+        be->ops->destroy(be);
     }
     free(h);
 }

@@ -1,4 +1,4 @@
-/* Checkpoint storage (plugin/ckpt.c): rank files written as the ZeRO layout
+/* Checkpoint storage (ckpt/ckpt.c): rank files written as the ZeRO layout
  * partitions a small model over 1, 4 and 8 ranks (pieces straddling rows,
  * a rank with nothing but padding), the main file's virtual datasets read
  * back whole and by the ranges a reader of 1, 2 or 3 ranks would ask for,
@@ -30,7 +30,7 @@
 #include <hdf5.h>
 
 #include "test_util.h"
-#include "ckpt.h"
+#include "ckpt/ckpt.h"
 
 #define NT 4
 #define TAG "global_step5"

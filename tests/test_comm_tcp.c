@@ -27,8 +27,8 @@
 
 #include <cmocka.h>
 
-#include "internal.h"
-#include "transport.h"
+#include "base/internal.h"
+#include "zero/transport.h"
 
 #define MAX_RANKS 8
 #define EXIT_PORT_BUSY 98 /* rank 0 found MASTER_PORT taken: the parent tries another */

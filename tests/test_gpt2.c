@@ -13,8 +13,8 @@
 
 #include <cmocka.h>
 
-#include "gpt2.h"
-#include "internal.h"
+#include "model/gpt2.h"
+#include "base/internal.h"
 
 static dsrt_gpt2 *make_model(const dsrt_gpt2_config *cfg, dsrt_dtype dt, int B, int T,
                              dsrt_backend **be_out)
@@ -31,7 +31,7 @@ static dsrt_gpt2 *make_model(const dsrt_gpt2_config *cfg, dsrt_dtype dt, int B, 
 static void free_model(dsrt_gpt2 *m, dsrt_backend *be)
 {
     dsrt_gpt2_destroy(m);
-    be->destroy(be);
+    be->ops->destroy(be);
 }
 
 static char *slurp(const char *path)
@@ -179,7 +179,7 @@ static void test_input_errors(void **state)
     assert_int_equal(dsrt_backend_cpu_create(DSRT_F32, &be), DSRT_STATUS_OK);
     assert_int_equal(dsrt_gpt2_create(&cfg, be, 1, 257, &m), DSRT_STATUS_INVALID_ARGUMENT);
     assert_non_null(strstr(dsrt_error_message(), "n_positions"));
-    be->destroy(be);
+    be->ops->destroy(be);
     m = make_model(&cfg, DSRT_F32, 2, 4, &be);
     assert_int_equal(dsrt_gpt2_init(m, 1), DSRT_STATUS_OK);
     int32_t tok[8] = {1, 2, 3, 4, 5, 6, 256, 8}, tgt[8] = {2, 3, 4, 5, 6, 7, 8, -100};

@@ -1,4 +1,4 @@
-/* The JSON/hjson reader (plugin/json.c): what hjson-py accepts, duplicate
+/* The JSON/hjson reader (base/json.c): what hjson-py accepts, duplicate
  * keys, exact integers, locations, and hostile input. Expected values were
  * checked against hjson-py 3.1 (DeepSpeed's loader). */
 #include <setjmp.h>
@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "json.h"
+#include "base/json.h"
 
 static json_doc *parse(const char *s, json_error *e) { return json_parse(s, strlen(s), e); }
 

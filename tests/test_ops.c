@@ -23,9 +23,9 @@
 
 #include "test_util.h"
 
-#include "backend.h"
-#include "common/gelu.h"
-#include "internal.h"
+#include "kernels/backend.h"
+#include "kernels/common/gelu.h"
+#include "base/internal.h"
 
 /* ---------------------------------------------------------------- helpers */
 static float *rnd_array(size_t n, float scale)
@@ -42,7 +42,7 @@ static dsrt_backend *make_cpu(dsrt_dtype dt, int B, int T, int C, int NH, int V,
     dsrt_backend *be = NULL;
     assert_int_equal(dsrt_backend_cpu_create(dt, &be), DSRT_STATUS_OK);
     dsrt_backend_shapes s = {.B = B, .T = T, .C = C, .NH = NH, .V = V, .max_K = K, .max_OC = OC};
-    assert_int_equal(be->reserve(be, &s), DSRT_STATUS_OK);
+    assert_int_equal(be->ops->reserve(be, &s), DSRT_STATUS_OK);
     return be;
 }
 
@@ -171,7 +171,7 @@ static double loss_matmul(void *p)
 {
     op_ctx *c = p;
     int N = c->B * c->T;
-    assert_int_equal(c->be->matmul_forward(c->be, c->out, c->x[0], c->x[1], c->x[2], N, c->K, c->OC,
+    assert_int_equal(c->be->ops->matmul_forward(c->be, c->out, c->x[0], c->x[1], c->x[2], N, c->K, c->OC,
                                            c->wl),
                      DSRT_STATUS_OK);
     return dot_d(c->out, c->w, c->nout);
@@ -189,21 +189,21 @@ static void run_matmul_fd(dsrt_wlayout wl)
     c.out = zeros(c.nout);
     c.w = rnd_array(c.nout, 1.0f);
     float *dx = zeros((size_t)N * c.K), *dw = zeros((size_t)c.K * c.OC), *db = zeros(c.OC);
-    assert_int_equal(c.be->matmul_backward(c.be, dx, dw, db, c.w, c.x[0], c.x[1], N, c.K, c.OC, wl),
+    assert_int_equal(c.be->ops->matmul_backward(c.be, dx, dw, db, c.w, c.x[0], c.x[1], N, c.K, c.OC, wl),
                      DSRT_STATUS_OK);
     fd_check("matmul dinp", c.x[0], (size_t)N * c.K, dx, loss_matmul, &c, 30);
     fd_check("matmul dweight", c.x[1], (size_t)c.K * c.OC, dw, loss_matmul, &c, 30);
     fd_check("matmul dbias", c.x[2], c.OC, db, loss_matmul, &c, 9);
     /* dw and dbias accumulate: a second backward doubles them */
     float dw0 = dw[3], db0 = db[2];
-    assert_int_equal(c.be->matmul_backward(c.be, NULL, dw, db, c.w, c.x[0], c.x[1], N, c.K, c.OC, wl),
+    assert_int_equal(c.be->ops->matmul_backward(c.be, NULL, dw, db, c.w, c.x[0], c.x[1], N, c.K, c.OC, wl),
                      DSRT_STATUS_OK);
     assert_float_equal(dw[3], 2 * dw0, 1e-5 * fabsf(dw0) + 1e-6);
     assert_float_equal(db[2], 2 * db0, 1e-5 * fabsf(db0) + 1e-6);
     for (int i = 0; i < 3; i++)
         free(c.x[i]);
     free(c.out), free(c.w), free(dx), free(dw), free(db);
-    c.be->destroy(c.be);
+    c.be->ops->destroy(c.be);
 }
 
 static void test_fd_matmul(void **state)
@@ -217,7 +217,7 @@ static double loss_layernorm(void *p)
 {
     op_ctx *c = p;
     int N = c->B * c->T;
-    assert_int_equal(c->be->layernorm_forward(c->be, c->out, c->aux, c->aux + N, c->x[0], c->x[1],
+    assert_int_equal(c->be->ops->layernorm_forward(c->be, c->out, c->aux, c->aux + N, c->x[0], c->x[1],
                                               c->x[2], N, c->C, 1e-5f),
                      DSRT_STATUS_OK);
     return dot_d(c->out, c->w, c->nout);
@@ -240,7 +240,7 @@ static void test_fd_layernorm(void **state)
     float *dx = rnd_array(c.nout, 1.0f), *dx0 = malloc(c.nout * sizeof(float));
     memcpy(dx0, dx, c.nout * sizeof(float)); /* dinp accumulates: start from noise */
     float *dw = zeros(c.C), *db = zeros(c.C);
-    assert_int_equal(c.be->layernorm_backward(c.be, dx, dw, db, c.w, c.x[0], c.x[1], c.aux,
+    assert_int_equal(c.be->ops->layernorm_backward(c.be, dx, dw, db, c.w, c.x[0], c.x[1], c.aux,
                                               c.aux + N, N, c.C),
                      DSRT_STATUS_OK);
     for (size_t i = 0; i < c.nout; i++)
@@ -251,13 +251,13 @@ static void test_fd_layernorm(void **state)
     for (int i = 0; i < 3; i++)
         free(c.x[i]);
     free(c.out), free(c.w), free(c.aux), free(dx), free(dx0), free(dw), free(db);
-    c.be->destroy(c.be);
+    c.be->ops->destroy(c.be);
 }
 
 static double loss_attention(void *p)
 {
     op_ctx *c = p;
-    assert_int_equal(c->be->attention_forward(c->be, c->out, c->aux, c->x[0], c->B, c->T, c->C,
+    assert_int_equal(c->be->ops->attention_forward(c->be, c->out, c->aux, c->x[0], c->B, c->T, c->C,
                                               c->NH),
                      DSRT_STATUS_OK);
     return dot_d(c->out, c->w, c->nout);
@@ -287,11 +287,11 @@ static void run_attention_fd(int B, int T, int C, int NH)
             assert_float_equal(s, 1.0, 1e-5);
         }
     float *dqkv = rnd_array(N * 3 * C, 1.0f); /* overwritten */
-    assert_int_equal(c.be->attention_backward(c.be, dqkv, c.w, c.x[0], c.aux, B, T, C, NH),
+    assert_int_equal(c.be->ops->attention_backward(c.be, dqkv, c.w, c.x[0], c.aux, B, T, C, NH),
                      DSRT_STATUS_OK);
     fd_check("attention dqkv", c.x[0], N * 3 * C, dqkv, loss_attention, &c, 80);
     free(c.x[0]), free(c.out), free(c.aux), free(c.w), free(dqkv);
-    c.be->destroy(c.be);
+    c.be->ops->destroy(c.be);
 }
 
 static void test_fd_attention(void **state)
@@ -304,7 +304,7 @@ static void test_fd_attention(void **state)
 static double loss_gelu(void *p)
 {
     op_ctx *c = p;
-    assert_int_equal(c->be->gelu_forward(c->be, c->out, c->x[0], c->nout), DSRT_STATUS_OK);
+    assert_int_equal(c->be->ops->gelu_forward(c->be, c->out, c->x[0], c->nout), DSRT_STATUS_OK);
     return dot_d(c->out, c->w, c->nout);
 }
 
@@ -317,19 +317,19 @@ static void test_fd_gelu(void **state)
     c.out = zeros(c.nout);
     c.w = rnd_array(c.nout, 1.0f);
     float *dx = zeros(c.nout);
-    assert_int_equal(c.be->gelu_backward(c.be, dx, c.x[0], c.w, c.nout), DSRT_STATUS_OK);
+    assert_int_equal(c.be->ops->gelu_backward(c.be, dx, c.x[0], c.w, c.nout), DSRT_STATUS_OK);
     fd_check("gelu", c.x[0], c.nout, dx, loss_gelu, &c, 60);
     /* values from torch.nn.functional.gelu(x, approximate="tanh") */
     assert_float_equal(dsrt_gelu(1.0f), 0.8411920070648193f, 1e-6);
     assert_float_equal(dsrt_gelu(-2.5f), -0.015084296464920044f, 1e-7);
     free(c.x[0]), free(c.out), free(c.w), free(dx);
-    c.be->destroy(c.be);
+    c.be->ops->destroy(c.be);
 }
 
 static double loss_residual(void *p)
 {
     op_ctx *c = p;
-    assert_int_equal(c->be->residual_forward(c->be, c->out, c->x[0], c->x[1], c->nout),
+    assert_int_equal(c->be->ops->residual_forward(c->be, c->out, c->x[0], c->x[1], c->nout),
                      DSRT_STATUS_OK);
     return dot_d(c->out, c->w, c->nout);
 }
@@ -344,17 +344,17 @@ static void test_fd_residual(void **state)
     c.out = zeros(c.nout);
     c.w = rnd_array(c.nout, 1.0f);
     float *da = zeros(c.nout), *db = zeros(c.nout);
-    assert_int_equal(c.be->residual_backward(c.be, da, db, c.w, c.nout), DSRT_STATUS_OK);
+    assert_int_equal(c.be->ops->residual_backward(c.be, da, db, c.w, c.nout), DSRT_STATUS_OK);
     fd_check("residual a", c.x[0], c.nout, da, loss_residual, &c, 20);
     fd_check("residual b", c.x[1], c.nout, db, loss_residual, &c, 20);
     free(c.x[0]), free(c.x[1]), free(c.out), free(c.w), free(da), free(db);
-    c.be->destroy(c.be);
+    c.be->ops->destroy(c.be);
 }
 
 static double loss_encoder(void *p)
 {
     op_ctx *c = p;
-    assert_int_equal(c->be->encoder_forward(c->be, c->out, c->tok, c->x[0], c->x[1], c->B, c->T,
+    assert_int_equal(c->be->ops->encoder_forward(c->be, c->out, c->tok, c->x[0], c->x[1], c->B, c->T,
                                             c->C),
                      DSRT_STATUS_OK);
     return dot_d(c->out, c->w, c->nout);
@@ -375,12 +375,12 @@ static void test_fd_encoder(void **state)
     c.out = zeros(c.nout);
     c.w = rnd_array(c.nout, 1.0f);
     float *dwte = zeros((size_t)c.V * c.C), *dwpe = zeros((size_t)c.T * c.C);
-    assert_int_equal(c.be->encoder_backward(c.be, dwte, dwpe, c.w, c.tok, c.B, c.T, c.C),
+    assert_int_equal(c.be->ops->encoder_backward(c.be, dwte, dwpe, c.w, c.tok, c.B, c.T, c.C),
                      DSRT_STATUS_OK);
     fd_check("encoder dwte", c.x[0], (size_t)c.V * c.C, dwte, loss_encoder, &c, 20);
     fd_check("encoder dwpe", c.x[1], (size_t)c.T * c.C, dwpe, loss_encoder, &c, 20);
     free(c.tok), free(c.x[0]), free(c.x[1]), free(c.out), free(c.w), free(dwte), free(dwpe);
-    c.be->destroy(c.be);
+    c.be->ops->destroy(c.be);
 }
 
 static double loss_classifier(void *p)
@@ -388,7 +388,7 @@ static double loss_classifier(void *p)
     op_ctx *c = p;
     size_t N = (size_t)c->B * c->T;
     memcpy(c->out, c->x[0], N * c->V * sizeof(float));
-    assert_int_equal(c->be->classifier_forward(c->be, c->aux, c->out, c->tok, (int)N, c->V, 0.0f, 0),
+    assert_int_equal(c->be->ops->classifier_forward(c->be, c->aux, c->out, c->tok, (int)N, c->V, 0.0f, 0),
                      DSRT_STATUS_OK);
     double s = 0;
     for (size_t i = 0; i < N; i++)
@@ -429,11 +429,11 @@ static void test_fd_classifier(void **state)
     }
     float *g = malloc(N * c.V * sizeof(float));
     memcpy(g, c.x[0], N * c.V * sizeof(float));
-    assert_int_equal(c.be->classifier_forward(c.be, c.aux, g, c.tok, (int)N, c.V, dloss, 1),
+    assert_int_equal(c.be->ops->classifier_forward(c.be, c.aux, g, c.tok, (int)N, c.V, dloss, 1),
                      DSRT_STATUS_OK);
     fd_check("classifier dlogits", c.x[0], N * c.V, g, loss_classifier, &c, 60);
     free(c.tok), free(c.x[0]), free(c.out), free(c.aux), free(g);
-    c.be->destroy(c.be);
+    c.be->ops->destroy(c.be);
 }
 
 /* ---------------------------------------------------------------- 16-bit storage */
@@ -452,9 +452,9 @@ static float *rnd_exact(size_t n, float scale)
 static void *up(dsrt_backend *be, const float *src, size_t n)
 {
     void *p = NULL;
-    assert_int_equal(be->alloc(be, n * 2, &p), DSRT_STATUS_OK);
+    assert_int_equal(be->ops->alloc(be, n * 2, &p), DSRT_STATUS_OK);
     if (src)
-        assert_int_equal(be->upload_f32(be, p, src, n), DSRT_STATUS_OK);
+        assert_int_equal(be->ops->upload_f32(be, p, src, n), DSRT_STATUS_OK);
     return p;
 }
 
@@ -463,7 +463,7 @@ static void expect_rounded(const char *what, dsrt_backend *be16, const void *got
                            const float *want32, size_t n)
 {
     float *got = malloc(n * sizeof(float));
-    assert_int_equal(be16->download_f32(be16, got, got16, n), DSRT_STATUS_OK);
+    assert_int_equal(be16->ops->download_f32(be16, got, got16, n), DSRT_STATUS_OK);
     size_t bad = 0;
     for (size_t i = 0; i < n; i++) {
         float want = dsrt_round_to(be16->dt, want32[i]);
@@ -493,11 +493,11 @@ static void run_16bit(dsrt_dtype dt)
     void *x16 = up(b16, x, NC), *w16 = up(b16, w, (size_t)C * F), *b16b = up(b16, bias, F);
     void *y16 = up(b16, NULL, NF), *dy16 = up(b16, dy, NF);
     void *dx16 = up(b16, NULL, NC), *dw16 = up(b16, NULL, (size_t)C * F), *db16 = up(b16, NULL, F);
-    assert_int_equal(b32->matmul_forward(b32, y, x, w, bias, N, C, F, DSRT_W_KN), 0);
-    assert_int_equal(b16->matmul_forward(b16, y16, x16, w16, b16b, N, C, F, DSRT_W_KN), 0);
+    assert_int_equal(b32->ops->matmul_forward(b32, y, x, w, bias, N, C, F, DSRT_W_KN), 0);
+    assert_int_equal(b16->ops->matmul_forward(b16, y16, x16, w16, b16b, N, C, F, DSRT_W_KN), 0);
     expect_rounded("matmul out", b16, y16, y, NF);
-    assert_int_equal(b32->matmul_backward(b32, dx, dw, db, dy, x, w, N, C, F, DSRT_W_KN), 0);
-    assert_int_equal(b16->matmul_backward(b16, dx16, dw16, db16, dy16, x16, w16, N, C, F, DSRT_W_KN), 0);
+    assert_int_equal(b32->ops->matmul_backward(b32, dx, dw, db, dy, x, w, N, C, F, DSRT_W_KN), 0);
+    assert_int_equal(b16->ops->matmul_backward(b16, dx16, dw16, db16, dy16, x16, w16, N, C, F, DSRT_W_KN), 0);
     expect_rounded("matmul dinp", b16, dx16, dx, NC);
     expect_rounded("matmul dweight", b16, dw16, dw, (size_t)C * F);
     expect_rounded("matmul dbias", b16, db16, db, F);
@@ -506,27 +506,27 @@ static void run_16bit(dsrt_dtype dt)
     float *g = zeros(NF), *dg = zeros(NF);
     float *h = rnd_exact(NF, 3.0f);
     void *h16 = up(b16, h, NF), *g16 = up(b16, NULL, NF), *dg16 = up(b16, NULL, NF);
-    assert_int_equal(b32->gelu_forward(b32, g, h, NF), 0);
-    assert_int_equal(b16->gelu_forward(b16, g16, h16, NF), 0);
+    assert_int_equal(b32->ops->gelu_forward(b32, g, h, NF), 0);
+    assert_int_equal(b16->ops->gelu_forward(b16, g16, h16, NF), 0);
     expect_rounded("gelu out", b16, g16, g, NF);
-    assert_int_equal(b32->gelu_backward(b32, dg, h, dy, NF), 0);
-    assert_int_equal(b16->gelu_backward(b16, dg16, h16, dy16, NF), 0);
+    assert_int_equal(b32->ops->gelu_backward(b32, dg, h, dy, NF), 0);
+    assert_int_equal(b16->ops->gelu_backward(b16, dg16, h16, dy16, NF), 0);
     expect_rounded("gelu dinp", b16, dg16, dg, NF);
 
     /* layernorm */
     float *lw = rnd_exact(C, 1.0f), *lb = rnd_exact(C, 1.0f), *ly = zeros(NC);
     float *st32 = zeros(2 * (size_t)N), *st16 = zeros(2 * (size_t)N);
     void *lw16 = up(b16, lw, C), *lb16 = up(b16, lb, C), *ly16 = up(b16, NULL, NC);
-    assert_int_equal(b32->layernorm_forward(b32, ly, st32, st32 + N, x, lw, lb, N, C, 1e-5f), 0);
-    assert_int_equal(b16->layernorm_forward(b16, ly16, st16, st16 + N, x16, lw16, lb16, N, C, 1e-5f), 0);
+    assert_int_equal(b32->ops->layernorm_forward(b32, ly, st32, st32 + N, x, lw, lb, N, C, 1e-5f), 0);
+    assert_int_equal(b16->ops->layernorm_forward(b16, ly16, st16, st16 + N, x16, lw16, lb16, N, C, 1e-5f), 0);
     expect_rounded("layernorm out", b16, ly16, ly, NC);
     assert_memory_equal(st32, st16, 2 * (size_t)N * sizeof(float));
     float *ldx = zeros(NC), *ldw = zeros(C), *ldb = zeros(C);
     void *ldx16 = up(b16, NULL, NC), *ldw16 = up(b16, NULL, C), *ldb16 = up(b16, NULL, C);
     float *ldy = rnd_exact(NC, 1.0f);
     void *ldy16 = up(b16, ldy, NC);
-    assert_int_equal(b32->layernorm_backward(b32, ldx, ldw, ldb, ldy, x, lw, st32, st32 + N, N, C), 0);
-    assert_int_equal(b16->layernorm_backward(b16, ldx16, ldw16, ldb16, ldy16, x16, lw16, st16,
+    assert_int_equal(b32->ops->layernorm_backward(b32, ldx, ldw, ldb, ldy, x, lw, st32, st32 + N, N, C), 0);
+    assert_int_equal(b16->ops->layernorm_backward(b16, ldx16, ldw16, ldb16, ldy16, x16, lw16, st16,
                                              st16 + N, N, C), 0);
     expect_rounded("layernorm dinp", b16, ldx16, ldx, NC);
     expect_rounded("layernorm dweight", b16, ldw16, ldw, C);
@@ -536,8 +536,8 @@ static void run_16bit(dsrt_dtype dt)
     size_t natt = (size_t)B * NH * T * T;
     float *qkv = rnd_exact(NC * 3, 1.0f), *att = zeros(natt), *ao = zeros(NC);
     void *qkv16 = up(b16, qkv, NC * 3), *att16 = up(b16, NULL, natt), *ao16 = up(b16, NULL, NC);
-    assert_int_equal(b32->attention_forward(b32, ao, att, qkv, B, T, C, NH), 0);
-    assert_int_equal(b16->attention_forward(b16, ao16, att16, qkv16, B, T, C, NH), 0);
+    assert_int_equal(b32->ops->attention_forward(b32, ao, att, qkv, B, T, C, NH), 0);
+    assert_int_equal(b16->ops->attention_forward(b16, ao16, att16, qkv16, B, T, C, NH), 0);
     expect_rounded("attention probabilities", b16, att16, att, natt);
 
     /* classifier: losses from the same logits are identical; gradients rounded once */
@@ -548,8 +548,8 @@ static void run_16bit(dsrt_dtype dt)
         tg[i] = i == 3 ? -100 : (int32_t)(rnd_u64() % (uint64_t)V);
     void *lg16 = up(b16, lg, NV);
     float dl = 1024.0f / (float)(N - 1); /* a loss scale in the gradient */
-    assert_int_equal(b32->classifier_forward(b32, loss32, lg, tg, N, V, dl, 1), 0);
-    assert_int_equal(b16->classifier_forward(b16, loss16, lg16, tg, N, V, dl, 1), 0);
+    assert_int_equal(b32->ops->classifier_forward(b32, loss32, lg, tg, N, V, dl, 1), 0);
+    assert_int_equal(b16->ops->classifier_forward(b16, loss16, lg16, tg, N, V, dl, 1), 0);
     assert_memory_equal(loss32, loss16, (size_t)N * sizeof(float));
     expect_rounded("classifier dlogits", b16, lg16, lg, NV);
 
@@ -559,24 +559,24 @@ static void run_16bit(dsrt_dtype dt)
         tok[i] = (int32_t)(rnd_u64() % (uint64_t)V);
     float *wte = rnd_exact((size_t)V * C, 1.0f), *wpe = rnd_exact((size_t)T * C, 1.0f), *enc = zeros(NC);
     void *wte16 = up(b16, wte, (size_t)V * C), *wpe16 = up(b16, wpe, (size_t)T * C), *enc16 = up(b16, NULL, NC);
-    assert_int_equal(b32->encoder_forward(b32, enc, tok, wte, wpe, B, T, C), 0);
-    assert_int_equal(b16->encoder_forward(b16, enc16, tok, wte16, wpe16, B, T, C), 0);
+    assert_int_equal(b32->ops->encoder_forward(b32, enc, tok, wte, wpe, B, T, C), 0);
+    assert_int_equal(b16->ops->encoder_forward(b16, enc16, tok, wte16, wpe16, B, T, C), 0);
     expect_rounded("encoder out", b16, enc16, enc, NC);
     /* encoder backward: each gradient element sums its contributions in fp32, rounds once */
     float *gte = zeros((size_t)V * C), *gpe = zeros((size_t)T * C);
     void *gte16 = up(b16, NULL, (size_t)V * C), *gpe16 = up(b16, NULL, (size_t)T * C);
     float *de = rnd_exact(NC, 1.0f);
     void *de16 = up(b16, de, NC);
-    assert_int_equal(b32->encoder_backward(b32, gte, gpe, de, tok, B, T, C), 0);
-    assert_int_equal(b16->encoder_backward(b16, gte16, gpe16, de16, tok, B, T, C), 0);
+    assert_int_equal(b32->ops->encoder_backward(b32, gte, gpe, de, tok, B, T, C), 0);
+    assert_int_equal(b16->ops->encoder_backward(b16, gte16, gpe16, de16, tok, B, T, C), 0);
     expect_rounded("encoder dwte", b16, gte16, gte, (size_t)V * C);
     expect_rounded("encoder dwpe", b16, gpe16, gpe, (size_t)T * C);
 
     /* fp16 overflows where a GPU would: 60000 + 60000 is inf in fp16, finite in bf16 */
     float big[2] = {60000.0f, 60000.0f}, sum32;
     void *a16 = up(b16, big, 1), *c16 = up(b16, big + 1, 1), *s16 = up(b16, NULL, 1);
-    assert_int_equal(b16->residual_forward(b16, s16, a16, c16, 1), 0);
-    assert_int_equal(b16->download_f32(b16, &sum32, s16, 1), 0);
+    assert_int_equal(b16->ops->residual_forward(b16, s16, a16, c16, 1), 0);
+    assert_int_equal(b16->ops->download_f32(b16, &sum32, s16, 1), 0);
     if (dt == DSRT_F16)
         assert_true(isinf(sum32));
     else
@@ -586,14 +586,14 @@ static void run_16bit(dsrt_dtype dt)
                      ly16, ldx16, ldw16, ldb16, ldy16, qkv16, att16, ao16, lg16, wte16, wpe16,
                      enc16, gte16, gpe16, de16, a16, c16, s16};
     for (size_t i = 0; i < sizeof all16 / sizeof all16[0]; i++)
-        b16->free(b16, all16[i]);
+        b16->ops->free(b16, all16[i]);
     float *all32[] = {x, w, bias, y, dy, dx, dw, db, g, dg, h, lw, lb, ly, st32, st16, ldx, ldw,
                       ldb, ldy, qkv, att, ao, lg, loss32, loss16, wte, wpe, enc, gte, gpe, de};
     for (size_t i = 0; i < sizeof all32 / sizeof all32[0]; i++)
         free(all32[i]);
     free(tg), free(tok);
-    b32->destroy(b32);
-    b16->destroy(b16);
+    b32->ops->destroy(b32);
+    b16->ops->destroy(b16);
 }
 
 static void test_fp16_storage(void **state)

@@ -22,10 +22,10 @@
 
 #include "test_util.h"
 
-#include "backend.h"
-#include "common/adamw.h"
-#include "common/softmax.h"
-#include "internal.h"
+#include "kernels/backend.h"
+#include "kernels/common/adamw.h"
+#include "kernels/common/softmax.h"
+#include "base/internal.h"
 
 /* ---------------------------------------------------------------- helpers */
 static float *rnd_array(size_t n, float offset, float scale)
@@ -51,15 +51,15 @@ static pair pair_new(void **state)
     pair p = {.dt = *(const dsrt_dtype *)*state};
     OK(dsrt_backend_cpu_create(p.dt, &p.cpu));
     OK(dsrt_backend_cuda_create(p.dt, 0, &p.gpu));
-    OK(p.cpu->reserve(p.cpu, &SHAPES));
-    OK(p.gpu->reserve(p.gpu, &SHAPES));
+    OK(p.cpu->ops->reserve(p.cpu, &SHAPES));
+    OK(p.gpu->ops->reserve(p.gpu, &SHAPES));
     return p;
 }
 
 static void pair_free(pair *p)
 {
-    p->cpu->destroy(p->cpu);
-    p->gpu->destroy(p->gpu);
+    p->cpu->ops->destroy(p->cpu);
+    p->gpu->ops->destroy(p->gpu);
 }
 
 /* One tensor on both backends: n elements of the storage type (typed), or
@@ -73,8 +73,8 @@ typedef struct tens {
 static tens tens_alloc(pair *p, size_t n, size_t es, int typed)
 {
     tens t = {.n = n, .es = es, .typed = typed};
-    OK(p->cpu->alloc(p->cpu, n * es, &t.c));
-    OK(p->gpu->alloc(p->gpu, n * es, &t.g));
+    OK(p->cpu->ops->alloc(p->cpu, n * es, &t.c));
+    OK(p->gpu->ops->alloc(p->gpu, n * es, &t.g));
     return t;
 }
 static tens tens_new(pair *p, size_t n) { return tens_alloc(p, n, dsrt_dtype_size(p->dt), 1); }
@@ -83,9 +83,9 @@ static tens raw_new(pair *p, size_t n) { return tens_alloc(p, n, 4, 0); }
 static void tens_set_one(dsrt_backend *be, const tens *t, void *dst, const void *host)
 {
     if (t->typed)
-        OK(be->upload_f32(be, dst, host, t->n));
+        OK(be->ops->upload_f32(be, dst, host, t->n));
     else
-        OK(be->upload(be, dst, host, t->n * t->es));
+        OK(be->ops->upload(be, dst, host, t->n * t->es));
 }
 
 /* host: n floats (typed or raw fp32) or n int32 (raw) */
@@ -106,8 +106,8 @@ static tens tens_rand(pair *p, size_t n, float offset, float scale)
 
 static void tens_free(pair *p, tens *t)
 {
-    p->cpu->free(p->cpu, t->c);
-    p->gpu->free(p->gpu, t->g);
+    p->cpu->ops->free(p->cpu, t->c);
+    p->gpu->ops->free(p->gpu, t->g);
     t->c = t->g = NULL;
 }
 
@@ -117,9 +117,9 @@ static float *get_f32(dsrt_backend *be, const tens *t, const void *src)
     float *h = malloc(t->n * sizeof(float) + 1);
     assert_non_null(h);
     if (t->typed)
-        OK(be->download_f32(be, h, src, t->n));
+        OK(be->ops->download_f32(be, h, src, t->n));
     else
-        OK(be->download(be, h, src, t->n * sizeof(float)));
+        OK(be->ops->download(be, h, src, t->n * sizeof(float)));
     return h;
 }
 
@@ -128,7 +128,7 @@ static void *gpu_bits(pair *p, const tens *t)
 {
     void *h = malloc(t->n * t->es + 1);
     assert_non_null(h);
-    OK(p->gpu->download(p->gpu, h, t->g, t->n * t->es));
+    OK(p->gpu->ops->download(p->gpu, h, t->g, t->n * t->es));
     return h;
 }
 
@@ -227,13 +227,13 @@ static void test_memory(void **state)
     float *h = rnd_array(n, 0.0f, 3.0f);
     tens_set(&p, &t, h);
     void *cb = malloc(n * t.es), *gb = gpu_bits(&p, &t);
-    OK(p.cpu->download(p.cpu, cb, t.c, n * t.es));
+    OK(p.cpu->ops->download(p.cpu, cb, t.c, n * t.es));
     assert_memory_equal(cb, gb, n * t.es); /* upload_f32 rounds as the CPU does */
-    OK(p.gpu->memset0(p.gpu, t.g, n * t.es));
+    OK(p.gpu->ops->memset0(p.gpu, t.g, n * t.es));
     z = get_f32(p.gpu, &t, t.g);
     for (size_t i = 0; i < n; i++)
         assert_true(z[i] == 0.0f);
-    OK(p.gpu->sync(p.gpu));
+    OK(p.gpu->ops->sync(p.gpu));
     free(z);
     free(h);
     free(cb);
@@ -256,8 +256,8 @@ static void test_encoder(void **state)
     tens wte = tens_rand(&p, (size_t)V * C, 0.0f, 1.0f);
     tens wpe = tens_rand(&p, (size_t)T * C, 0.0f, 0.5f);
     tens out = tens_new(&p, (size_t)NT * C);
-    OK(p.cpu->encoder_forward(p.cpu, out.c, tokens.c, wte.c, wpe.c, B, T, C));
-    OK(p.gpu->encoder_forward(p.gpu, out.g, tokens.g, wte.g, wpe.g, B, T, C));
+    OK(p.cpu->ops->encoder_forward(p.cpu, out.c, tokens.c, wte.c, wpe.c, B, T, C));
+    OK(p.gpu->ops->encoder_forward(p.gpu, out.g, tokens.g, wte.g, wpe.g, B, T, C));
     check(&p, &out, "encoder out", tol_for(p.dt, 0, 1));
 
     float *dwte0 = rnd_array((size_t)V * C, 0.0f, 0.1f);
@@ -266,8 +266,8 @@ static void test_encoder(void **state)
     tens_set(&p, &dwte, dwte0);
     tens_set(&p, &dwpe, dwpe0);
     tens dout = tens_rand(&p, (size_t)NT * C, 0.0f, 1.0f);
-    OK(p.cpu->encoder_backward(p.cpu, dwte.c, dwpe.c, dout.c, tokens.c, B, T, C));
-    OK(p.gpu->encoder_backward(p.gpu, dwte.g, dwpe.g, dout.g, tokens.g, B, T, C));
+    OK(p.cpu->ops->encoder_backward(p.cpu, dwte.c, dwpe.c, dout.c, tokens.c, B, T, C));
+    OK(p.gpu->ops->encoder_backward(p.gpu, dwte.g, dwpe.g, dout.g, tokens.g, B, T, C));
     check(&p, &dwte, "encoder dwte", tol_for(p.dt, 1, 1));
     check(&p, &dwpe, "encoder dwpe", tol_for(p.dt, 0, 1));
 
@@ -275,7 +275,7 @@ static void test_encoder(void **state)
     void *w1 = gpu_bits(&p, &dwte), *e1 = gpu_bits(&p, &dwpe);
     tens_set_one(p.gpu, &dwte, dwte.g, dwte0);
     tens_set_one(p.gpu, &dwpe, dwpe.g, dwpe0);
-    OK(p.gpu->encoder_backward(p.gpu, dwte.g, dwpe.g, dout.g, tokens.g, B, T, C));
+    OK(p.gpu->ops->encoder_backward(p.gpu, dwte.g, dwpe.g, dout.g, tokens.g, B, T, C));
     void *w2 = gpu_bits(&p, &dwte), *e2 = gpu_bits(&p, &dwpe);
     expect_same_bits(&p, w1, w2, &dwte, "encoder dwte");
     expect_same_bits(&p, e1, e2, &dwpe, "encoder dwpe");
@@ -296,8 +296,8 @@ static void layernorm_case(pair *p, int N, int C)
     tens b = tens_rand(p, (size_t)C, 0.0f, 0.3f);
     tens out = tens_new(p, n);
     tens mean = raw_new(p, (size_t)N), rstd = raw_new(p, (size_t)N);
-    OK(p->cpu->layernorm_forward(p->cpu, out.c, mean.c, rstd.c, inp.c, w.c, b.c, N, C, 1e-5f));
-    OK(p->gpu->layernorm_forward(p->gpu, out.g, mean.g, rstd.g, inp.g, w.g, b.g, N, C, 1e-5f));
+    OK(p->cpu->ops->layernorm_forward(p->cpu, out.c, mean.c, rstd.c, inp.c, w.c, b.c, N, C, 1e-5f));
+    OK(p->gpu->ops->layernorm_forward(p->gpu, out.g, mean.g, rstd.g, inp.g, w.g, b.g, N, C, 1e-5f));
     check(p, &out, "layernorm out", tol_for(p->dt, 0, 1));
     check(p, &mean, "layernorm mean", TOL_F32);
     check(p, &rstd, "layernorm rstd", TOL_F32);
@@ -311,9 +311,9 @@ static void layernorm_case(pair *p, int N, int C)
     tens_set(p, &dw, dw0);
     tens_set(p, &db, db0);
     tens dout = tens_rand(p, n, 0.0f, 1.0f);
-    OK(p->cpu->layernorm_backward(p->cpu, dinp.c, dw.c, db.c, dout.c, inp.c, w.c, mean.c, rstd.c, N,
+    OK(p->cpu->ops->layernorm_backward(p->cpu, dinp.c, dw.c, db.c, dout.c, inp.c, w.c, mean.c, rstd.c, N,
                                   C));
-    OK(p->gpu->layernorm_backward(p->gpu, dinp.g, dw.g, db.g, dout.g, inp.g, w.g, mean.g, rstd.g, N,
+    OK(p->gpu->ops->layernorm_backward(p->gpu, dinp.g, dw.g, db.g, dout.g, inp.g, w.g, mean.g, rstd.g, N,
                                   C));
     check(p, &dinp, "layernorm dinp", tol_for(p->dt, 0, 1));
     check(p, &dw, "layernorm dw", tol_for(p->dt, 1, 1));
@@ -323,7 +323,7 @@ static void layernorm_case(pair *p, int N, int C)
     tens_set_one(p->gpu, &dinp, dinp.g, dinp0);
     tens_set_one(p->gpu, &dw, dw.g, dw0);
     tens_set_one(p->gpu, &db, db.g, db0);
-    OK(p->gpu->layernorm_backward(p->gpu, dinp.g, dw.g, db.g, dout.g, inp.g, w.g, mean.g, rstd.g, N,
+    OK(p->gpu->ops->layernorm_backward(p->gpu, dinp.g, dw.g, db.g, dout.g, inp.g, w.g, mean.g, rstd.g, N,
                                   C));
     void *a2 = gpu_bits(p, &dw), *b2 = gpu_bits(p, &db);
     expect_same_bits(p, a1, a2, &dw, "layernorm dw");
@@ -353,8 +353,8 @@ static void matmul_case(pair *p, int N, int K, int OC, dsrt_wlayout wl, int with
     tens w = tens_rand(p, (size_t)K * OC, 0.0f, 1.0f);
     tens bias = with_bias ? tens_rand(p, (size_t)OC, 0.0f, 1.0f) : (tens){0};
     tens out = tens_new(p, (size_t)N * OC);
-    OK(p->cpu->matmul_forward(p->cpu, out.c, inp.c, w.c, bias.c, N, K, OC, wl));
-    OK(p->gpu->matmul_forward(p->gpu, out.g, inp.g, w.g, bias.g, N, K, OC, wl));
+    OK(p->cpu->ops->matmul_forward(p->cpu, out.c, inp.c, w.c, bias.c, N, K, OC, wl));
+    OK(p->gpu->ops->matmul_forward(p->gpu, out.g, inp.g, w.g, bias.g, N, K, OC, wl));
     snprintf(what, sizeof what, "matmul N=%d K=%d OC=%d %s%s out", N, K, OC,
              wl == DSRT_W_KN ? "KN" : "NK", with_bias ? " bias" : "");
     check(p, &out, what, tol_for(p->dt, long_sum, 1));
@@ -368,8 +368,8 @@ static void matmul_case(pair *p, int N, int K, int OC, dsrt_wlayout wl, int with
     if (with_bias)
         tens_set(p, &dbias, db0);
     tens dout = tens_rand(p, (size_t)N * OC, 0.0f, 1.0f);
-    OK(p->cpu->matmul_backward(p->cpu, dinp.c, dw.c, dbias.c, dout.c, inp.c, w.c, N, K, OC, wl));
-    OK(p->gpu->matmul_backward(p->gpu, dinp.g, dw.g, dbias.g, dout.g, inp.g, w.g, N, K, OC, wl));
+    OK(p->cpu->ops->matmul_backward(p->cpu, dinp.c, dw.c, dbias.c, dout.c, inp.c, w.c, N, K, OC, wl));
+    OK(p->gpu->ops->matmul_backward(p->gpu, dinp.g, dw.g, dbias.g, dout.g, inp.g, w.g, N, K, OC, wl));
     what[strlen(what) - 4] = '\0'; /* drop " out" */
     char name[128];
     if (with_dinp) {
@@ -388,7 +388,7 @@ static void matmul_case(pair *p, int N, int K, int OC, dsrt_wlayout wl, int with
     tens_set_one(p->gpu, &dw, dw.g, dw0);
     if (with_bias)
         tens_set_one(p->gpu, &dbias, dbias.g, db0);
-    OK(p->gpu->matmul_backward(p->gpu, dinp.g, dw.g, dbias.g, dout.g, inp.g, w.g, N, K, OC, wl));
+    OK(p->gpu->ops->matmul_backward(p->gpu, dinp.g, dw.g, dbias.g, dout.g, inp.g, w.g, N, K, OC, wl));
     void *w2 = gpu_bits(p, &dw);
     expect_same_bits(p, w1, w2, &dw, "matmul dw");
     if (with_bias) {
@@ -431,8 +431,8 @@ static void attention_case(pair *p, int B, int T, int C, int NH)
     size_t natt = (size_t)B * NH * T * T;
     tens qkv = tens_rand(p, nqkv, 0.0f, 1.5f);
     tens out = tens_new(p, nout), att = tens_new(p, natt);
-    OK(p->cpu->attention_forward(p->cpu, out.c, att.c, qkv.c, B, T, C, NH));
-    OK(p->gpu->attention_forward(p->gpu, out.g, att.g, qkv.g, B, T, C, NH));
+    OK(p->cpu->ops->attention_forward(p->cpu, out.c, att.c, qkv.c, B, T, C, NH));
+    OK(p->gpu->ops->attention_forward(p->gpu, out.g, att.g, qkv.g, B, T, C, NH));
     snprintf(what, sizeof what, "attention B=%d T=%d C=%d NH=%d att", B, T, C, NH);
     check(p, &att, what, tol_for(p->dt, 1, 1));
     snprintf(what, sizeof what, "attention B=%d T=%d C=%d NH=%d out", B, T, C, NH);
@@ -441,8 +441,8 @@ static void attention_case(pair *p, int B, int T, int C, int NH)
     cpu_to_gpu(p, &att);
     tens dout = tens_rand(p, nout, 0.0f, 1.0f);
     tens dqkv = tens_new(p, nqkv);
-    OK(p->cpu->attention_backward(p->cpu, dqkv.c, dout.c, qkv.c, att.c, B, T, C, NH));
-    OK(p->gpu->attention_backward(p->gpu, dqkv.g, dout.g, qkv.g, att.g, B, T, C, NH));
+    OK(p->cpu->ops->attention_backward(p->cpu, dqkv.c, dout.c, qkv.c, att.c, B, T, C, NH));
+    OK(p->gpu->ops->attention_backward(p->gpu, dqkv.g, dout.g, qkv.g, att.g, B, T, C, NH));
     snprintf(what, sizeof what, "attention B=%d T=%d C=%d NH=%d dqkv", B, T, C, NH);
     check(p, &dqkv, what, tol_for(p->dt, 1, 4));
 
@@ -467,13 +467,13 @@ static void test_gelu(void **state)
     size_t n = 10007;
     tens inp = tens_rand(&p, n, 0.0f, 5.0f);
     tens out = tens_new(&p, n);
-    OK(p.cpu->gelu_forward(p.cpu, out.c, inp.c, n));
-    OK(p.gpu->gelu_forward(p.gpu, out.g, inp.g, n));
+    OK(p.cpu->ops->gelu_forward(p.cpu, out.c, inp.c, n));
+    OK(p.gpu->ops->gelu_forward(p.gpu, out.g, inp.g, n));
     check(&p, &out, "gelu out", tol_for(p.dt, 0, 1));
     tens dout = tens_rand(&p, n, 0.0f, 1.0f);
     tens dinp = tens_new(&p, n);
-    OK(p.cpu->gelu_backward(p.cpu, dinp.c, inp.c, dout.c, n));
-    OK(p.gpu->gelu_backward(p.gpu, dinp.g, inp.g, dout.g, n));
+    OK(p.cpu->ops->gelu_backward(p.cpu, dinp.c, inp.c, dout.c, n));
+    OK(p.gpu->ops->gelu_backward(p.gpu, dinp.g, inp.g, dout.g, n));
     check(&p, &dinp, "gelu dinp", tol_for(p.dt, 0, 1));
     tens *all[] = {&inp, &out, &dout, &dinp};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
@@ -488,13 +488,13 @@ static void test_residual(void **state)
     size_t n = 10007;
     tens a = tens_rand(&p, n, 0.0f, 2.0f), b = tens_rand(&p, n, 0.0f, 2.0f);
     tens out = tens_new(&p, n);
-    OK(p.cpu->residual_forward(p.cpu, out.c, a.c, b.c, n));
-    OK(p.gpu->residual_forward(p.gpu, out.g, a.g, b.g, n));
+    OK(p.cpu->ops->residual_forward(p.cpu, out.c, a.c, b.c, n));
+    OK(p.gpu->ops->residual_forward(p.gpu, out.g, a.g, b.g, n));
     check(&p, &out, "residual out", tol_for(p.dt, 0, 1));
     tens da = tens_rand(&p, n, 0.0f, 1.0f), db = tens_rand(&p, n, 0.0f, 1.0f);
     tens dout = tens_rand(&p, n, 0.0f, 1.0f);
-    OK(p.cpu->residual_backward(p.cpu, da.c, db.c, dout.c, n));
-    OK(p.gpu->residual_backward(p.gpu, da.g, db.g, dout.g, n));
+    OK(p.cpu->ops->residual_backward(p.cpu, da.c, db.c, dout.c, n));
+    OK(p.gpu->ops->residual_backward(p.gpu, da.g, db.g, dout.g, n));
     check(&p, &da, "residual da", tol_for(p.dt, 0, 1));
     check(&p, &db, "residual db", tol_for(p.dt, 0, 1));
     tens *all[] = {&a, &b, &out, &da, &db, &dout};
@@ -525,16 +525,16 @@ static void test_classifier(void **state)
 
     /* losses only: the logits stay as they are */
     void *before = gpu_bits(&p, &logits);
-    OK(p.cpu->classifier_forward(p.cpu, losses.c, logits.c, targets.c, N, V, dloss, 0));
-    OK(p.gpu->classifier_forward(p.gpu, losses.g, logits.g, targets.g, N, V, dloss, 0));
+    OK(p.cpu->ops->classifier_forward(p.cpu, losses.c, logits.c, targets.c, N, V, dloss, 0));
+    OK(p.gpu->ops->classifier_forward(p.gpu, losses.g, logits.g, targets.g, N, V, dloss, 0));
     check(&p, &losses, "classifier losses (no grad)", TOL_F32);
     void *after = gpu_bits(&p, &logits);
     expect_same_bits(&p, before, after, &logits, "classifier logits without grad");
 
     /* losses and the gradient in place of the logits */
-    OK(p.gpu->memset0(p.gpu, losses.g, (size_t)N * sizeof(float)));
-    OK(p.cpu->classifier_forward(p.cpu, losses.c, logits.c, targets.c, N, V, dloss, 1));
-    OK(p.gpu->classifier_forward(p.gpu, losses.g, logits.g, targets.g, N, V, dloss, 1));
+    OK(p.gpu->ops->memset0(p.gpu, losses.g, (size_t)N * sizeof(float)));
+    OK(p.cpu->ops->classifier_forward(p.cpu, losses.c, logits.c, targets.c, N, V, dloss, 1));
+    OK(p.gpu->ops->classifier_forward(p.gpu, losses.g, logits.g, targets.g, N, V, dloss, 1));
     check(&p, &losses, "classifier losses", TOL_F32);
     check(&p, &logits, "classifier dlogits", tol_for(p.dt, 1, 1));
     float *gl = get_f32(p.gpu, &logits, logits.g), *ls = get_f32(p.gpu, &losses, losses.g);
@@ -600,9 +600,9 @@ static void adamw_case(pair *p, size_t n, size_t off, int adamw, int params_mode
             pc = pg = NULL;
         if (params_mode == 2)
             pc = mc, pg = mg;
-        OK(p->cpu->adamw_step(p->cpu, pc, mc, (float *)m.c + off, (float *)v.c + off,
+        OK(dsrt_backend_adamw_step(p->cpu, pc, mc, (float *)m.c + off, (float *)v.c + off,
                               (char *)grads.c + off * es, n, &a));
-        OK(p->gpu->adamw_step(p->gpu, pg, mg, (float *)m.g + off, (float *)v.g + off,
+        OK(dsrt_backend_adamw_step(p->gpu, pg, mg, (float *)m.g + off, (float *)v.g + off,
                               (char *)grads.g + off * es, n, &a));
     }
     snprintf(what, sizeof what, "adamw n=%zu off=%zu mode=%d params=%d", n, off, adamw,
@@ -653,9 +653,9 @@ static void stats_case(pair *p, size_t n, size_t off, float special, size_t at)
     free(h);
     double sc = 0, sg = 0, sg2 = 0;
     int bc = -1, bg = -1, bg2 = -1;
-    OK(p->cpu->grad_stats(p->cpu, (char *)g.c + off * es, n, &sc, &bc));
-    OK(p->gpu->grad_stats(p->gpu, (char *)g.g + off * es, n, &sg, &bg));
-    OK(p->gpu->grad_stats(p->gpu, (char *)g.g + off * es, n, &sg2, &bg2));
+    OK(p->cpu->ops->grad_stats(p->cpu, (char *)g.c + off * es, n, &sc, &bc));
+    OK(p->gpu->ops->grad_stats(p->gpu, (char *)g.g + off * es, n, &sg, &bg));
+    OK(p->gpu->ops->grad_stats(p->gpu, (char *)g.g + off * es, n, &sg2, &bg2));
     if (bc != bg)
         fail_msg("grad_stats n=%zu (%s): nonfinite cpu %d gpu %d", n, dsrt_dtype_name(p->dt), bc,
                  bg);
@@ -686,7 +686,7 @@ static void test_grad_stats(void **state)
     stats_case(&p, 1000, 0, 65504.0f, 5);   /* fp16 max: finite */
     double s = -1;
     int b = -1;
-    OK(p.gpu->grad_stats(p.gpu, NULL, 0, &s, &b));
+    OK(p.gpu->ops->grad_stats(p.gpu, NULL, 0, &s, &b));
     assert_true(s == 0.0 && b == 0);
     pair_free(&p);
 }
@@ -712,7 +712,7 @@ int main(void)
         fprintf(stderr, "cuda backend: %s\n", dsrt_error_message());
         return 1;
     }
-    be->destroy(be);
+    be->ops->destroy(be);
 
     const struct CMUnitTest tests[] = {
         GPU_TEST(test_memory, "memory"),       GPU_TEST(test_encoder, "encoder"),

@@ -21,10 +21,10 @@
 
 #include <cmocka.h>
 
-#include "config.h"
-#include "internal.h"
-#include "loss_scaler.h"
-#include "lr_sched.h"
+#include "config/config.h"
+#include "base/internal.h"
+#include "engine/loss_scaler.h"
+#include "engine/lr_sched.h"
 
 typedef struct sched_row {
     int64_t lbi;

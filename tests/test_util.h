@@ -6,7 +6,7 @@
 
 #include <stdint.h>
 
-#include "internal.h"
+#include "base/internal.h"
 
 #define OK(call)                                                                                   \
     do {                                                                                           \

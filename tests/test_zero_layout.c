@@ -12,8 +12,8 @@
 #include <cmocka.h>
 
 #include "test_util.h"
-#include "memory.h"
-#include "partition.h"
+#include "zero/memory.h"
+#include "zero/partition.h"
 
 typedef struct piece { size_t param, off, n; } piece;
 

@@ -22,16 +22,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "comm.h"
-#include "internal.h"
-#include "transport.h"
-
-double dsrt_comm_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "zero/comm.h"
+#include "base/internal.h"
+#include "zero/transport.h"
 
 /* ---------------------------------------------------------------- one rank */
 
@@ -157,7 +150,7 @@ static dsrt_status ring_allreduce(host_comm *h, job *j)
                                   "comm: %s needs %zu bytes of scratch, %zu reserved", j->what,
                                   (r1 - r0) * es, h->scratch_bytes);
         DSRT_TRY(t->sendrecv(t, right, b + s0 * es, (s1 - s0) * es, left, h->scratch,
-                             (r1 - r0) * es, dsrt_comm_now() + h->base.timeout_s, j->what));
+                             (r1 - r0) * es, dsrt_now() + h->base.timeout_s, j->what));
         reduce_into(b + r0 * es, h->scratch, r1 - r0, j->dt, j->op);
     }
     for (int s = 0; s < N - 1; s++) {
@@ -165,7 +158,7 @@ static dsrt_status ring_allreduce(host_comm *h, job *j)
         size_t s0 = chunk_lo(j->n, N, cs), s1 = chunk_lo(j->n, N, cs + 1);
         size_t r0 = chunk_lo(j->n, N, cr), r1 = chunk_lo(j->n, N, cr + 1);
         DSRT_TRY(t->sendrecv(t, right, b + s0 * es, (s1 - s0) * es, left, b + r0 * es,
-                             (r1 - r0) * es, dsrt_comm_now() + h->base.timeout_s, j->what));
+                             (r1 - r0) * es, dsrt_now() + h->base.timeout_s, j->what));
     }
     return DSRT_STATUS_OK;
 }
@@ -180,7 +173,7 @@ static dsrt_status ring_allgather(host_comm *h, void *buf, size_t block_bytes, c
         int bs = ((r - s) % N + N) % N, br = ((r - s - 1) % N + N) % N;
         DSRT_TRY(t->sendrecv(t, right, b + (size_t)bs * block_bytes, block_bytes, left,
                              b + (size_t)br * block_bytes, block_bytes,
-                             dsrt_comm_now() + h->base.timeout_s, what));
+                             dsrt_now() + h->base.timeout_s, what));
     }
     return DSRT_STATUS_OK;
 }
@@ -401,74 +394,4 @@ dsrt_status dsrt_comm_host_create(dsrt_transport *t, double timeout_s, dsrt_comm
     h->started = true;
     *out = c;
     return DSRT_STATUS_OK;
-}
-
-/* ---------------------------------------------------------------- from the environment */
-
-static dsrt_status env_int(const char *name, int *v, bool required, int dflt)
-{
-    const char *s = getenv(name);
-    if (!s || !*s) {
-        if (required)
-            return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
-                                  "distributed: %s is not set (torchrun and the deepspeed "
-                                  "launcher set RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT)",
-                                  name);
-        *v = dflt;
-        return DSRT_STATUS_OK;
-    }
-    char *end;
-    errno = 0;
-    long x = strtol(s, &end, 10);
-    if (errno || *end || x < 0 || x > 1000000)
-        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
-                              "distributed: %s=\"%s\" is not a non-negative integer", name, s);
-    *v = (int)x;
-    return DSRT_STATUS_OK;
-}
-
-dsrt_status dsrt_comm_from_env(const char *backend, double timeout_s, dsrt_comm **out)
-{
-    *out = NULL;
-    if (!backend || !*backend)
-        backend = "auto";
-    if (timeout_s <= 0)
-        timeout_s = 1800;
-    bool is_auto = !strcmp(backend, "auto");
-    if (!is_auto && strcmp(backend, "local") && strcmp(backend, "mpi") && strcmp(backend, "tcp"))
-        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
-                              "distributed: backend \"%s\": use \"auto\", \"local\", \"mpi\" or "
-                              "\"tcp\" (NCCL is chosen by the engine for CUDA devices)",
-                              backend);
-    if (!strcmp(backend, "local"))
-        return dsrt_comm_local_create(out);
-    dsrt_transport *t = NULL;
-    if (!strcmp(backend, "mpi") || (is_auto && dsrt_transport_mpi_launched())) {
-        DSRT_TRY(dsrt_transport_mpi_create(&t));
-        if (t->world == 1) {
-            t->destroy(t);
-            return dsrt_comm_local_create(out);
-        }
-        return dsrt_comm_host_create(t, timeout_s, out);
-    }
-    int world = 1;
-    DSRT_TRY(env_int("WORLD_SIZE", &world, !is_auto, 1));
-    if (world <= 1 && is_auto)
-        return dsrt_comm_local_create(out);
-    if (world < 1)
-        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT, "distributed: WORLD_SIZE=0");
-    dsrt_tcp_options o = {0};
-    o.world = world;
-    DSRT_TRY(env_int("RANK", &o.rank, true, 0));
-    DSRT_TRY(env_int("LOCAL_RANK", &o.local_rank, false, o.rank));
-    DSRT_TRY(env_int("MASTER_PORT", &o.master_port, true, 0));
-    o.master_addr = getenv("MASTER_ADDR");
-    if (!o.master_addr || !*o.master_addr)
-        return env_int("MASTER_ADDR", &o.rank, true, 0);
-    if (o.rank >= world)
-        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
-                              "distributed: RANK=%d is not below WORLD_SIZE=%d", o.rank, world);
-    o.timeout_s = timeout_s;
-    DSRT_TRY(dsrt_transport_tcp_create(&o, &t));
-    return dsrt_comm_host_create(t, timeout_s, out);
 }

@@ -16,9 +16,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/dtype.h"
+#include "kernels/common/dtype.h"
 #include "dsrt.h"
-#include "transport.h"
+#include "zero/transport.h"
 
 typedef enum dsrt_reduce_op { DSRT_REDUCE_SUM = 0, DSRT_REDUCE_MAX = 1 } dsrt_reduce_op;
 
@@ -54,11 +54,5 @@ typedef dsrt_status (*dsrt_comm_share_fn)(void *user, void *bytes, size_t n);
 dsrt_status dsrt_comm_nccl_create(int rank, int world, int device, double timeout_s,
                                   void *cuda_stream, dsrt_comm_share_fn share_id, void *user,
                                   dsrt_comm **out);
-
-/* The process group of this process, as torch.distributed would find it:
- * under mpirun -> MPI; else RANK/WORLD_SIZE (+ LOCAL_RANK, MASTER_ADDR,
- * MASTER_PORT) with WORLD_SIZE > 1 -> TCP; else local. `backend` forces one
- * ("auto", "local", "mpi", "tcp"). Errors name the variable or value at fault. */
-dsrt_status dsrt_comm_from_env(const char *backend, double timeout_s, dsrt_comm **out);
 
 #endif

@@ -20,8 +20,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "internal.h"
-#include "transport.h"
+#include "base/internal.h"
+#include "zero/transport.h"
 
 #if defined(DSRT_HAVE_MPI_H)
 #include <mpi.h>
@@ -123,7 +123,7 @@ static dsrt_status mpi_sendrecv(dsrt_transport *t, int to, const void *sbuf, siz
 {
     mpi_transport *mt = (mpi_transport *)t;
     char eb[MPI_MAX_ERROR_STRING + 64];
-    double t0 = dsrt_comm_now();
+    double t0 = dsrt_now();
     size_t soff = 0, roff = 0;
     bool sfirst = true, rfirst = true;
     /* pieces of both directions in lockstep; 0-byte messages still travel */
@@ -164,12 +164,12 @@ static dsrt_status mpi_sendrecv(dsrt_transport *t, int to, const void *sbuf, siz
             }
             if (!active[0] && !active[1])
                 break;
-            if (dsrt_comm_now() > deadline)
+            if (dsrt_now() > deadline)
                 return dsrt_error_set(
                     DSRT_STATUS_IO_ERROR,
                     "rank %d: %s timed out after %.0f s waiting for rank %d (MPI): a peer failed, "
                     "hung, or is itself waiting on a failed rank",
-                    t->rank, what, dsrt_comm_now() - t0, active[1] ? from : to);
+                    t->rank, what, dsrt_now() - t0, active[1] ? from : to);
             /* MPI progresses only inside its calls: spin briefly, then back off
              * so a waiting comm thread leaves the cores to the backward */
             if (++spins > 200)

@@ -47,9 +47,9 @@
 #include <nccl.h>
 
 extern "C" {
-#include "transport.h" /* before comm.h, which names dsrt_transport */
-#include "comm.h"
-#include "internal.h"
+#include "zero/transport.h" /* before comm.h, which names dsrt_transport */
+#include "zero/comm.h"
+#include "base/internal.h"
 }
 
 /* ---------------------------------------------------------------- the library */
@@ -173,13 +173,6 @@ static nccl_comm *nccl_of(dsrt_comm *c) { return (nccl_comm *)c; }
 
 static const char *what_or(const char *what) { return what && what[0] ? what : "collective"; }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* Keep the message just set as the comm's failure (comm.h: a failed comm is
  * unusable); later calls repeat it. */
 static dsrt_status poison(nccl_comm *nc, dsrt_status st)
@@ -273,7 +266,7 @@ static dsrt_status check_async(nccl_comm *nc, const char *what)
  * for a peer. `during` says what was queued, for the message. */
 static dsrt_status host_wait(nccl_comm *nc, cudaEvent_t ev, const char *what, const char *during)
 {
-    const double start = now_s();
+    const double start = dsrt_now();
     long sleep_ns = 20000; /* 20 us, doubling to 1 ms: small collectives finish fast */
     for (;;) {
         cudaError_t q = cudaEventQuery(ev);
@@ -282,7 +275,7 @@ static dsrt_status host_wait(nccl_comm *nc, cudaEvent_t ev, const char *what, co
         if (q != cudaErrorNotReady)
             return comm_cuda_fail(nc, what, "cudaEventQuery", q);
         DSRT_TRY(check_async(nc, what));
-        const double waited = now_s() - start;
+        const double waited = dsrt_now() - start;
         if (nc->base.timeout_s > 0 && waited > nc->base.timeout_s) {
             (void)g_nccl.CommAbort(nc->comm);
             nc->comm = NULL;

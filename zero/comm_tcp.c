@@ -47,8 +47,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "internal.h"
-#include "transport.h"
+#include "base/internal.h"
+#include "zero/transport.h"
 
 /* ---------------------------------------------------------------- wire format
  * All integers big-endian.
@@ -190,7 +190,7 @@ static int wait_fd(int fd, short events, double deadline)
 {
     for (int last = 0; !last;) {
         /* one look even at the deadline: what is ready by then counts */
-        double left = deadline - dsrt_comm_now();
+        double left = deadline - dsrt_now();
         last = left <= 0;
         struct pollfd p = {.fd = fd, .events = events};
         int rc = poll(&p, 1, last ? 0 : poll_ms(left));
@@ -280,7 +280,7 @@ static int accept_nb(int lfd, struct sockaddr_storage *from)
  * and saying nothing costs seconds, not the whole timeout. */
 static double hello_deadline(double deadline)
 {
-    double d = dsrt_comm_now() + 10.0;
+    double d = dsrt_now() + 10.0;
     return d < deadline ? d : deadline;
 }
 
@@ -362,7 +362,7 @@ static void refuse(int fd, int world, const char *reason)
     put32(m + 4, 1);
     put32(m + 8, (uint32_t)world);
     snprintf((char *)m + REPLY_BYTES, REASON_BYTES, "%s", reason);
-    xfer(fd, m, sizeof m, 1, dsrt_comm_now() + 1.0);
+    xfer(fd, m, sizeof m, 1, dsrt_now() + 1.0);
 }
 
 /* Rank 0 turns away `fd` and every rank that already joined with the message
@@ -436,7 +436,7 @@ static dsrt_status master_side(tcp_transport *tt, const dsrt_tcp_options *o,
             st = dsrt_error_set(DSRT_STATUS_IO_ERROR,
                                 "rank 0: rendezvous timed out after %s s at MASTER_ADDR=%s "
                                 "MASTER_PORT=%d: %d of %d ranks joined (missing rank %s)",
-                                secs_text(dsrt_comm_now() - t0, tb), o->master_addr,
+                                secs_text(dsrt_now() - t0, tb), o->master_addr,
                                 o->master_port, joined + 1, world, missing_text(tt, 1, miss));
             break;
         }
@@ -509,7 +509,7 @@ static dsrt_status master_side(tcp_transport *tt, const dsrt_tcp_options *o,
                 st = dsrt_error_set(DSRT_STATUS_IO_ERROR,
                                     "rank 0: rendezvous timed out after %s s sending the table "
                                     "to rank %d",
-                                    secs_text(dsrt_comm_now() - t0, tb), r);
+                                    secs_text(dsrt_now() - t0, tb), r);
             else if (x != XF_OK)
                 st = dsrt_error_set(DSRT_STATUS_IO_ERROR,
                                     "rank 0: rank %d (at %s) closed its connection during the "
@@ -541,14 +541,14 @@ static dsrt_status join_master(tcp_transport *tt, const dsrt_tcp_options *o,
         }
         if (fd >= 0)
             break;
-        double left = deadline - dsrt_comm_now();
+        double left = deadline - dsrt_now();
         if (left <= 0)
             return dsrt_error_set(DSRT_STATUS_IO_ERROR,
                                   "rank %d: cannot reach the master (rank 0) at MASTER_ADDR=%s "
                                   "MASTER_PORT=%d within %s s (%s): is rank 0 running, with the "
                                   "same MASTER_ADDR and MASTER_PORT?",
                                   me, o->master_addr, o->master_port,
-                                  secs_text(dsrt_comm_now() - t0, tb), err_text(last, eb));
+                                  secs_text(dsrt_now() - t0, tb), err_text(last, eb));
         pause_s(pause < left ? pause : left);
     }
     tt->fds[0] = fd;
@@ -588,7 +588,7 @@ static dsrt_status join_master(tcp_transport *tt, const dsrt_tcp_options *o,
                               "MASTER_PORT=%d waiting for all %d ranks to join (rank 0 is up: "
                               "another rank has not started, or was given another "
                               "MASTER_ADDR/MASTER_PORT)",
-                              me, secs_text(dsrt_comm_now() - t0, tb), o->master_addr,
+                              me, secs_text(dsrt_now() - t0, tb), o->master_addr,
                               o->master_port, world);
     if (x != XF_OK)
         return dsrt_error_set(DSRT_STATUS_IO_ERROR,
@@ -664,7 +664,7 @@ static dsrt_status mesh(tcp_transport *tt, const unsigned char *table, double t0
             return dsrt_error_set(DSRT_STATUS_IO_ERROR,
                                   "rank %d: rendezvous timed out after %s s waiting for rank %s to "
                                   "connect",
-                                  me, secs_text(dsrt_comm_now() - t0, tb),
+                                  me, secs_text(dsrt_now() - t0, tb),
                                   missing_text(tt, me + 1, miss));
         struct sockaddr_storage peer;
         int c = accept_nb(tt->listen_fd, &peer);
@@ -711,7 +711,7 @@ static dsrt_status mesh(tcp_transport *tt, const unsigned char *table, double t0
 
 static dsrt_status rendezvous(tcp_transport *tt, const dsrt_tcp_options *o)
 {
-    double t0 = dsrt_comm_now(), deadline = t0 + o->timeout_s;
+    double t0 = dsrt_now(), deadline = t0 + o->timeout_s;
     struct addrinfo *ai = NULL;
     DSRT_TRY(resolve(o, &ai));
     dsrt_status st;
@@ -821,7 +821,7 @@ static dsrt_status transfer(dsrt_transport *t, int to, const void *sbuf, size_t 
                             void *rbuf, size_t rbytes, double deadline, const char *what)
 {
     tcp_transport *tt = t->impl;
-    double t0 = dsrt_comm_now();
+    double t0 = dsrt_now();
     char tb[32];
     if (!what)
         what = "a transfer";
@@ -845,7 +845,7 @@ static dsrt_status transfer(dsrt_transport *t, int to, const void *sbuf, size_t 
     size_t sdone = 0, rdone = 0; /* header bytes included */
     size_t stotal = to >= 0 ? 8 + sbytes : 0, rtotal = from >= 0 ? 8 + rbytes : 0;
     while (sdone < stotal || rdone < rtotal) {
-        double now = dsrt_comm_now();
+        double now = dsrt_now();
         if (now >= deadline)
             return dsrt_error_set(DSRT_STATUS_IO_ERROR,
                                   "rank %d: %s timed out after %s s waiting for rank %d (a peer "
@@ -932,7 +932,7 @@ static void say_goodbye(tcp_transport *tt)
         return;
     unsigned char bye[8];
     put64(bye, GOODBYE);
-    double deadline = dsrt_comm_now() + tt->timeout_s;
+    double deadline = dsrt_now() + tt->timeout_s;
     for (;;) {
         int n = 0;
         for (int p = 0; p < world; p++) {
@@ -942,7 +942,7 @@ static void say_goodbye(tcp_transport *tt)
             tt->pfd[n] = (struct pollfd){.fd = tt->fds[p], .events = ev};
             tt->pfd_rank[n++] = p;
         }
-        double left = deadline - dsrt_comm_now();
+        double left = deadline - dsrt_now();
         if (n == 0 || left <= 0)
             break;
         if (poll(tt->pfd, (nfds_t)n, poll_ms(left)) < 0 && errno != EINTR)

@@ -4,7 +4,9 @@
 #ifndef DSRT_ZERO_DIST_H
 #define DSRT_ZERO_DIST_H
 
-#include "comm.h"
+#include <stdbool.h>
+
+#include "zero/comm.h"
 #include "dsrt.h"
 
 struct dsrt_dist {
@@ -18,5 +20,10 @@ struct dsrt_dist {
 
 dsrt_status dist_create(dsrt_dist_create_args *a);
 void dist_destroy(dsrt_dist *d);
+
+/* The comm of an engine in group `d` (NULL: one rank): one rank -> a local
+ * comm; CPU -> the group's host comm (not owned: *owned false); CUDA -> NCCL,
+ * its unique id shared through the host comm or the host's kv callbacks. */
+dsrt_status dist_make_comm(const dsrt_dist *d, bool cuda, void *cuda_stream, dsrt_comm **comm, bool *owned);
 
 #endif

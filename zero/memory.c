@@ -1,5 +1,5 @@
 /* Per-rank model-state bytes (see memory.h). */
-#include "memory.h"
+#include "zero/memory.h"
 
 zero_memory zero_memory_per_rank(uint64_t numel, int world, int stage, int dtype_bytes,
                                  uint64_t reduce_bucket_size, bool overlap_comm,

@@ -2,8 +2,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
-#include "partition.h"
+#include "base/internal.h"
+#include "zero/partition.h"
 
 void zero_layout_free(zero_layout *l)
 {

@@ -46,7 +46,4 @@ typedef struct dsrt_tcp_options {
 } dsrt_tcp_options;
 dsrt_status dsrt_transport_tcp_create(const dsrt_tcp_options *o, dsrt_transport **out);
 
-/* Monotonic clock in seconds (CLOCK_MONOTONIC). */
-double dsrt_comm_now(void);
-
 #endif

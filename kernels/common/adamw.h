@@ -22,7 +22,7 @@
 #include <math.h>
 #include <stdint.h>
 
-#include "dtype.h"
+#include "kernels/common/dtype.h"
 
 /* The per-step scalars, ready for the loop (see dsrt_adamw_coefs_of). */
 typedef struct dsrt_adamw_coefs {

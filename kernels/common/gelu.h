@@ -7,7 +7,7 @@
 
 #include <math.h>
 
-#include "dtype.h"
+#include "kernels/common/dtype.h"
 
 #define DSRT_GELU_SCALE 0.7978845608028654f /* sqrt(2/pi) */
 #define DSRT_GELU_CUBIC 0.044715f

@@ -7,7 +7,7 @@
 #ifndef DSRT_KERNELS_COMMON_LAYERNORM_H
 #define DSRT_KERNELS_COMMON_LAYERNORM_H
 
-#include "dtype.h"
+#include "kernels/common/dtype.h"
 
 DSRT_HD float dsrt_ln_out(float x, float mean, float rstd, float w, float b)
 {

@@ -7,7 +7,7 @@
 #ifndef DSRT_KERNELS_COMMON_SOFTMAX_H
 #define DSRT_KERNELS_COMMON_SOFTMAX_H
 
-#include "dtype.h"
+#include "kernels/common/dtype.h"
 
 #define DSRT_IGNORE_INDEX (-100) /* torch CrossEntropyLoss / Hugging Face default */
 

@@ -18,8 +18,8 @@
  * (fp16 rounding is branchy); bf16 and fp16 loads are branch-free. */
 #include <omp.h>
 
-#include "common/adamw.h"
-#include "cpu_common.h"
+#include "kernels/common/adamw.h"
+#include "kernels/cpu/cpu_common.h"
 
 #if defined(__x86_64__) && defined(__has_attribute)
 #if __has_attribute(target_clones)
@@ -256,21 +256,8 @@ static ISA_CLONES void step_16(const dsrt_adamw_coefs *kp, int adamw, dsrt_dtype
 dsrt_status cpu_adamw_step(dsrt_backend *be, void *params, float *master, float *m, float *v,
                            const void *grads, size_t n, const dsrt_adamw_args *a)
 {
-    if (!a)
-        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT, "cpu backend: adamw_step: args NULL");
-    if (n == 0)
-        return DSRT_STATUS_OK;
-    if (!master || !m || !v || !grads)
-        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
-                              "cpu backend: adamw_step: NULL master, m, v or grads");
+    /* arguments checked by dsrt_backend_adamw_step; params NULL: master is the weight */
     dsrt_dtype dt = be->dt;
-    if (params == (void *)master) {
-        if (dt != DSRT_F32)
-            return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
-                                  "cpu backend: adamw_step: %s params cannot alias the fp32 master",
-                                  dsrt_dtype_name(dt));
-        params = NULL; /* master is the parameter */
-    }
     dsrt_adamw_coefs k = dsrt_adamw_coefs_make(a->lr, a->beta1, a->beta2, a->eps, a->weight_decay,
                                                a->grad_mul, a->bc1, a->bc2);
     int adamw = a->adamw_mode != 0;

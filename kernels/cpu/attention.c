@@ -16,8 +16,8 @@
 #include <omp.h>
 #include <string.h>
 
-#include "common/softmax.h"
-#include "cpu_common.h"
+#include "kernels/common/softmax.h"
+#include "kernels/cpu/cpu_common.h"
 
 enum { ATT_ROWS = 64 }; /* row block of the triangular products */
 

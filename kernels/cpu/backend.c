@@ -1,5 +1,5 @@
-/* The CPU backend: host memory, fp32 staging for 16-bit storage, and the op
- * table. Ops run synchronously (sync is a no-op); OpenBLAS does the matmuls,
+/* The CPU backend: host memory and the op table (the fp32 staging for
+ * 16-bit storage is staging.c). Ops run synchronously (sync is a no-op); OpenBLAS does the matmuls,
  * OpenMP the element-wise and row loops. */
 #define _GNU_SOURCE
 #include <omp.h>
@@ -7,7 +7,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "cpu_common.h"
+#include "kernels/cpu/cpu_common.h"
 
 /* ---- memory. A 256-byte header in front of each block keeps its mapping size. */
 enum { CPU_ALLOC_HEADER = 256 };
@@ -64,92 +64,16 @@ static dsrt_status cpu_copy(dsrt_backend *be, void *dst, const void *src, size_t
     return DSRT_STATUS_OK;
 }
 
-static void convert_in(dsrt_dtype dt, float *dst, const void *src, size_t n)
-{
-    if (dt == DSRT_F32) {
-        memcpy(dst, src, n * sizeof(float));
-        return;
-    }
-    const uint16_t *h = src;
-    if (dt == DSRT_F16) {
-#pragma omp parallel for schedule(static) if (n > 65536)
-        for (size_t i = 0; i < n; i++)
-            dst[i] = dsrt_f16_to_f32(h[i]);
-    } else {
-#pragma omp parallel for schedule(static) if (n > 65536)
-        for (size_t i = 0; i < n; i++)
-            dst[i] = dsrt_bf16_to_f32(h[i]);
-    }
-}
-
-static void convert_out(dsrt_dtype dt, void *dst, const float *src, size_t n)
-{
-    if (dt == DSRT_F32) {
-        if (dst != src)
-            memcpy(dst, src, n * sizeof(float));
-        return;
-    }
-    uint16_t *h = dst;
-    if (dt == DSRT_F16) {
-#pragma omp parallel for schedule(static) if (n > 65536)
-        for (size_t i = 0; i < n; i++)
-            h[i] = dsrt_f32_to_f16(src[i]);
-    } else {
-#pragma omp parallel for schedule(static) if (n > 65536)
-        for (size_t i = 0; i < n; i++)
-            h[i] = dsrt_f32_to_bf16(src[i]);
-    }
-}
-
 static dsrt_status cpu_upload_f32(dsrt_backend *be, void *dst, const float *src, size_t n)
 {
-    convert_out(be->dt, dst, src, n);
+    cpu_convert_out(be->dt, dst, src, n);
     return DSRT_STATUS_OK;
 }
 
 static dsrt_status cpu_download_f32(dsrt_backend *be, float *dst, const void *src, size_t n)
 {
-    convert_in(be->dt, dst, src, n);
+    cpu_convert_in(be->dt, dst, src, n);
     return DSRT_STATUS_OK;
-}
-
-/* ---- fp32 staging */
-dsrt_status cpu_check_reserved(dsrt_backend *be, size_t n, const char *op)
-{
-    cpu_backend *cb = cpu_of(be);
-    if (be->dt == DSRT_F32)
-        return DSRT_STATUS_OK;
-    if (!cb->reserved || n > cb->slot_n)
-        return dsrt_error_set(DSRT_STATUS_INTERNAL,
-                              "cpu backend: %s on %zu elements exceeds the reserved shapes "
-                              "(%zu per staging buffer); call reserve() with the largest shapes",
-                              op, n, cb->slot_n);
-    return DSRT_STATUS_OK;
-}
-
-const float *cpu_in(dsrt_backend *be, int slot, const void *p, size_t n)
-{
-    if (be->dt == DSRT_F32 || !p)
-        return p;
-    float *f = cpu_of(be)->slot[slot];
-    convert_in(be->dt, f, p, n);
-    return f;
-}
-
-float *cpu_out(dsrt_backend *be, int slot, void *p, size_t n, bool load)
-{
-    if (be->dt == DSRT_F32 || !p)
-        return p;
-    float *f = cpu_of(be)->slot[slot];
-    if (load)
-        convert_in(be->dt, f, p, n);
-    return f;
-}
-
-void cpu_out_put(dsrt_backend *be, void *p, const float *f, size_t n)
-{
-    if (be->dt != DSRT_F32 && p)
-        convert_out(be->dt, p, f, n);
 }
 
 static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
@@ -214,6 +138,38 @@ static void cpu_destroy(dsrt_backend *be)
     free(cb);
 }
 
+static const dsrt_backend_ops cpu_ops = {
+    .destroy = cpu_destroy,
+    .reserve = cpu_reserve,
+    .sync = cpu_sync,
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .memset0 = cpu_memset0,
+    .upload = cpu_copy,
+    .download = cpu_copy,
+    .upload_f32 = cpu_upload_f32,
+    .download_f32 = cpu_download_f32,
+    .encoder_forward = cpu_encoder_forward,
+    .encoder_backward = cpu_encoder_backward,
+    .layernorm_forward = cpu_layernorm_forward,
+    .layernorm_backward = cpu_layernorm_backward,
+    .matmul_forward = cpu_matmul_forward,
+    .matmul_backward = cpu_matmul_backward,
+    .attention_forward = cpu_attention_forward,
+    .attention_backward = cpu_attention_backward,
+    .gelu_forward = cpu_gelu_forward,
+    .gelu_backward = cpu_gelu_backward,
+    .residual_forward = cpu_residual_forward,
+    .residual_backward = cpu_residual_backward,
+    .classifier_forward = cpu_classifier_forward,
+    .grad_stats = cpu_grad_stats,
+    .adamw_step = cpu_adamw_step,
+    .convert = cpu_convert,
+    .scale = cpu_scale,
+    .accumulate = cpu_accumulate,
+    .copy = cpu_copy_bytes,
+};
+
 dsrt_status dsrt_backend_cpu_create(dsrt_dtype dt, dsrt_backend **out)
 {
     *out = NULL;
@@ -227,35 +183,7 @@ dsrt_status dsrt_backend_cpu_create(dsrt_dtype dt, dsrt_backend **out)
     be->name = "cpu";
     be->dt = dt;
     be->impl = cb;
-    be->destroy = cpu_destroy;
-    be->reserve = cpu_reserve;
-    be->sync = cpu_sync;
-    be->alloc = cpu_alloc;
-    be->free = cpu_free;
-    be->memset0 = cpu_memset0;
-    be->upload = cpu_copy;
-    be->download = cpu_copy;
-    be->upload_f32 = cpu_upload_f32;
-    be->download_f32 = cpu_download_f32;
-    be->encoder_forward = cpu_encoder_forward;
-    be->encoder_backward = cpu_encoder_backward;
-    be->layernorm_forward = cpu_layernorm_forward;
-    be->layernorm_backward = cpu_layernorm_backward;
-    be->matmul_forward = cpu_matmul_forward;
-    be->matmul_backward = cpu_matmul_backward;
-    be->attention_forward = cpu_attention_forward;
-    be->attention_backward = cpu_attention_backward;
-    be->gelu_forward = cpu_gelu_forward;
-    be->gelu_backward = cpu_gelu_backward;
-    be->residual_forward = cpu_residual_forward;
-    be->residual_backward = cpu_residual_backward;
-    be->classifier_forward = cpu_classifier_forward;
-    be->grad_stats = cpu_grad_stats;
-    be->adamw_step = cpu_adamw_step;
-    be->convert = cpu_convert;
-    be->scale = cpu_scale;
-    be->accumulate = cpu_accumulate;
-    be->copy = cpu_copy_bytes;
+    be->ops = &cpu_ops;
     *out = be;
     return DSRT_STATUS_OK;
 }

@@ -7,8 +7,8 @@
  * mean, so the gradient is that of the scaled mean loss. */
 #include <math.h>
 
-#include "common/softmax.h"
-#include "cpu_common.h"
+#include "kernels/common/softmax.h"
+#include "kernels/cpu/cpu_common.h"
 
 dsrt_status cpu_classifier_forward(dsrt_backend *be, float *losses, void *logits,
                                    const int32_t *targets, int N, int V, float dloss, int grad)

@@ -8,8 +8,8 @@
 
 #include <stdbool.h>
 
-#include "backend.h"
-#include "internal.h"
+#include "kernels/backend.h"
+#include "base/internal.h"
 
 enum { CPU_SCRATCH_SLOTS = 6 };
 
@@ -33,6 +33,10 @@ static inline cpu_backend *cpu_of(dsrt_backend *be) { return (cpu_backend *)be; 
 void *dsrt_cpu_alloc(size_t bytes);
 void dsrt_cpu_free(void *p);
 
+/* ---- staging.c */
+/* n elements of storage type dt <-> fp32 (round to nearest even on the way out) */
+void cpu_convert_in(dsrt_dtype dt, float *dst, const void *src, size_t n);
+void cpu_convert_out(dsrt_dtype dt, void *dst, const float *src, size_t n);
 /* Typed array -> fp32. Returns `p` itself for fp32 storage, else scratch `slot`. */
 const float *cpu_in(dsrt_backend *be, int slot, const void *p, size_t n);
 /* Writable fp32 view of a typed output. `load`: the op accumulates into it

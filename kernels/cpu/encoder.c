@@ -4,7 +4,7 @@
  * The backward runs rows in order so repeated tokens add up in one fixed
  * order (deterministic). Token ids must be in [0, V); the model checks them
  * before they reach a kernel. */
-#include "cpu_common.h"
+#include "kernels/cpu/cpu_common.h"
 
 dsrt_status cpu_encoder_forward(dsrt_backend *be, void *out, const int32_t *tokens, const void *wte,
                                 const void *wpe, int B, int T, int C)

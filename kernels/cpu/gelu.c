@@ -1,7 +1,7 @@
 /* GELU (tanh approximation, see common/gelu.h), element-wise.
  * backward: dinp = gelu'(inp) * dout (overwrites). */
-#include "common/gelu.h"
-#include "cpu_common.h"
+#include "kernels/common/gelu.h"
+#include "kernels/cpu/cpu_common.h"
 
 dsrt_status cpu_gelu_forward(dsrt_backend *be, void *out, const void *inp, size_t n)
 {

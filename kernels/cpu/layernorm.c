@@ -5,8 +5,8 @@
  * channel blocks), so the result does not depend on the thread count. */
 #include <math.h>
 
-#include "common/layernorm.h"
-#include "cpu_common.h"
+#include "kernels/common/layernorm.h"
+#include "kernels/cpu/cpu_common.h"
 
 dsrt_status cpu_layernorm_forward(dsrt_backend *be, void *out, float *mean, float *rstd,
                                   const void *inp, const void *w, const void *b, int N, int C,

@@ -7,7 +7,7 @@
  * once, as cuBLAS does with fp32 compute. */
 #include <cblas.h>
 
-#include "cpu_common.h"
+#include "kernels/cpu/cpu_common.h"
 
 dsrt_status cpu_matmul_forward(dsrt_backend *be, void *out, const void *inp, const void *w,
                                const void *bias, int N, int K, int OC, dsrt_wlayout wl)

@@ -1,5 +1,5 @@
 /* Residual stream: out = a + b; backward da += dout, db += dout. */
-#include "cpu_common.h"
+#include "kernels/cpu/cpu_common.h"
 
 dsrt_status cpu_residual_forward(dsrt_backend *be, void *out, const void *a, const void *b, size_t n)
 {

@@ -5,7 +5,7 @@
  * is computed in fp32 and rounded once, as the CUDA versions do. */
 #include <string.h>
 
-#include "cpu_common.h"
+#include "kernels/cpu/cpu_common.h"
 
 /* Large arrays only: the bucket copies are memory-bound, and a second thread
  * helps there even on a machine whose cores share one FPU. */

@@ -18,8 +18,8 @@
  * stream. Needs C % NH == 0. */
 #include <float.h>
 
-#include "common/softmax.h"
-#include "cuda_common.cuh"
+#include "kernels/common/softmax.h"
+#include "kernels/cuda/cuda_common.cuh"
 
 enum { ATT_ROWS_PER_BLOCK = 8 }; /* warps per block, one row each */
 

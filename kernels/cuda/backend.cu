@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cuda_common.cuh"
+#include "kernels/cuda/cuda_common.cuh"
 
 enum { CUDA_BLAS_WORKSPACE = 32 << 20 }; /* cuBLAS' recommendation for Hopper */
 
@@ -308,6 +308,38 @@ static dsrt_status cu_init(cuda_backend *cb)
     return DSRT_STATUS_OK;
 }
 
+static const dsrt_backend_ops cuda_ops = {
+    /* .destroy = */ cu_destroy,
+    /* .reserve = */ cu_reserve,
+    /* .sync = */ cu_sync,
+    /* .alloc = */ cu_alloc,
+    /* .free = */ cu_free,
+    /* .memset0 = */ cu_memset0,
+    /* .upload = */ cu_upload,
+    /* .download = */ cu_download,
+    /* .upload_f32 = */ cu_upload_f32,
+    /* .download_f32 = */ cu_download_f32,
+    /* .encoder_forward = */ cuda_encoder_forward,
+    /* .encoder_backward = */ cuda_encoder_backward,
+    /* .layernorm_forward = */ cuda_layernorm_forward,
+    /* .layernorm_backward = */ cuda_layernorm_backward,
+    /* .matmul_forward = */ cuda_matmul_forward,
+    /* .matmul_backward = */ cuda_matmul_backward,
+    /* .attention_forward = */ cuda_attention_forward,
+    /* .attention_backward = */ cuda_attention_backward,
+    /* .gelu_forward = */ cuda_gelu_forward,
+    /* .gelu_backward = */ cuda_gelu_backward,
+    /* .residual_forward = */ cuda_residual_forward,
+    /* .residual_backward = */ cuda_residual_backward,
+    /* .classifier_forward = */ cuda_classifier_forward,
+    /* .grad_stats = */ cuda_grad_stats,
+    /* .adamw_step = */ cuda_adamw_step,
+    /* .convert = */ cuda_convert,
+    /* .scale = */ cuda_scale,
+    /* .accumulate = */ cuda_accumulate,
+    /* .copy = */ cuda_copy,
+};
+
 extern "C" dsrt_status dsrt_backend_cuda_create(dsrt_dtype dt, int device, dsrt_backend **out)
 {
     if (!out)
@@ -356,35 +388,7 @@ extern "C" dsrt_status dsrt_backend_cuda_create(dsrt_dtype dt, int device, dsrt_
     be->name = "cuda";
     be->dt = dt;
     be->impl = cb;
-    be->destroy = cu_destroy;
-    be->reserve = cu_reserve;
-    be->sync = cu_sync;
-    be->alloc = cu_alloc;
-    be->free = cu_free;
-    be->memset0 = cu_memset0;
-    be->upload = cu_upload;
-    be->download = cu_download;
-    be->upload_f32 = cu_upload_f32;
-    be->download_f32 = cu_download_f32;
-    be->encoder_forward = cuda_encoder_forward;
-    be->encoder_backward = cuda_encoder_backward;
-    be->layernorm_forward = cuda_layernorm_forward;
-    be->layernorm_backward = cuda_layernorm_backward;
-    be->matmul_forward = cuda_matmul_forward;
-    be->matmul_backward = cuda_matmul_backward;
-    be->attention_forward = cuda_attention_forward;
-    be->attention_backward = cuda_attention_backward;
-    be->gelu_forward = cuda_gelu_forward;
-    be->gelu_backward = cuda_gelu_backward;
-    be->residual_forward = cuda_residual_forward;
-    be->residual_backward = cuda_residual_backward;
-    be->classifier_forward = cuda_classifier_forward;
-    be->grad_stats = cuda_grad_stats;
-    be->adamw_step = cuda_adamw_step;
-    be->convert = cuda_convert;
-    be->scale = cuda_scale;
-    be->accumulate = cuda_accumulate;
-    be->copy = cuda_copy;
+    be->ops = &cuda_ops;
     *out = be;
     return DSRT_STATUS_OK;
 }

@@ -10,8 +10,8 @@
  * Deterministic: per-thread sequential loops and a fixed reduction tree. */
 #include <float.h>
 
-#include "common/softmax.h"
-#include "cuda_common.cuh"
+#include "kernels/common/softmax.h"
+#include "kernels/cuda/cuda_common.cuh"
 
 enum { CLS_THREADS = 1024 };
 

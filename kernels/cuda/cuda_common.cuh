@@ -21,8 +21,8 @@
 #include <cuda_runtime.h>
 
 extern "C" {
-#include "backend.h"
-#include "internal.h"
+#include "kernels/backend.h"
+#include "base/internal.h"
 }
 
 /* ---- cuBLAS entry points, resolved at run time (cublas_loader.cu) */

@@ -4,7 +4,7 @@
 #include <cuda_runtime.h>
 
 extern "C" {
-#include "internal.h"
+#include "base/internal.h"
 }
 
 extern "C" int dsrt_cuda_device_count(void)

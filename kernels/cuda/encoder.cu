@@ -13,7 +13,7 @@
  * reserve()d scratch for B*T keys. */
 #include <cub/device/device_radix_sort.cuh>
 
-#include "cuda_common.cuh"
+#include "kernels/cuda/cuda_common.cuh"
 
 /* out (B,T,C) = wte (V,C) [tokens (B,T)] + wpe (T,C); n = B*T*C */
 template <typename S>

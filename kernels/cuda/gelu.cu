@@ -1,8 +1,8 @@
 /* GELU, tanh approximation (common/gelu.h), element-wise over n values:
  * forward out = gelu(inp); backward dinp = gelu'(inp) * dout (overwrites).
  * Each output is computed in fp32 and rounded once to the storage type. */
-#include "common/gelu.h"
-#include "cuda_common.cuh"
+#include "kernels/common/gelu.h"
+#include "kernels/cuda/cuda_common.cuh"
 
 /* out (n) = gelu(inp (n)) */
 template <typename S>

@@ -7,8 +7,8 @@
  * 256-row chunk, then a second kernel adds the chunks in order and touches each
  * dw/db element once (deterministic, no atomics). Needs reserve()d scratch of
  * chunks(N) * 2C floats. Rows are independent, so any N works. */
-#include "common/layernorm.h"
-#include "cuda_common.cuh"
+#include "kernels/common/layernorm.h"
+#include "kernels/cuda/cuda_common.cuh"
 
 enum { LN_ROWS_PER_BLOCK = 8 }; /* warps per block, one row each */
 

@@ -13,7 +13,7 @@
  * cuda_gemm (shared with attention) maps row-major to cuBLAS' column-major:
  * a row-major (R,C) matrix is the column-major (C,R) matrix with the same ld,
  * so C = op(A).op(B) is computed as C^T = op(B)^T . op(A)^T, operands swapped. */
-#include "cuda_common.cuh"
+#include "kernels/cuda/cuda_common.cuh"
 
 dsrt_status cuda_gemm(cuda_backend *cb, bool tA, bool tB, int M, int N, int K, float alpha,
                       const void *A, cudaDataType_t Atype, int lda, long long strideA,

@@ -2,7 +2,7 @@
  * forward out = a + b; backward da += dout, db += dout.
  * fp32 arithmetic, each output rounded once to the storage type. da and db
  * must be distinct buffers (each is read, added to and written once). */
-#include "cuda_common.cuh"
+#include "kernels/cuda/cuda_common.cuh"
 
 /* out (n) = a (n) + b (n) */
 template <typename S>

@@ -14,7 +14,7 @@
  * to a step the overflow check skips anyway.
  * Converting between the two 16-bit types goes through fp32, where every
  * fp16 and bf16 value is exact, so it too rounds once. */
-#include "cuda_common.cuh"
+#include "kernels/cuda/cuda_common.cuh"
 
 enum { ZERO_THREADS = 256 };
 

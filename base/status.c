@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "internal.h"
+#include "base/internal.h"
 
 /* A fixed buffer in TLS: no allocation, so nothing is left behind when the
  * host unloads the library while threads still exist. 1 KiB holds any of our

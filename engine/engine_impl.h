@@ -7,13 +7,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "backend.h"
-#include "comm.h"
-#include "config.h"
-#include "gpt2.h"
-#include "loss_scaler.h"
-#include "lr_sched.h"
-#include "partition.h"
+#include "kernels/backend.h"
+#include "zero/comm.h"
+#include "config/config.h"
+#include "model/gpt2.h"
+#include "engine/loss_scaler.h"
+#include "engine/lr_sched.h"
+#include "zero/partition.h"
+#include "zero/reducer.h"
 
 typedef struct eng_param {
     const char *name;
@@ -22,21 +23,6 @@ typedef struct eng_param {
     int ndim;
     int64_t shape[8];
 } eng_param;
-
-/* elements [off, off + n) of parameter `param`, at element `at` of a bucket */
-typedef struct piece {
-    size_t param, off, n, at;
-} piece;
-
-typedef struct bucket {
-    void *buf;  /* (cap) model dtype */
-    void *cbuf; /* (cap) communication dtype, when it differs */
-    piece *pieces;
-    size_t npieces, fill;
-    uint64_t ticket;
-    bool pending;
-    int seq;
-} bucket;
 
 struct dsrt_engine {
     ds_config cfg;
@@ -59,15 +45,7 @@ struct dsrt_engine {
     void *pgrad;
     void *gather;
     bool gather_in_place, use_buckets;
-    bucket bk[2];
-    int nbk, cur;
-    size_t cap;
-    float pre, post;
-    bool reducing, hooks_on;
-    unsigned char *ready_seen;
-    dsrt_status hook_err;
-    char hook_msg[1024];
-    int bucket_seq;
+    zero_reducer red;
     dsrt_lr_sched sched;
     dsrt_loss_scaler scaler;
     bool fp16, check_overflow, in_micro;

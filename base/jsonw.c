@@ -2,7 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "jsonw.h"
+#include "base/jsonw.h"
 
 void jw_init(jw *w, dsrt_buf *b, int indent)
 {

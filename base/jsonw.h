@@ -7,8 +7,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "internal.h"
-#include "json.h"
+#include "base/internal.h"
+#include "base/json.h"
 
 #define JW_MAX_DEPTH 64
 

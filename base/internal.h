@@ -1,4 +1,4 @@
-/* Shared plumbing of the plugin: the per-thread error, the host log sink,
+/* The ground floor of libdsrt (base/): knows nothing of training. The plumbing every folder uses: the per-thread error, the host log sink,
  * the args-struct size handshake, and small string helpers. Everything here
  * is private to libdsrt.so (hidden visibility, see CMakeLists.txt). */
 #ifndef DSRT_INTERNAL_H
@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <time.h>
 
 #include "dsrt.h"
 
@@ -68,7 +69,12 @@ dsrt_status dsrt_read_text_file(const char *path, const char *what, size_t max_b
 /* Shortest decimal text that reads back as exactly `d` (like Python's repr). */
 void dsrt_format_double(char out[32], double d);
 
-/* ---- backends */
-int dsrt_cuda_device_count(void); /* 0 when not compiled in, no driver or no device */
+/* ---- the monotonic clock, in seconds (timeouts, step timing) */
+static inline double dsrt_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 #endif /* DSRT_INTERNAL_H */

@@ -11,8 +11,8 @@
 #include <math.h>
 #include <stddef.h>
 
-#include "internal.h"
-#include "lr_sched.h"
+#include "base/internal.h"
+#include "engine/lr_sched.h"
 
 /* No fused multiply-add: Python rounds every product and sum separately. */
 #if defined(__clang__)

@@ -6,8 +6,8 @@
 #include <math.h>
 #include <stdio.h>
 
-#include "internal.h"
-#include "loss_scaler.h"
+#include "base/internal.h"
+#include "engine/loss_scaler.h"
 
 #define SCALE_FACTOR 2.0 /* DeepSpeed's scale_factor: not configurable */
 

@@ -27,7 +27,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "config.h"
+#include "config/ds_config.h"
 #include "dsrt.h"
 
 typedef struct dsrt_lr_sched {

@@ -16,7 +16,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "config.h"
+#include "config/config_impl.h"
 
 /* TrainingArguments defaults (transformers 4.x/5.x) */
 #define HF_DEFAULT_MICRO 8

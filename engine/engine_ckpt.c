@@ -28,11 +28,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "ckpt.h"
-#include "engine.h"
-#include "engine_impl.h"
-#include "internal.h"
-#include "jsonw.h"
+#include "ckpt/ckpt.h"
+#include "engine/engine.h"
+#include "engine/engine_impl.h"
+#include "base/internal.h"
+#include "base/jsonw.h"
 
 #define MAIN_FILE "checkpoint.h5"
 #define FORMAT_VERSION 1
@@ -171,9 +171,9 @@ static dsrt_status write_rank_file(dsrt_engine *e, const char *path)
     }
     const float *hm = e->master, *h1 = e->m, *h2 = e->v;
     if (!host) {
-        if ((st = be->download(be, h, e->master, held * sizeof(float))) ||
-            (st = be->download(be, h + held, e->m, held * sizeof(float))) ||
-            (st = be->download(be, h + 2 * held, e->v, held * sizeof(float))))
+        if ((st = be->ops->download(be, h, e->master, held * sizeof(float))) ||
+            (st = be->ops->download(be, h + held, e->m, held * sizeof(float))) ||
+            (st = be->ops->download(be, h + 2 * held, e->v, held * sizeof(float))))
             goto out;
         hm = h, h1 = h + held, h2 = h + 2 * held;
     }
@@ -472,7 +472,7 @@ static dsrt_status load_from(dsrt_engine *e, ckpt_reader *r, const char *path)
             size_t k = e->params[i].numel - o < CHUNK ? e->params[i].numel - o : CHUNK;
             st = ckpt_read_range(r, "master", e->params[i].name, o, k, tmp);
             if (!st)
-                st = be->upload_f32(be, (char *)e->param_buf + (e->params[i].offset + o) * e->dsz,
+                st = be->ops->upload_f32(be, (char *)e->param_buf + (e->params[i].offset + o) * e->dsz,
                                     tmp, k);
         }
     /* this rank's optimizer state: masters and moments of its pieces (stage
@@ -496,13 +496,13 @@ static dsrt_status load_from(dsrt_engine *e, ckpt_reader *r, const char *path)
                 size_t k = n - o < CHUNK ? n - o : CHUNK;
                 st = ckpt_read_range(r, kinds[kd], e->params[p].name, off + o, k, tmp);
                 if (!st)
-                    st = be->upload(be, dst[kd] + at + o, tmp, k * sizeof(float));
+                    st = be->ops->upload(be, dst[kd] + at + o, tmp, k * sizeof(float));
             }
         }
     }
     free(tmp);
-    if (!st && ((st = be->memset0(be, e->grad_buf, e->n * e->dsz)) ||
-                (e->pgrad && (st = be->memset0(be, e->pgrad, e->P * e->dsz)))))
+    if (!st && ((st = be->ops->memset0(be, e->grad_buf, e->n * e->dsz)) ||
+                (e->pgrad && (st = be->ops->memset0(be, e->pgrad, e->P * e->dsz)))))
         return st;
     if (st) {
         char m[1024];

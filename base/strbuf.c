@@ -7,7 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "internal.h"
+#include "base/internal.h"
 
 void dsrt_buf_free(dsrt_buf *b)
 {

@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <string.h>
 
-#include "config.h"
+#include "config/config_impl.h"
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 #define TOP(f) offsetof(ds_config, f)

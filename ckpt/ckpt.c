@@ -32,8 +32,8 @@
 
 #include <hdf5.h>
 
-#include "ckpt.h"
-#include "internal.h"
+#include "ckpt/ckpt.h"
+#include "base/internal.h"
 
 #if !H5_VERSION_GE(1, 10, 2)
 #error "dsrt checkpoints need HDF5 >= 1.10.2 (virtual datasets, H5F_LIBVER_V110)"

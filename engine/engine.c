@@ -31,48 +31,21 @@
 #include <string.h>
 #include <time.h>
 
-#include "backend.h"
-#include "comm.h"
-#include "common/adamw.h"
-#include "config.h"
-#include "dist.h"
-#include "engine.h"
-#include "engine_impl.h"
-#include "gpt2.h"
-#include "internal.h"
-#include "loss_scaler.h"
-#include "lr_sched.h"
-#include "partition.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "kernels/backend.h"
+#include "zero/comm.h"
+#include "kernels/common/adamw.h"
+#include "config/config.h"
+#include "zero/dist.h"
+#include "engine/engine.h"
+#include "engine/engine_impl.h"
+#include "model/gpt2.h"
+#include "base/internal.h"
+#include "engine/loss_scaler.h"
+#include "engine/lr_sched.h"
+#include "zero/partition.h"
+#include "zero/reducer.h"
 
 static void *at(void *base, size_t elems, size_t esz) { return (char *)base + elems * esz; }
-
-static dsrt_status make_backend(const char *device, dsrt_dtype dt, dsrt_backend **be, char *name,
-                                size_t name_len)
-{
-    if (!device || !*device || !strcmp(device, "cpu")) {
-        snprintf(name, name_len, "cpu");
-        return dsrt_backend_cpu_create(dt, be);
-    }
-    if (!strncmp(device, "cuda", 4)) {
-        int idx = 0;
-        if (device[4] == ':')
-            idx = atoi(device + 5);
-        else if (device[4])
-            goto bad;
-        snprintf(name, name_len, "cuda:%d", idx);
-        return dsrt_backend_cuda_create(dt, idx, be);
-    }
-bad:
-    return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
-                          "engine_create: device \"%s\": use \"cpu\", \"cuda\" or \"cuda:N\"", device);
-}
 
 void engine_destroy(dsrt_engine *e)
 {
@@ -81,34 +54,26 @@ void engine_destroy(dsrt_engine *e)
     dsrt_backend *be = e->be;
     if (be) {
         /* nothing may still be in flight on our buffers */
-        for (int b = 0; b < e->nbk; b++)
-            if (e->bk[b].pending && e->comm)
-                (void)e->comm->wait(e->comm, e->bk[b].ticket);
+        zero_reducer_free(&e->red);
         if (e->master && e->master != e->param_buf)
-            be->free(be, e->master);
-        be->free(be, e->m);
-        be->free(be, e->v);
-        be->free(be, e->pgrad);
-        be->free(be, e->gather);
-        for (int b = 0; b < 2; b++) {
-            be->free(be, e->bk[b].buf);
-            be->free(be, e->bk[b].cbuf);
-            free(e->bk[b].pieces);
-        }
+            be->ops->free(be, e->master);
+        be->ops->free(be, e->m);
+        be->ops->free(be, e->v);
+        be->ops->free(be, e->pgrad);
+        be->ops->free(be, e->gather);
         if (e->own_bufs) {
-            be->free(be, e->param_buf);
-            be->free(be, e->grad_buf);
+            be->ops->free(be, e->param_buf);
+            be->ops->free(be, e->grad_buf);
         }
     }
     dsrt_gpt2_destroy(e->model);
     if (e->own_comm && e->comm)
         e->comm->destroy(e->comm);
     if (be)
-        be->destroy(be);
+        be->ops->destroy(be);
     for (size_t i = 0; i < e->n_params && e->params; i++)
         free(e->params[i].owned_name);
     free(e->params);
-    free(e->ready_seen);
     free(e->config_json);
     free(e->model_json);
     free(e->client_state);
@@ -136,164 +101,10 @@ static dsrt_adamw_args adam_args(dsrt_engine *e, double lr, float grad_mul)
 
 /* ---------------------------------------------------------------- communicator */
 
-typedef struct share_ctx {
-    dsrt_dist *dist;
-} share_ctx;
-
-/* NCCL's unique id from rank 0 to all: through the host comm (an all-gather
- * of one block per rank) or the host's key-value callbacks */
-static dsrt_status share_id(void *user, void *bytes, size_t n)
-{
-    dsrt_dist *d = ((share_ctx *)user)->dist;
-    if (!d->comm) {
-        int rc = d->rank == 0 ? d->kv_put(d->kv_user, "dsrt/nccl_unique_id", bytes, n)
-                              : d->kv_get(d->kv_user, "dsrt/nccl_unique_id", bytes, n);
-        return rc ? dsrt_error_set(DSRT_STATUS_IO_ERROR,
-                                   "rank %d: the host's kv_%s for the NCCL id returned %d", d->rank,
-                                   d->rank == 0 ? "put" : "get", rc)
-                  : DSRT_STATUS_OK;
-    }
-    size_t words = (n + 3) / 4;
-    float *g = calloc(words * (size_t)d->world, sizeof(float));
-    if (!g)
-        return dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "NCCL id exchange");
-    memcpy(g + words * (size_t)d->rank, bytes, n);
-    uint64_t t;
-    dsrt_status st = d->comm->reserve(d->comm, words * 4 * (size_t)d->world);
-    if (!st)
-        st = d->comm->allgather(d->comm, g, words, DSRT_F32, "NCCL id exchange", &t);
-    if (!st)
-        st = d->comm->wait(d->comm, t);
-    if (!st)
-        memcpy(bytes, g, n);
-    free(g);
-    return st;
-}
-
 static dsrt_status make_comm(dsrt_engine *e, dsrt_dist *d)
 {
-    if (!d || d->world == 1) {
-        e->own_comm = true;
-        return dsrt_comm_local_create(&e->comm);
-    }
-    if (!strcmp(e->be->name, "cpu")) {
-        if (!d->comm)
-            return dsrt_error_set(DSRT_STATUS_UNSUPPORTED,
-                                  "engine_create: a \"kv\" process group bootstraps NCCL only; "
-                                  "CPU ranks need the \"mpi\" or \"tcp\" backend");
-        e->comm = d->comm;
-        return DSRT_STATUS_OK;
-    }
-    share_ctx ctx = {d};
-    e->own_comm = true;
-    double timeout = d->comm ? d->comm->timeout_s : 1800;
-    return dsrt_comm_nccl_create(d->rank, d->world, d->local_rank, timeout,
-                                 dsrt_backend_cuda_stream(e->be), share_id, &ctx, &e->comm);
-}
-
-/* ---------------------------------------------------------------- buckets */
-
-static void hook_fail(dsrt_engine *e, dsrt_status st)
-{
-    if (!e->hook_err) {
-        e->hook_err = st;
-        snprintf(e->hook_msg, sizeof e->hook_msg, "%s", dsrt_error_message());
-    }
-}
-
-/* The reduced bucket b: wait for it, cast back, post-scale, hand out its slices. */
-static dsrt_status finish(dsrt_engine *e, int b)
-{
-    bucket *k = &e->bk[b];
-    if (!k->pending)
-        return DSRT_STATUS_OK;
-    k->pending = false;
-    dsrt_backend *be = e->be;
-    DSRT_TRY(e->comm->wait(e->comm, k->ticket));
-    if (k->cbuf)
-        DSRT_TRY(be->convert(be, k->buf, e->dt, k->cbuf, e->cdt, k->fill));
-    if (e->post != 1.0f)
-        DSRT_TRY(be->scale(be, k->buf, e->dt, e->post, k->fill));
-    size_t lo = (size_t)e->rank * e->P, hi = lo + e->P;
-    for (size_t i = 0; i < k->npieces; i++) {
-        const piece *p = &k->pieces[i];
-        if (e->stage == 0) {
-            DSRT_TRY(be->copy(be, at(e->grad_buf, e->params[p->param].offset + p->off, e->dsz),
-                              at(k->buf, p->at, e->dsz), p->n * e->dsz));
-            continue;
-        }
-        size_t f0 = e->lay.param_offset[p->param] + p->off, f1 = f0 + p->n;
-        size_t a = f0 > lo ? f0 : lo, z = f1 < hi ? f1 : hi;
-        if (a < z)
-            DSRT_TRY(be->accumulate(be, at(e->pgrad, a - lo, e->dsz),
-                                    at(k->buf, p->at + (a - f0), e->dsz), e->dt, z - a));
-    }
-    k->npieces = 0;
-    k->fill = 0;
-    return DSRT_STATUS_OK;
-}
-
-/* Reduce the open bucket; the next one opens in the other buffer. */
-static dsrt_status flush(dsrt_engine *e)
-{
-    bucket *k = &e->bk[e->cur];
-    if (!k->fill)
-        return DSRT_STATUS_OK;
-    dsrt_backend *be = e->be;
-    if (e->pre != 1.0f)
-        DSRT_TRY(be->scale(be, k->buf, e->dt, e->pre, k->fill));
-    void *send = k->buf;
-    if (k->cbuf) {
-        DSRT_TRY(be->convert(be, k->cbuf, e->cdt, k->buf, e->dt, k->fill));
-        send = k->cbuf;
-    }
-    char what[128];
-    k->seq = ++e->bucket_seq;
-    snprintf(what, sizeof what, "all-reduce of gradient bucket %d (step %lld, micro-step %lld)",
-             k->seq, (long long)e->global_steps + 1, (long long)e->micro_steps + 1);
-    DSRT_TRY(e->comm->allreduce(e->comm, send, k->fill, e->cdt, DSRT_REDUCE_SUM, what, &k->ticket));
-    k->pending = true;
-    if (!e->cfg.zero.overlap_comm)
-        DSRT_TRY(finish(e, e->cur));
-    e->cur = (e->cur + 1) % e->nbk;
-    /* double buffering: the buffer we move to must be free again */
-    return finish(e, e->cur);
-}
-
-static dsrt_status add_param(dsrt_engine *e, size_t p)
-{
-    size_t off = 0, len = e->params[p].numel;
-    while (len) {
-        bucket *k = &e->bk[e->cur];
-        size_t room = e->cap - k->fill;
-        /* DeepSpeed reduces the bucket first when the parameter would not fit;
-         * one larger than a whole bucket goes through in bucket-sized pieces */
-        if (room == 0 || (k->fill && len > room && off == 0)) {
-            DSRT_TRY(flush(e));
-            continue;
-        }
-        size_t take = len < room ? len : room;
-        DSRT_TRY(e->be->copy(e->be, at(k->buf, k->fill, e->dsz),
-                             at(e->grad_buf, e->params[p].offset + off, e->dsz), take * e->dsz));
-        k->pieces[k->npieces++] = (piece){p, off, take, k->fill};
-        k->fill += take;
-        off += take;
-        len -= take;
-        if (k->fill == e->cap)
-            DSRT_TRY(flush(e));
-    }
-    return DSRT_STATUS_OK;
-}
-
-static void on_ready(void *user, size_t p)
-{
-    dsrt_engine *e = user;
-    if (!e->reducing || e->hook_err || e->ready_seen[p])
-        return;
-    e->ready_seen[p] = 1;
-    dsrt_status st = add_param(e, p);
-    if (st)
-        hook_fail(e, st);
+    return dist_make_comm(d, strcmp(e->be->name, "cpu") != 0, dsrt_backend_cuda_stream(e->be), &e->comm,
+                          &e->own_comm);
 }
 
 /* ---------------------------------------------------------------- creation */
@@ -365,8 +176,8 @@ static dsrt_status upload_host_params(dsrt_engine *e, const dsrt_engine_create_a
     size_t align = 2 * (size_t)e->world;
     e->param_cap = (e->n + align - 1) / align * align;
     e->own_bufs = true;
-    DSRT_TRY(be->alloc(be, e->param_cap * e->dsz, &e->param_buf));
-    DSRT_TRY(be->alloc(be, e->n * e->dsz, &e->grad_buf));
+    DSRT_TRY(be->ops->alloc(be, e->param_cap * e->dsz, &e->param_buf));
+    DSRT_TRY(be->ops->alloc(be, e->n * e->dsz, &e->grad_buf));
     for (size_t i = 0; i < e->n_params; i++) {
         const dsrt_param_desc *d = &a->params[i];
         void *dst = at(e->param_buf, e->params[i].offset, e->dsz);
@@ -377,9 +188,9 @@ static dsrt_status upload_host_params(dsrt_engine *e, const dsrt_engine_create_a
                                       "engine_create: parameter \"%s\" says on_device, but the "
                                       "engine runs on the CPU",
                                       d->name);
-            DSRT_TRY(be->copy(be, dst, d->data, bytes));
+            DSRT_TRY(be->ops->copy(be, dst, d->data, bytes));
         } else {
-            DSRT_TRY(be->upload(be, dst, d->data, bytes));
+            DSRT_TRY(be->ops->upload(be, dst, d->data, bytes));
         }
     }
     return DSRT_STATUS_OK;
@@ -393,7 +204,7 @@ static dsrt_status init_masters(dsrt_engine *e)
         e->master = e->param_buf;
         return DSRT_STATUS_OK;
     }
-    DSRT_TRY(be->alloc(be, e->P * sizeof(float), (void **)&e->master));
+    DSRT_TRY(be->ops->alloc(be, e->P * sizeof(float), (void **)&e->master));
     float *all = malloc(e->n * sizeof(float));
     float *mine = e->stage ? calloc(e->P, sizeof(float)) : NULL;
     dsrt_status st = DSRT_STATUS_OK;
@@ -401,10 +212,10 @@ static dsrt_status init_masters(dsrt_engine *e)
         st = dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "engine_create: master weights");
         goto out;
     }
-    if ((st = be->download_f32(be, all, e->param_buf, e->n)))
+    if ((st = be->ops->download_f32(be, all, e->param_buf, e->n)))
         goto out;
     if (!e->stage) {
-        st = be->upload(be, e->master, all, e->n * sizeof(float));
+        st = be->ops->upload(be, e->master, all, e->n * sizeof(float));
         goto out;
     }
     size_t lo = (size_t)e->rank * e->P;
@@ -413,7 +224,7 @@ static dsrt_status init_masters(dsrt_engine *e)
         memcpy(mine + (z->flat_offset - lo), all + e->params[z->param].offset + z->offset_in_param,
                z->n * sizeof(float));
     }
-    st = be->upload(be, e->master, mine, e->P * sizeof(float));
+    st = be->ops->upload(be, e->master, mine, e->P * sizeof(float));
 out:
     free(all);
     free(mine);
@@ -435,53 +246,49 @@ static dsrt_status init_zero(dsrt_engine *e)
     DSRT_TRY(st);
     e->P = e->stage ? e->lay.partition_size : e->n;
     DSRT_TRY(init_masters(e));
-    DSRT_TRY(be->alloc(be, e->P * sizeof(float), (void **)&e->m));
-    DSRT_TRY(be->alloc(be, e->P * sizeof(float), (void **)&e->v));
+    DSRT_TRY(be->ops->alloc(be, e->P * sizeof(float), (void **)&e->m));
+    DSRT_TRY(be->ops->alloc(be, e->P * sizeof(float), (void **)&e->v));
     if (e->stage) {
-        DSRT_TRY(be->alloc(be, e->P * e->dsz, &e->pgrad));
+        DSRT_TRY(be->ops->alloc(be, e->P * e->dsz, &e->pgrad));
         e->gather_in_place = !c->zero.round_robin_gradients && e->param_cap >= e->lay.padded;
         if (!e->gather_in_place)
-            DSRT_TRY(be->alloc(be, e->lay.padded * e->dsz, &e->gather));
+            DSRT_TRY(be->ops->alloc(be, e->lay.padded * e->dsz, &e->gather));
     }
     /* reduction: every stage with several ranks; stages 1/2 on one rank too,
      * for DeepSpeed's partition arithmetic (stage 2 accumulates reduced
      * gradients per micro-step, a second rounding in 16-bit) */
     e->use_buckets = e->world > 1 || e->stage > 0;
     if (e->use_buckets) {
-        int64_t rbs = c->zero.reduce_bucket_size > 0 ? c->zero.reduce_bucket_size : 500000000;
-        e->cap = (size_t)rbs < e->n ? (size_t)rbs : e->n;
-        e->nbk = c->zero.overlap_comm ? 2 : 1;
-        for (int b = 0; b < e->nbk; b++) {
-            DSRT_TRY(be->alloc(be, e->cap * e->dsz, &e->bk[b].buf));
-            if (e->cdt != e->dt)
-                DSRT_TRY(be->alloc(be, e->cap * e->csz, &e->bk[b].cbuf));
-            e->bk[b].pieces = malloc((e->n_params + 2) * sizeof(piece));
-            if (!e->bk[b].pieces)
-                return dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "engine_create: buckets");
+        zero_reducer_opts ro = {
+            .stage = e->stage,
+            .bucket_elems = (size_t)(c->zero.reduce_bucket_size > 0 ? c->zero.reduce_bucket_size : 500000000),
+            .overlap_comm = c->zero.overlap_comm,
+            .reduce_scatter = c->zero.reduce_scatter,
+            .prescale_gradients = c->prescale_gradients,
+            .gradient_predivide_factor = c->gradient_predivide_factor,
+            .allreduce_sum = c->gradient_allreduce_sum,
+            .dt = e->dt,
+            .cdt = e->cdt,
+        };
+        size_t *offset = malloc(e->n_params * sizeof(size_t)), *numel = malloc(e->n_params * sizeof(size_t));
+        if (!offset || !numel) {
+            free(offset);
+            free(numel);
+            return dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "engine_create");
         }
-        size_t need = e->cap * e->csz;
+        for (size_t i = 0; i < e->n_params; i++) {
+            offset[i] = e->params[i].offset;
+            numel[i] = e->params[i].numel;
+        }
+        st = zero_reducer_init(&e->red, &ro, be, e->comm, &e->lay, e->rank, offset, numel, e->n_params,
+                               e->grad_buf, e->pgrad, e->P);
+        free(offset);
+        free(numel);
+        DSRT_TRY(st);
+        size_t need = e->red.cap * e->csz;
         if (e->stage && e->lay.padded * e->dsz > need)
             need = e->lay.padded * e->dsz;
         DSRT_TRY(e->comm->reserve(e->comm, need));
-    }
-    e->ready_seen = calloc(e->n_params, 1);
-    if (!e->ready_seen)
-        return dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "engine_create");
-    /* averaging (spec 7.2): reduce_scatter divides the bucket by N before the
-     * sum; the all-reduce path (stage 0, reduce_scatter false) follows
-     * prescale_gradients / gradient_predivide_factor; gradient_allreduce_op
-     * "sum" drops the 1/N */
-    double N = c->gradient_allreduce_sum ? 1.0 : (double)e->world;
-    double f = c->gradient_predivide_factor > 0 ? c->gradient_predivide_factor : 1.0;
-    if (e->stage && c->zero.reduce_scatter) {
-        e->pre = (float)(1.0 / N);
-        e->post = 1.0f;
-    } else if (c->prescale_gradients) {
-        e->pre = (float)(1.0 / N);
-        e->post = 1.0f;
-    } else {
-        e->pre = (float)(1.0 / f);
-        e->post = (float)(f / N);
     }
     /* model-state bytes of this rank (spec 7.5; docs/api.md) */
     e->mem_params = (int64_t)(e->n * e->dsz);
@@ -491,7 +298,7 @@ static dsrt_status init_zero(dsrt_engine *e)
                                        : 0;
     e->mem_masters = e->master == e->param_buf ? 0 : (int64_t)(e->P * 4);
     e->mem_moments = (int64_t)(e->P * 8);
-    e->mem_buckets = e->use_buckets ? (int64_t)(e->nbk * e->cap * (e->dsz + (e->cdt != e->dt ? e->csz : 0))) : 0;
+    e->mem_buckets = e->use_buckets ? zero_reducer_bytes(&e->red) : 0;
     e->mem_gather = e->gather ? (int64_t)(e->lay.padded * e->dsz) : 0;
     return DSRT_STATUS_OK;
 }
@@ -507,7 +314,7 @@ dsrt_status engine_create(const dsrt_engine_create_args *a, dsrt_engine **out)
     if (a->model && a->params)
         return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
                               "engine_create: give either model or params, not both");
-    const ds_config *c = &a->config->c;
+    const ds_config *c = config_resolved(a->config);
     if (c->optimizer.kind != DS_OPT_ADAM)
         return dsrt_error_set(DSRT_STATUS_UNSUPPORTED,
                               "engine_create: optimizer \"%s\": the built-in engine runs "
@@ -548,7 +355,7 @@ dsrt_status engine_create(const dsrt_engine_create_args *a, dsrt_engine **out)
     e->fp16 = dt == DSRT_F16;
     e->check_overflow = e->fp16 || (dt == DSRT_BF16 && c->bf16.check_grad_overflow);
     dsrt_status st;
-    if ((st = make_backend(a->device, dt, &e->be, e->device, sizeof e->device)) ||
+    if ((st = dsrt_backend_create(a->device, dt, &e->be, e->device, sizeof e->device)) ||
         (st = make_comm(e, a->dist)))
         goto fail;
     dsrt_backend *be = e->be;
@@ -618,7 +425,7 @@ dsrt_status engine_create(const dsrt_engine_create_args *a, dsrt_engine **out)
          * buffer is still all zeros (allocated zeroed, no backward yet). */
         e->adam_step = 1;
         dsrt_adamw_args aa = adam_args(e, c->optimizer.lr, 1.0f);
-        if ((st = be->adamw_step(be, e->param_buf, e->master, e->m, e->v, e->grad_buf, e->n, &aa)))
+        if ((st = dsrt_backend_adamw_step(be, e->param_buf, e->master, e->m, e->v, e->grad_buf, e->n, &aa)))
             goto fail;
         if (e->rank == 0)
             dsrt_log(DSRT_LOG_INFO, "fp16 with ZeRO stage 0: one zero-gradient AdamW step at "
@@ -637,7 +444,7 @@ dsrt_status engine_create(const dsrt_engine_create_args *a, dsrt_engine **out)
             dsrt_log(DSRT_LOG_INFO,
                      "engine: ZeRO stage %d over %d rank%s (%s), partition %zu elements, "
                      "buckets %d x %zu elements (%s), communication in %s",
-                     e->stage, world, world == 1 ? "" : "s", e->comm->name, e->P, e->nbk, e->cap,
+                     e->stage, world, world == 1 ? "" : "s", e->comm->name, e->P, e->red.nbk, e->red.cap,
                      c->zero.overlap_comm ? "overlapped" : "not overlapped",
                      dsrt_dtype_name(e->cdt));
     }
@@ -657,7 +464,7 @@ static dsrt_status boundary(dsrt_engine *e, dsrt_step_report *r)
     const void *grads = e->stage ? e->pgrad : e->grad_buf;
     double sumsq = 0;
     int nonfinite = 0;
-    DSRT_TRY(be->grad_stats(be, grads, e->P, &sumsq, &nonfinite));
+    DSRT_TRY(be->ops->grad_stats(be, grads, e->P, &sumsq, &nonfinite));
     /* each rank's squares cast to float32 as DeepSpeed does, then summed;
      * stage 0 holds identical full gradients on every rank: local values */
     double v[4] = {(double)(float)sumsq, (double)nonfinite, e->window_loss, (double)e->window_n};
@@ -707,10 +514,10 @@ static dsrt_status boundary(dsrt_engine *e, dsrt_step_report *r)
         e->adam_step++;
         dsrt_adamw_args aa = adam_args(e, lr, (float)(1.0 / combined));
         if (!e->stage) {
-            DSRT_TRY(be->adamw_step(be, e->param_buf, e->master, e->m, e->v, grads, e->n, &aa));
+            DSRT_TRY(dsrt_backend_adamw_step(be, e->param_buf, e->master, e->m, e->v, grads, e->n, &aa));
         } else {
             void *flat = e->gather_in_place ? e->param_buf : e->gather;
-            DSRT_TRY(be->adamw_step(be, at(flat, (size_t)e->rank * e->P, e->dsz), e->master, e->m,
+            DSRT_TRY(dsrt_backend_adamw_step(be, at(flat, (size_t)e->rank * e->P, e->dsz), e->master, e->m,
                                     e->v, grads, e->P, &aa));
             if (e->world > 1) {
                 char what[96];
@@ -722,16 +529,16 @@ static dsrt_status boundary(dsrt_engine *e, dsrt_step_report *r)
             }
             if (!e->gather_in_place)
                 for (size_t p = 0; p < e->n_params; p++)
-                    DSRT_TRY(be->copy(be, at(e->param_buf, e->params[p].offset, e->dsz),
+                    DSRT_TRY(be->ops->copy(be, at(e->param_buf, e->params[p].offset, e->dsz),
                                       at(flat, e->lay.param_offset[p], e->dsz),
                                       e->params[p].numel * e->dsz));
         }
         dsrt_lr_sched_step(&e->sched);
     }
     if (e->stage)
-        DSRT_TRY(be->memset0(be, e->pgrad, e->P * e->dsz));
+        DSRT_TRY(be->ops->memset0(be, e->pgrad, e->P * e->dsz));
     if (e->stage < 2)
-        DSRT_TRY(be->memset0(be, e->grad_buf, e->n * e->dsz));
+        DSRT_TRY(be->ops->memset0(be, e->grad_buf, e->n * e->dsz));
     if (e->rank == 0 && e->cfg.steps_per_print > 0 &&
         e->global_steps % e->cfg.steps_per_print == 0) {
         /* DeepSpeed's engine log line (rank 0) */
@@ -746,10 +553,11 @@ static dsrt_status boundary(dsrt_engine *e, dsrt_step_report *r)
 static double micro_begin(dsrt_engine *e)
 {
     bool last = (e->micro_steps + 1) % e->gas == 0;
-    e->reducing = e->use_buckets && (e->stage == 2 || last);
-    e->hooks_on = e->reducing && (e->stage == 2 || e->cfg.zero.overlap_comm);
-    e->hook_err = DSRT_STATUS_OK;
-    memset(e->ready_seen, 0, e->n_params);
+    /* stage 2 reduces every micro-step, stages 0 and 1 at the boundary; from
+     * the hooks when the reduction can overlap the backward */
+    zero_reducer_begin(&e->red, e->use_buckets && (e->stage == 2 || last),
+                       e->stage == 2 || e->cfg.zero.overlap_comm, (long long)e->global_steps + 1,
+                       (long long)e->micro_steps + 1);
     e->in_micro = true;
     return dsrt_loss_scaler_scale(&e->scaler) / e->gas;
 }
@@ -758,23 +566,11 @@ static double micro_begin(dsrt_engine *e)
 static dsrt_status micro_end(dsrt_engine *e, double loss, dsrt_step_report *r)
 {
     e->in_micro = false;
-    if (e->hook_err)
-        return dsrt_error_set(e->hook_err, "%s", e->hook_msg);
-    if (e->reducing) {
-        e->hooks_on = false;
-        /* parameters no hook reported, last registered first (backward order) */
-        for (size_t i = e->n_params; i-- > 0;)
-            if (!e->ready_seen[i]) {
-                e->ready_seen[i] = 1;
-                DSRT_TRY(add_param(e, i));
-            }
-        DSRT_TRY(flush(e));
-        for (int b = 0; b < e->nbk; b++)
-            DSRT_TRY(finish(e, b));
-        if (e->stage == 2)
-            DSRT_TRY(e->be->memset0(e->be, e->grad_buf, e->n * e->dsz));
-        e->reducing = false;
-    }
+    bool reduced = e->red.reducing;
+    DSRT_TRY(zero_reducer_drain(&e->red));
+    /* stage 2: the reduced gradients live in the partition accumulator only */
+    if (reduced && e->stage == 2)
+        DSRT_TRY(e->be->ops->memset0(e->be, e->grad_buf, e->n * e->dsz));
     e->micro_steps++;
     e->window_loss += loss;
     e->window_n++;
@@ -805,7 +601,7 @@ dsrt_status engine_train(dsrt_engine *e, const int32_t *tokens, const int32_t *t
         return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
                               "engine_train: tokens, targets and micro_batches >= 1 are required");
     memset(r, 0, sizeof *r);
-    double t0 = now_s();
+    double t0 = dsrt_now();
     size_t per = (size_t)e->B * e->T;
     for (int i = 0; i < micro_batches; i++) {
         float dloss = (float)micro_begin(e);
@@ -813,15 +609,15 @@ dsrt_status engine_train(dsrt_engine *e, const int32_t *tokens, const int32_t *t
         dsrt_status st = dsrt_gpt2_forward(e->model, tokens + i * per, targets + i * per, e->B,
                                            e->T, DSRT_GPT2_TRAIN, dloss, &loss);
         if (!st)
-            st = dsrt_gpt2_backward(e->model, e->hooks_on ? on_ready : NULL, e);
+            st = dsrt_gpt2_backward(e->model, e->red.hooks_on ? zero_reducer_hook : NULL, &e->red);
         if (st) {
             e->in_micro = false;
             return st;
         }
         DSRT_TRY(micro_end(e, loss, r));
     }
-    DSRT_TRY(e->be->sync(e->be));
-    double dt = now_s() - t0;
+    DSRT_TRY(e->be->ops->sync(e->be));
+    double dt = dsrt_now() - t0;
     r->tokens_per_s = dt > 0 ? (double)per * micro_batches / dt : 0;
     return DSRT_STATUS_OK;
 }
@@ -861,11 +657,8 @@ dsrt_status engine_grad_ready(dsrt_engine *e, int64_t index)
         return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
                               "engine_grad_ready: index %lld outside 0..%zu", (long long)index,
                               e->n_params - 1);
-    if (e->hooks_on)
-        on_ready(e, (size_t)index);
-    if (e->hook_err)
-        return dsrt_error_set(e->hook_err, "%s", e->hook_msg);
-    return DSRT_STATUS_OK;
+    zero_reducer_ready(&e->red, (size_t)index);
+    return zero_reducer_status(&e->red);
 }
 
 dsrt_status engine_step(dsrt_engine *e, double loss, dsrt_step_report *r)
@@ -874,9 +667,9 @@ dsrt_status engine_step(dsrt_engine *e, double loss, dsrt_step_report *r)
         return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
                               "engine_step: no micro-step is open (engine_micro_begin)");
     memset(r, 0, sizeof *r);
-    DSRT_TRY(e->be->sync(e->be));
+    DSRT_TRY(e->be->ops->sync(e->be));
     DSRT_TRY(micro_end(e, loss, r));
-    return e->be->sync(e->be);
+    return e->be->ops->sync(e->be);
 }
 
 dsrt_status engine_evaluate(dsrt_engine *e, const int32_t *tokens, const int32_t *targets,

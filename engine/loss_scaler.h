@@ -23,7 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config.h"
+#include "config/ds_config.h"
 #include "dsrt.h"
 
 typedef enum dsrt_loss_scaler_mode {
