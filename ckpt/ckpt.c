@@ -239,6 +239,8 @@ static dsrt_status fsync_path(const char *path, bool is_dir)
     return DSRT_STATUS_OK;
 }
 
+dsrt_status ckpt_sync_dir(const char *path) { return fsync_path(path, true); }
+
 /* The file, then its directory entry, on disk. */
 static dsrt_status sync_file_and_dir(const char *path)
 {

@@ -40,6 +40,10 @@
 #define CKPT_MAIN_FILE_NAME "checkpoint.h5"
 #define CKPT_RANK_FILE_FORMAT "zero_rank_%05d.h5"
 
+/* fsync a directory (its entries: a rename, a new file) onto the disk; a file
+ * system that cannot sync directories (EINVAL, EROFS) has nothing to wait for. */
+dsrt_status ckpt_sync_dir(const char *path);
+
 /* One contiguous range of one parameter owned by the writing rank: elements
  * [offset_in_param, offset_in_param + n) of the parameter flattened row-major.
  * n > 0; the three arrays hold n floats each (host memory). */

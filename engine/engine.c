@@ -55,15 +55,15 @@ void engine_destroy(dsrt_engine *e)
     if (be) {
         /* nothing may still be in flight on our buffers */
         zero_reducer_free(&e->red);
-        if (e->master && e->master != e->param_buf)
-            be->ops->free(be, e->master);
-        be->ops->free(be, e->m);
-        be->ops->free(be, e->v);
-        be->ops->free(be, e->pgrad);
-        be->ops->free(be, e->gather);
-        if (e->own_bufs) {
-            be->ops->free(be, e->param_buf);
-            be->ops->free(be, e->grad_buf);
+        if (e->opt.master && e->opt.master != e->buf.params)
+            be->ops->free(be, e->opt.master);
+        be->ops->free(be, e->opt.m);
+        be->ops->free(be, e->opt.v);
+        be->ops->free(be, e->buf.pgrad);
+        be->ops->free(be, e->buf.gather);
+        if (e->buf.owned) {
+            be->ops->free(be, e->buf.params);
+            be->ops->free(be, e->buf.grads);
         }
     }
     dsrt_gpt2_destroy(e->model);
@@ -75,7 +75,6 @@ void engine_destroy(dsrt_engine *e)
         free(e->params[i].owned_name);
     free(e->params);
     free(e->config_json);
-    free(e->model_json);
     free(e->client_state);
     zero_layout_free(&e->lay);
     free(e);
@@ -93,8 +92,8 @@ static dsrt_adamw_args adam_args(dsrt_engine *e, double lr, float grad_mul)
         .adamw_mode = o->adamw ? 1 : 0,
     };
     if (o->bias_correction) {
-        a.bc1 = dsrt_adamw_bias_correction(b1, (long)e->adam_step);
-        a.bc2 = dsrt_adamw_bias_correction(b2, (long)e->adam_step);
+        a.bc1 = dsrt_adamw_bias_correction(b1, (long)e->opt.step);
+        a.bc2 = dsrt_adamw_bias_correction(b2, (long)e->opt.step);
     }
     return a;
 }
@@ -174,13 +173,13 @@ static dsrt_status upload_host_params(dsrt_engine *e, const dsrt_engine_create_a
 {
     dsrt_backend *be = e->be;
     size_t align = 2 * (size_t)e->world;
-    e->param_cap = (e->n + align - 1) / align * align;
-    e->own_bufs = true;
-    DSRT_TRY(be->ops->alloc(be, e->param_cap * e->dsz, &e->param_buf));
-    DSRT_TRY(be->ops->alloc(be, e->n * e->dsz, &e->grad_buf));
+    e->buf.param_cap = (e->n + align - 1) / align * align;
+    e->buf.owned = true;
+    DSRT_TRY(be->ops->alloc(be, e->buf.param_cap * e->dsz, &e->buf.params));
+    DSRT_TRY(be->ops->alloc(be, e->n * e->dsz, &e->buf.grads));
     for (size_t i = 0; i < e->n_params; i++) {
         const dsrt_param_desc *d = &a->params[i];
-        void *dst = at(e->param_buf, e->params[i].offset, e->dsz);
+        void *dst = at(e->buf.params, e->params[i].offset, e->dsz);
         size_t bytes = e->params[i].numel * e->dsz;
         if (d->on_device) {
             if (!strcmp(be->name, "cpu"))
@@ -201,10 +200,10 @@ static dsrt_status init_masters(dsrt_engine *e)
 {
     dsrt_backend *be = e->be;
     if (e->stage == 0 && e->dt == DSRT_F32) {
-        e->master = e->param_buf;
+        e->opt.master = e->buf.params;
         return DSRT_STATUS_OK;
     }
-    DSRT_TRY(be->ops->alloc(be, e->P * sizeof(float), (void **)&e->master));
+    DSRT_TRY(be->ops->alloc(be, e->P * sizeof(float), (void **)&e->opt.master));
     float *all = malloc(e->n * sizeof(float));
     float *mine = e->stage ? calloc(e->P, sizeof(float)) : NULL;
     dsrt_status st = DSRT_STATUS_OK;
@@ -212,10 +211,10 @@ static dsrt_status init_masters(dsrt_engine *e)
         st = dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "engine_create: master weights");
         goto out;
     }
-    if ((st = be->ops->download_f32(be, all, e->param_buf, e->n)))
+    if ((st = be->ops->download_f32(be, all, e->buf.params, e->n)))
         goto out;
     if (!e->stage) {
-        st = be->ops->upload(be, e->master, all, e->n * sizeof(float));
+        st = be->ops->upload(be, e->opt.master, all, e->n * sizeof(float));
         goto out;
     }
     size_t lo = (size_t)e->rank * e->P;
@@ -224,7 +223,7 @@ static dsrt_status init_masters(dsrt_engine *e)
         memcpy(mine + (z->flat_offset - lo), all + e->params[z->param].offset + z->offset_in_param,
                z->n * sizeof(float));
     }
-    st = be->ops->upload(be, e->master, mine, e->P * sizeof(float));
+    st = be->ops->upload(be, e->opt.master, mine, e->P * sizeof(float));
 out:
     free(all);
     free(mine);
@@ -246,13 +245,13 @@ static dsrt_status init_zero(dsrt_engine *e)
     DSRT_TRY(st);
     e->P = e->stage ? e->lay.partition_size : e->n;
     DSRT_TRY(init_masters(e));
-    DSRT_TRY(be->ops->alloc(be, e->P * sizeof(float), (void **)&e->m));
-    DSRT_TRY(be->ops->alloc(be, e->P * sizeof(float), (void **)&e->v));
+    DSRT_TRY(be->ops->alloc(be, e->P * sizeof(float), (void **)&e->opt.m));
+    DSRT_TRY(be->ops->alloc(be, e->P * sizeof(float), (void **)&e->opt.v));
     if (e->stage) {
-        DSRT_TRY(be->ops->alloc(be, e->P * e->dsz, &e->pgrad));
-        e->gather_in_place = !c->zero.round_robin_gradients && e->param_cap >= e->lay.padded;
-        if (!e->gather_in_place)
-            DSRT_TRY(be->ops->alloc(be, e->lay.padded * e->dsz, &e->gather));
+        DSRT_TRY(be->ops->alloc(be, e->P * e->dsz, &e->buf.pgrad));
+        e->buf.gather_in_place = !c->zero.round_robin_gradients && e->buf.param_cap >= e->lay.padded;
+        if (!e->buf.gather_in_place)
+            DSRT_TRY(be->ops->alloc(be, e->lay.padded * e->dsz, &e->buf.gather));
     }
     /* reduction: every stage with several ranks; stages 1/2 on one rank too,
      * for DeepSpeed's partition arithmetic (stage 2 accumulates reduced
@@ -281,7 +280,7 @@ static dsrt_status init_zero(dsrt_engine *e)
             numel[i] = e->params[i].numel;
         }
         st = zero_reducer_init(&e->red, &ro, be, e->comm, &e->lay, e->rank, offset, numel, e->n_params,
-                               e->grad_buf, e->pgrad, e->P);
+                               e->buf.grads, e->buf.pgrad, e->P);
         free(offset);
         free(numel);
         DSRT_TRY(st);
@@ -291,21 +290,21 @@ static dsrt_status init_zero(dsrt_engine *e)
         DSRT_TRY(e->comm->reserve(e->comm, need));
     }
     /* model-state bytes of this rank (spec 7.5; docs/api.md) */
-    e->mem_params = (int64_t)(e->n * e->dsz);
-    e->mem_grads = (int64_t)((e->stage == 2 ? e->P : e->n) * e->dsz);
-    e->mem_transient = e->stage == 2 ? (int64_t)(e->n * e->dsz)
+    e->mem.params = (int64_t)(e->n * e->dsz);
+    e->mem.grads = (int64_t)((e->stage == 2 ? e->P : e->n) * e->dsz);
+    e->mem.transient = e->stage == 2 ? (int64_t)(e->n * e->dsz)
                        : e->stage == 1 ? (int64_t)(e->P * e->dsz)
                                        : 0;
-    e->mem_masters = e->master == e->param_buf ? 0 : (int64_t)(e->P * 4);
-    e->mem_moments = (int64_t)(e->P * 8);
-    e->mem_buckets = e->use_buckets ? zero_reducer_bytes(&e->red) : 0;
-    e->mem_gather = e->gather ? (int64_t)(e->lay.padded * e->dsz) : 0;
+    e->mem.masters = e->opt.master == e->buf.params ? 0 : (int64_t)(e->P * 4);
+    e->mem.moments = (int64_t)(e->P * 8);
+    e->mem.buckets = e->use_buckets ? zero_reducer_bytes(&e->red) : 0;
+    e->mem.gather = e->buf.gather ? (int64_t)(e->lay.padded * e->dsz) : 0;
     return DSRT_STATUS_OK;
 }
 
-dsrt_status engine_create(const dsrt_engine_create_args *a, dsrt_engine **out)
+/* The arguments and the config against what the built-in engine runs. */
+static dsrt_status check_create_args(const dsrt_engine_create_args *a, const ds_config **cfg)
 {
-    *out = NULL;
     bool host_model = !a->model && a->params;
     if (!a->config || (!a->model && !host_model))
         return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
@@ -330,124 +329,148 @@ dsrt_status engine_create(const dsrt_engine_create_args *a, dsrt_engine **out)
                               "process group has %d rank%s: pass the group's world_size to "
                               "config_create",
                               (int)c->world_size, world, world == 1 ? "" : "s");
-    dsrt_engine *e = calloc(1, sizeof *e);
-    if (!e)
-        return dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "engine_create");
+    *cfg = c;
+    return DSRT_STATUS_OK;
+}
+
+/* The run's shape from the config: ranks, stage, batch, dtypes. */
+static void setup_from_config(dsrt_engine *e, const ds_config *c, const dsrt_dist *dist)
+{
     e->cfg = *c;
     /* the strings point into the config handle, which the host may destroy */
     e->cfg.optimizer.type = NULL;
     e->cfg.scheduler.type = NULL;
-    e->world = world;
-    e->rank = a->dist ? a->dist->rank : 0;
+    e->world = dist ? dist->world : 1;
+    e->rank = dist ? dist->rank : 0;
     e->stage = c->zero_stage;
     e->B = (int)c->train_micro_batch_size_per_gpu;
     e->gas = (int)c->gradient_accumulation_steps;
-    dsrt_dtype dt = c->precision == DSRT_PRECISION_FP16   ? DSRT_F16
-                    : c->precision == DSRT_PRECISION_BF16 ? DSRT_BF16
-                                                          : DSRT_F32;
-    e->dt = dt;
-    e->dsz = dsrt_dtype_size(dt);
+    e->dt = c->precision == DSRT_PRECISION_FP16   ? DSRT_F16
+            : c->precision == DSRT_PRECISION_BF16 ? DSRT_BF16
+                                                  : DSRT_F32;
+    e->dsz = dsrt_dtype_size(e->dt);
     e->cdt = c->communication_data_type == DS_COMM_FP16   ? DSRT_F16
              : c->communication_data_type == DS_COMM_BF16 ? DSRT_BF16
              : c->communication_data_type == DS_COMM_FP32 ? DSRT_F32
-                                                          : dt;
+                                                          : e->dt;
     e->csz = dsrt_dtype_size(e->cdt);
-    e->fp16 = dt == DSRT_F16;
-    e->check_overflow = e->fp16 || (dt == DSRT_BF16 && c->bf16.check_grad_overflow);
-    dsrt_status st;
-    if ((st = dsrt_backend_create(a->device, dt, &e->be, e->device, sizeof e->device)) ||
-        (st = make_comm(e, a->dist)))
-        goto fail;
-    dsrt_backend *be = e->be;
-    if (host_model) {
-        e->T = 0;
-        if ((st = host_params(e, a)) || (st = upload_host_params(e, a)))
-            goto fail;
-    } else {
-        if ((st = dsrt_gpt2_config_load(a->model, &e->mcfg)))
-            goto fail;
-        e->T = a->seq_len > 0 ? a->seq_len : e->mcfg.n_positions;
-        if (e->T > e->mcfg.n_positions) {
-            st = dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
-                                "engine_create: seq_len %d exceeds the model's n_positions %d",
-                                e->T, e->mcfg.n_positions);
-            goto fail;
-        }
-        /* room for the padded flat buffer (a multiple of 2N, spec 7.1): ZeRO
-         * all-gathers straight into it */
-        size_t cnt = 0, align = 2 * (size_t)world;
-        if ((st = dsrt_gpt2_create_ex(&e->mcfg, be, e->B, e->T, align, &e->model)) ||
-            (st = dsrt_gpt2_init(e->model, a->seed)))
-            goto fail;
-        e->n = dsrt_gpt2_num_params(e->model);
-        e->param_cap = (e->n + align - 1) / align * align;
-        e->param_buf = dsrt_gpt2_param_buffer(e->model);
-        e->grad_buf = dsrt_gpt2_grad_buffer(e->model);
-        const dsrt_param *gp = dsrt_gpt2_params(e->model, &cnt);
-        e->n_params = cnt;
-        e->params = calloc(cnt, sizeof *e->params);
-        if (!e->params) {
-            st = dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "engine_create");
-            goto fail;
-        }
-        for (size_t i = 0; i < cnt; i++) {
-            e->params[i] = (eng_param){gp[i].name, NULL, gp[i].offset, gp[i].numel, gp[i].ndim, {0}};
-            for (int k = 0; k < gp[i].ndim; k++)
-                e->params[i].shape[k] = gp[i].shape[k];
-        }
+    e->fp16 = e->dt == DSRT_F16;
+    e->check_overflow = e->fp16 || (e->dt == DSRT_BF16 && c->bf16.check_grad_overflow);
+}
+
+/* The built-in GPT-2, its flat buffers and its tensor list. */
+static dsrt_status build_gpt2(dsrt_engine *e, const dsrt_engine_create_args *a)
+{
+    DSRT_TRY(dsrt_gpt2_config_load(a->model, &e->mcfg));
+    e->T = a->seq_len > 0 ? a->seq_len : e->mcfg.n_positions;
+    if (e->T > e->mcfg.n_positions)
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
+                              "engine_create: seq_len %d exceeds the model's n_positions %d", e->T,
+                              e->mcfg.n_positions);
+    /* room for the padded flat buffer (a multiple of 2N, spec 7.1): ZeRO
+     * all-gathers straight into it */
+    size_t cnt = 0, align = 2 * (size_t)e->world;
+    DSRT_TRY(dsrt_gpt2_create_ex(&e->mcfg, e->be, e->B, e->T, align, &e->model));
+    DSRT_TRY(dsrt_gpt2_init(e->model, a->seed));
+    e->n = dsrt_gpt2_num_params(e->model);
+    e->buf.param_cap = (e->n + align - 1) / align * align;
+    e->buf.params = dsrt_gpt2_param_buffer(e->model);
+    e->buf.grads = dsrt_gpt2_grad_buffer(e->model);
+    const dsrt_param *gp = dsrt_gpt2_params(e->model, &cnt);
+    e->n_params = cnt;
+    e->params = calloc(cnt, sizeof *e->params);
+    if (!e->params)
+        return dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "engine_create");
+    for (size_t i = 0; i < cnt; i++) {
+        e->params[i] = (eng_param){gp[i].name, NULL, gp[i].offset, gp[i].numel, gp[i].ndim, {0}};
+        for (int k = 0; k < gp[i].ndim; k++)
+            e->params[i].shape[k] = gp[i].shape[k];
     }
-    if ((st = init_zero(e)))
-        goto fail;
-    /* what a checkpoint records of the run's setup */
-    {
-        size_t len = 0;
-        const char *cj = config_to_json((struct dsrt_config *)a->config, 2, &len);
-        e->config_json = dsrt_strdup(cj ? cj : "{}");
-        e->model_json = engine_model_json(e);
-        e->seed = a->seed;
-        if (!e->config_json || !e->model_json) {
-            st = dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "engine_create");
-            goto fail;
-        }
-    }
+    return DSRT_STATUS_OK;
+}
+
+/* The loss scaler and the LR schedule; fp16 at stage 0 takes FP16_Optimizer's
+ * construction-time step. */
+static dsrt_status build_optimizer(dsrt_engine *e, const ds_config *c)
+{
     dsrt_loss_scaler_mode mode = DSRT_SCALER_NONE;
     if (e->fp16)
         mode = c->zero_stage == 0 ? DSRT_SCALER_STAGE0 : c->fp16.loss_scale > 0 ? DSRT_SCALER_STATIC
                                                                                  : DSRT_SCALER_DYNAMIC;
-    if ((st = dsrt_loss_scaler_init(&e->scaler, mode, &c->fp16)) ||
-        (st = dsrt_lr_sched_init(&e->sched, &e->cfg.scheduler, c->optimizer.lr,
-                                 c->optimizer.betas[0], c->optimizer.betas[1])))
-        goto fail;
+    DSRT_TRY(dsrt_loss_scaler_init(&e->scaler, mode, &c->fp16));
+    DSRT_TRY(dsrt_lr_sched_init(&e->sched, &e->cfg.scheduler, c->optimizer.lr, c->optimizer.betas[0],
+                                c->optimizer.betas[1]));
     if (e->fp16 && c->zero_stage == 0) {
         /* FP16_Optimizer steps once with zero gradients at construction, in
          * every DeepSpeed version (spec 6.5): Adam step 1, and with AdamW every
          * master scaled by (1 - lr * wd) at the config's lr. The gradient
          * buffer is still all zeros (allocated zeroed, no backward yet). */
-        e->adam_step = 1;
+        e->opt.step = 1;
         dsrt_adamw_args aa = adam_args(e, c->optimizer.lr, 1.0f);
-        if ((st = dsrt_backend_adamw_step(be, e->param_buf, e->master, e->m, e->v, e->grad_buf, e->n, &aa)))
-            goto fail;
+        DSRT_TRY(dsrt_backend_adamw_step(e->be, e->buf.params, e->opt.master, e->opt.m, e->opt.v,
+                                         e->buf.grads, e->n, &aa));
         if (e->rank == 0)
             dsrt_log(DSRT_LOG_INFO, "fp16 with ZeRO stage 0: one zero-gradient AdamW step at "
                                     "init, as DeepSpeed's FP16_Optimizer does");
     }
-    if (e->rank == 0) {
-        if (host_model)
-            dsrt_log(DSRT_LOG_INFO, "engine: host model, %zu tensors, %zu parameters, %s %s",
-                     e->n_params, e->n, e->device, dsrt_dtype_name(dt));
-        else
-            dsrt_log(DSRT_LOG_INFO,
-                     "engine: GPT-2 %s, %zu parameters, %s %s, micro batch %d x %d tokens, "
-                     "gradient accumulation %d",
-                     e->mcfg.source, e->n, e->device, dsrt_dtype_name(dt), e->B, e->T, e->gas);
-        if (world > 1 || e->stage)
-            dsrt_log(DSRT_LOG_INFO,
-                     "engine: ZeRO stage %d over %d rank%s (%s), partition %zu elements, "
-                     "buckets %d x %zu elements (%s), communication in %s",
-                     e->stage, world, world == 1 ? "" : "s", e->comm->name, e->P, e->red.nbk, e->red.cap,
-                     c->zero.overlap_comm ? "overlapped" : "not overlapped",
-                     dsrt_dtype_name(e->cdt));
+    return DSRT_STATUS_OK;
+}
+
+static void log_summary(const dsrt_engine *e, bool host_model)
+{
+    if (e->rank != 0)
+        return;
+    if (host_model)
+        dsrt_log(DSRT_LOG_INFO, "engine: host model, %zu tensors, %zu parameters, %s %s", e->n_params,
+                 e->n, e->device, dsrt_dtype_name(e->dt));
+    else
+        dsrt_log(DSRT_LOG_INFO,
+                 "engine: GPT-2 %s, %zu parameters, %s %s, micro batch %d x %d tokens, "
+                 "gradient accumulation %d",
+                 e->mcfg.source, e->n, e->device, dsrt_dtype_name(e->dt), e->B, e->T, e->gas);
+    if (e->world > 1 || e->stage)
+        dsrt_log(DSRT_LOG_INFO,
+                 "engine: ZeRO stage %d over %d rank%s (%s), partition %zu elements, "
+                 "buckets %d x %zu elements (%s), communication in %s",
+                 e->stage, e->world, e->world == 1 ? "" : "s", e->comm->name, e->P, e->red.nbk,
+                 e->red.cap, e->cfg.zero.overlap_comm ? "overlapped" : "not overlapped",
+                 dsrt_dtype_name(e->cdt));
+}
+
+dsrt_status engine_create(const dsrt_engine_create_args *a, dsrt_engine **out)
+{
+    *out = NULL;
+    const ds_config *c = NULL;
+    DSRT_TRY(check_create_args(a, &c));
+    bool host_model = !a->model;
+    dsrt_engine *e = calloc(1, sizeof *e);
+    if (!e)
+        return dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "engine_create");
+    setup_from_config(e, c, a->dist);
+    e->seed = a->seed;
+    dsrt_status st;
+    if ((st = dsrt_backend_create(a->device, e->dt, &e->be, e->device, sizeof e->device)) ||
+        (st = make_comm(e, a->dist)))
+        goto fail;
+    if (host_model)
+        st = host_params(e, a);
+    if (host_model && !st)
+        st = upload_host_params(e, a);
+    if (!host_model)
+        st = build_gpt2(e, a);
+    if (st || (st = init_zero(e)))
+        goto fail;
+    /* what a checkpoint records of the run's setup */
+    size_t cj_len = 0;
+    const char *cj = config_to_json((struct dsrt_config *)a->config, 2, &cj_len);
+    e->config_json = dsrt_strdup(cj ? cj : "{}");
+    if (!e->config_json) {
+        st = dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "engine_create");
+        goto fail;
     }
+    if ((st = build_optimizer(e, c)))
+        goto fail;
+    log_summary(e, host_model);
     *out = e;
     return DSRT_STATUS_OK;
 fail:
@@ -461,17 +484,17 @@ fail:
 static dsrt_status boundary(dsrt_engine *e, dsrt_step_report *r)
 {
     dsrt_backend *be = e->be;
-    const void *grads = e->stage ? e->pgrad : e->grad_buf;
+    const void *grads = e->stage ? e->buf.pgrad : e->buf.grads;
     double sumsq = 0;
     int nonfinite = 0;
     DSRT_TRY(be->ops->grad_stats(be, grads, e->P, &sumsq, &nonfinite));
     /* each rank's squares cast to float32 as DeepSpeed does, then summed;
      * stage 0 holds identical full gradients on every rank: local values */
-    double v[4] = {(double)(float)sumsq, (double)nonfinite, e->window_loss, (double)e->window_n};
+    double v[4] = {(double)(float)sumsq, (double)nonfinite, e->count.window_loss, (double)e->count.window_n};
     if (e->world > 1) {
         char what[96];
         snprintf(what, sizeof what, "all-reduce of the gradient norm and overflow flag (step %lld)",
-                 (long long)e->global_steps + 1);
+                 (long long)e->count.global_steps + 1);
         DSRT_TRY(e->comm->allreduce_host_f64(e->comm, v, 4, what));
         if (e->stage == 0) {
             v[0] = (double)(float)sumsq;
@@ -479,8 +502,8 @@ static dsrt_status boundary(dsrt_engine *e, dsrt_step_report *r)
         }
     }
     r->loss = v[3] > 0 ? v[2] / v[3] : NAN;
-    e->window_loss = 0;
-    e->window_n = 0;
+    e->count.window_loss = 0;
+    e->count.window_n = 0;
     bool overflow = e->check_overflow && v[1] > 0;
     double prev = dsrt_loss_scaler_scale(&e->scaler);
     double lr = dsrt_lr_sched_lr(&e->sched);
@@ -492,12 +515,12 @@ static dsrt_status boundary(dsrt_engine *e, dsrt_step_report *r)
             dsrt_log(DSRT_LOG_INFO, "%s", msg);
     }
     double scale = dsrt_loss_scaler_scale(&e->scaler);
-    e->global_steps++;
-    e->global_samples += e->cfg.train_batch_size;
+    e->count.global_steps++;
+    e->count.global_samples += e->cfg.train_batch_size;
     r->lr = lr;
     r->loss_scale = scale;
     if (overflow) {
-        e->skipped_steps++;
+        e->count.skipped_steps++;
         r->skipped = 1;
         r->grad_norm = -1;
     } else {
@@ -511,39 +534,39 @@ static dsrt_status boundary(dsrt_engine *e, dsrt_step_report *r)
                 combined = k * scale;
         }
         r->grad_norm = isfinite(norm_s) ? (double)norm_s / prev : -1;
-        e->adam_step++;
+        e->opt.step++;
         dsrt_adamw_args aa = adam_args(e, lr, (float)(1.0 / combined));
         if (!e->stage) {
-            DSRT_TRY(dsrt_backend_adamw_step(be, e->param_buf, e->master, e->m, e->v, grads, e->n, &aa));
+            DSRT_TRY(dsrt_backend_adamw_step(be, e->buf.params, e->opt.master, e->opt.m, e->opt.v, grads, e->n, &aa));
         } else {
-            void *flat = e->gather_in_place ? e->param_buf : e->gather;
-            DSRT_TRY(dsrt_backend_adamw_step(be, at(flat, (size_t)e->rank * e->P, e->dsz), e->master, e->m,
-                                    e->v, grads, e->P, &aa));
+            void *flat = e->buf.gather_in_place ? e->buf.params : e->buf.gather;
+            DSRT_TRY(dsrt_backend_adamw_step(be, at(flat, (size_t)e->rank * e->P, e->dsz), e->opt.master, e->opt.m,
+                                    e->opt.v, grads, e->P, &aa));
             if (e->world > 1) {
                 char what[96];
                 uint64_t t;
                 snprintf(what, sizeof what, "all-gather of the updated weights (step %lld)",
-                         (long long)e->global_steps);
+                         (long long)e->count.global_steps);
                 DSRT_TRY(e->comm->allgather(e->comm, flat, e->P, e->dt, what, &t));
                 DSRT_TRY(e->comm->wait(e->comm, t));
             }
-            if (!e->gather_in_place)
+            if (!e->buf.gather_in_place)
                 for (size_t p = 0; p < e->n_params; p++)
-                    DSRT_TRY(be->ops->copy(be, at(e->param_buf, e->params[p].offset, e->dsz),
+                    DSRT_TRY(be->ops->copy(be, at(e->buf.params, e->params[p].offset, e->dsz),
                                       at(flat, e->lay.param_offset[p], e->dsz),
                                       e->params[p].numel * e->dsz));
         }
         dsrt_lr_sched_step(&e->sched);
     }
     if (e->stage)
-        DSRT_TRY(be->ops->memset0(be, e->pgrad, e->P * e->dsz));
+        DSRT_TRY(be->ops->memset0(be, e->buf.pgrad, e->P * e->dsz));
     if (e->stage < 2)
-        DSRT_TRY(be->ops->memset0(be, e->grad_buf, e->n * e->dsz));
+        DSRT_TRY(be->ops->memset0(be, e->buf.grads, e->n * e->dsz));
     if (e->rank == 0 && e->cfg.steps_per_print > 0 &&
-        e->global_steps % e->cfg.steps_per_print == 0) {
+        e->count.global_steps % e->cfg.steps_per_print == 0) {
         /* DeepSpeed's engine log line (rank 0) */
         dsrt_log(DSRT_LOG_INFO, "step=%lld, skipped=%lld, lr=[%g], mom=[[%g, %g]]",
-                 (long long)e->global_steps, (long long)e->skipped_steps,
+                 (long long)e->count.global_steps, (long long)e->count.skipped_steps,
                  dsrt_lr_sched_lr(&e->sched), e->sched.beta1, e->sched.beta2);
     }
     return DSRT_STATUS_OK;
@@ -552,12 +575,12 @@ static dsrt_status boundary(dsrt_engine *e, dsrt_step_report *r)
 /* Start a micro-step: returns the loss-gradient multiplier S / gas. */
 static double micro_begin(dsrt_engine *e)
 {
-    bool last = (e->micro_steps + 1) % e->gas == 0;
+    bool last = (e->count.micro_steps + 1) % e->gas == 0;
     /* stage 2 reduces every micro-step, stages 0 and 1 at the boundary; from
      * the hooks when the reduction can overlap the backward */
     zero_reducer_begin(&e->red, e->use_buckets && (e->stage == 2 || last),
-                       e->stage == 2 || e->cfg.zero.overlap_comm, (long long)e->global_steps + 1,
-                       (long long)e->micro_steps + 1);
+                       e->stage == 2 || e->cfg.zero.overlap_comm, (long long)e->count.global_steps + 1,
+                       (long long)e->count.micro_steps + 1);
     e->in_micro = true;
     return dsrt_loss_scaler_scale(&e->scaler) / e->gas;
 }
@@ -570,23 +593,23 @@ static dsrt_status micro_end(dsrt_engine *e, double loss, dsrt_step_report *r)
     DSRT_TRY(zero_reducer_drain(&e->red));
     /* stage 2: the reduced gradients live in the partition accumulator only */
     if (reduced && e->stage == 2)
-        DSRT_TRY(e->be->ops->memset0(e->be, e->grad_buf, e->n * e->dsz));
-    e->micro_steps++;
-    e->window_loss += loss;
-    e->window_n++;
+        DSRT_TRY(e->be->ops->memset0(e->be, e->buf.grads, e->n * e->dsz));
+    e->count.micro_steps++;
+    e->count.window_loss += loss;
+    e->count.window_n++;
     r->boundary = 0;
-    if (e->micro_steps % e->gas == 0) {
+    if (e->count.micro_steps % e->gas == 0) {
         DSRT_TRY(boundary(e, r));
         r->boundary = 1;
     } else {
-        r->loss = e->window_loss / e->window_n;
+        r->loss = e->count.window_loss / e->count.window_n;
         r->lr = dsrt_lr_sched_lr(&e->sched);
         r->loss_scale = dsrt_loss_scaler_scale(&e->scaler);
     }
-    r->global_steps = e->global_steps;
-    r->skipped_steps = e->skipped_steps;
-    r->global_samples = e->global_samples;
-    r->micro_steps = e->micro_steps;
+    r->global_steps = e->count.global_steps;
+    r->skipped_steps = e->count.skipped_steps;
+    r->global_samples = e->count.global_samples;
+    r->micro_steps = e->count.micro_steps;
     return DSRT_STATUS_OK;
 }
 
@@ -632,8 +655,8 @@ dsrt_status engine_param(dsrt_engine *e, int64_t index, dsrt_engine_param_args *
                               e->n_params - 1);
     const eng_param *p = &e->params[index];
     a->name = p->name;
-    a->data = at(e->param_buf, p->offset, e->dsz);
-    a->grad = at(e->grad_buf, p->offset, e->dsz);
+    a->data = at(e->buf.params, p->offset, e->dsz);
+    a->grad = at(e->buf.grads, p->offset, e->dsz);
     a->numel = (int64_t)p->numel;
     return DSRT_STATUS_OK;
 }
@@ -715,13 +738,13 @@ void engine_info(dsrt_engine *e, dsrt_engine_info_args *a)
     a->comm = e->comm->name;
     a->num_param_tensors = (int64_t)e->n_params;
     a->partition_size = (int64_t)e->P;
-    a->bytes_params = e->mem_params;
-    a->bytes_grads = e->mem_grads;
-    a->bytes_grad_transient = e->mem_transient;
-    a->bytes_masters = e->mem_masters;
-    a->bytes_moments = e->mem_moments;
-    a->bytes_buckets = e->mem_buckets;
-    a->bytes_gather = e->mem_gather;
-    a->bytes_total = e->mem_params + e->mem_grads + e->mem_transient + e->mem_masters +
-                     e->mem_moments + e->mem_buckets + e->mem_gather;
+    a->bytes_params = e->mem.params;
+    a->bytes_grads = e->mem.grads;
+    a->bytes_grad_transient = e->mem.transient;
+    a->bytes_masters = e->mem.masters;
+    a->bytes_moments = e->mem.moments;
+    a->bytes_buckets = e->mem.buckets;
+    a->bytes_gather = e->mem.gather;
+    a->bytes_total = e->mem.params + e->mem.grads + e->mem.transient + e->mem.masters +
+                     e->mem.moments + e->mem.buckets + e->mem.gather;
 }

@@ -34,12 +34,11 @@
 #include "base/internal.h"
 #include "base/jsonw.h"
 
-#define MAIN_FILE "checkpoint.h5"
-#define FORMAT_VERSION 1
 /* elements per read on load: a small staging buffer, reused */
 #define CHUNK ((size_t)1 << 20)
 
-char *engine_model_json(const dsrt_engine *e)
+/* The model's config (GPT-2) or tensor list (host model), as JSON; malloc'd. */
+static char *model_json(const dsrt_engine *e)
 {
     dsrt_buf b = {0};
     jw w;
@@ -78,21 +77,6 @@ char *engine_model_json(const dsrt_engine *e)
 }
 
 /* ---------------------------------------------------------------- file-system steps */
-
-static dsrt_status fsync_path(const char *path, bool dir)
-{
-    int fd = open(path, (dir ? O_DIRECTORY : 0) | O_RDONLY);
-    if (fd < 0)
-        return dsrt_error_set(DSRT_STATUS_IO_ERROR, "checkpoint: cannot open %s to sync it: %s",
-                              path, strerror(errno));
-    int rc = fsync(fd);
-    int err = errno;
-    close(fd);
-    if (rc)
-        return dsrt_error_set(DSRT_STATUS_IO_ERROR, "checkpoint: fsync %s: %s", path,
-                              strerror(err));
-    return DSRT_STATUS_OK;
-}
 
 static void remove_tree(const char *dir)
 {
@@ -169,11 +153,11 @@ static dsrt_status write_rank_file(dsrt_engine *e, const char *path)
         st = dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "checkpoint: %zu elements", held);
         goto out;
     }
-    const float *hm = e->master, *h1 = e->m, *h2 = e->v;
+    const float *hm = e->opt.master, *h1 = e->opt.m, *h2 = e->opt.v;
     if (!host) {
-        if ((st = be->ops->download(be, h, e->master, held * sizeof(float))) ||
-            (st = be->ops->download(be, h + held, e->m, held * sizeof(float))) ||
-            (st = be->ops->download(be, h + 2 * held, e->v, held * sizeof(float))))
+        if ((st = be->ops->download(be, h, e->opt.master, held * sizeof(float))) ||
+            (st = be->ops->download(be, h + held, e->opt.m, held * sizeof(float))) ||
+            (st = be->ops->download(be, h + 2 * held, e->opt.v, held * sizeof(float))))
             goto out;
         hm = h, h1 = h + held, h2 = h + 2 * held;
     }
@@ -200,8 +184,9 @@ static dsrt_status write_main_file(dsrt_engine *e, const char *path, const char 
     ckpt_tensor *t = calloc(e->n_params, sizeof *t);
     ckpt_source *src = calloc(ns + 1, sizeof *src);
     char (*files)[32] = calloc((size_t)e->world, 32);
+    char *mjson = model_json(e);
     dsrt_status st = DSRT_STATUS_OK;
-    if (!t || !src || !files) {
+    if (!t || !src || !files || !mjson) {
         st = dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "checkpoint");
         goto out;
     }
@@ -211,7 +196,7 @@ static dsrt_status write_main_file(dsrt_engine *e, const char *path, const char 
         memcpy(t[i].shape, e->params[i].shape, sizeof t[i].shape);
     }
     for (int r = 0; r < e->world; r++) {
-        snprintf(files[r], 32, "zero_rank_%05d.h5", r);
+        snprintf(files[r], 32, CKPT_RANK_FILE_FORMAT, r);
         for (size_t s = e->lay.rank_slices[r]; s < e->lay.rank_slices[r + 1]; s++) {
             const zero_slice *z = &e->lay.slices[s];
             src[s] = (ckpt_source){files[r], s - e->lay.rank_slices[r], z->param,
@@ -221,20 +206,20 @@ static dsrt_status write_main_file(dsrt_engine *e, const char *path, const char 
     const dsrt_loss_scaler *ls = &e->scaler;
     const ds_optimizer_config *o = &e->cfg.optimizer;
     ckpt_kv kv[] = {
-        {"format_version", CKPT_I64, FORMAT_VERSION, 0, NULL},
+        {"format_version", CKPT_I64, CKPT_FORMAT_VERSION, 0, NULL},
         {"dsrt_version", CKPT_STR, 0, 0, DSRT_VERSION_STRING},
         {"tag", CKPT_STR, 0, 0, tag},
         {"ds_config", CKPT_STR, 0, 0, e->config_json},
-        {"model_config", CKPT_STR, 0, 0, e->model_json},
+        {"model_config", CKPT_STR, 0, 0, mjson},
         {"client_state", CKPT_STR, 0, 0, client_state ? client_state : "{}"},
         {"dp_world_size", CKPT_I64, e->world, 0, NULL},
         {"zero_stage", CKPT_I64, e->stage, 0, NULL},
         {"precision", CKPT_STR, 0, 0, dsrt_dtype_name(e->dt)},
-        {"global_steps", CKPT_I64, e->global_steps, 0, NULL},
-        {"skipped_steps", CKPT_I64, e->skipped_steps, 0, NULL},
-        {"global_samples", CKPT_I64, e->global_samples, 0, NULL},
-        {"micro_steps", CKPT_I64, e->micro_steps, 0, NULL},
-        {"optimizer/step", CKPT_I64, e->adam_step, 0, NULL},
+        {"global_steps", CKPT_I64, e->count.global_steps, 0, NULL},
+        {"skipped_steps", CKPT_I64, e->count.skipped_steps, 0, NULL},
+        {"global_samples", CKPT_I64, e->count.global_samples, 0, NULL},
+        {"micro_steps", CKPT_I64, e->count.micro_steps, 0, NULL},
+        {"optimizer/step", CKPT_I64, e->opt.step, 0, NULL},
         {"optimizer/lr", CKPT_F64, 0, dsrt_lr_sched_lr(&e->sched), NULL},
         {"optimizer/beta1", CKPT_F64, 0, o->betas[0], NULL},
         {"optimizer/beta2", CKPT_F64, 0, o->betas[1], NULL},
@@ -261,6 +246,7 @@ out:
     free(t);
     free(src);
     free(files);
+    free(mjson);
     return st;
 }
 
@@ -269,16 +255,16 @@ dsrt_status engine_save(dsrt_engine *e, const char *save_dir, const char *tag_in
 {
     if (!save_dir || !*save_dir)
         return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT, "engine_save: save_dir is required");
-    if (e->in_micro || e->micro_steps % e->gas)
+    if (e->in_micro || e->count.micro_steps % e->gas)
         return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
                               "engine_save: inside a gradient accumulation window (micro-step "
                               "%lld of %d): save at an optimizer boundary",
-                              (long long)(e->micro_steps % e->gas), e->gas);
+                              (long long)(e->count.micro_steps % e->gas), e->gas);
     char tag[256];
     if (tag_in && *tag_in)
         snprintf(tag, sizeof tag, "%s", tag_in);
     else
-        snprintf(tag, sizeof tag, "global_step%lld", (long long)e->global_steps);
+        snprintf(tag, sizeof tag, "global_step%lld", (long long)e->count.global_steps);
     DSRT_TRY(check_tag(tag));
     if (client_state && *client_state) {
         json_error je;
@@ -313,7 +299,7 @@ dsrt_status engine_save(dsrt_engine *e, const char *save_dir, const char *tag_in
         return st ? st
                   : dsrt_error_set(DSRT_STATUS_IO_ERROR,
                                    "engine_save: rank 0 could not create %s", tmp);
-    snprintf(path, sizeof path, "%s/zero_rank_%05d.h5", tmp, e->rank);
+    snprintf(path, sizeof path, "%s/" CKPT_RANK_FILE_FORMAT, tmp, e->rank);
     st = write_rank_file(e, path);
     if (st)
         st = save_error(st, path);
@@ -328,12 +314,12 @@ dsrt_status engine_save(dsrt_engine *e, const char *save_dir, const char *tag_in
                                    failed, final);
     }
     if (e->rank == 0) {
-        snprintf(path, sizeof path, "%s/%s", tmp, MAIN_FILE);
+        snprintf(path, sizeof path, "%s/%s", tmp, CKPT_MAIN_FILE_NAME);
         st = write_main_file(e, path, tag, client_state);
         if (st)
             st = save_error(st, path);
         if (!st)
-            st = fsync_path(tmp, true);
+            st = ckpt_sync_dir(tmp);
         if (!st) {
             /* an existing checkpoint of the same tag is replaced: moved aside
              * first, removed after the new one is in place */
@@ -347,7 +333,7 @@ dsrt_status engine_save(dsrt_engine *e, const char *save_dir, const char *tag_in
                 remove_tree(old);
         }
         if (!st)
-            st = fsync_path(save_dir, true);
+            st = ckpt_sync_dir(save_dir);
         if (!st) {
             char lt[4200], lf[4200];
             snprintf(lt, sizeof lt, "%s/.latest.tmp-%lld", save_dir, (long long)pid);
@@ -364,7 +350,7 @@ dsrt_status engine_save(dsrt_engine *e, const char *save_dir, const char *tag_in
                                     strerror(errno));
                 unlink(lt);
             } else {
-                st = fsync_path(save_dir, true);
+                st = ckpt_sync_dir(save_dir);
             }
         }
         if (st)
@@ -406,10 +392,10 @@ static dsrt_status load_from(dsrt_engine *e, ckpt_reader *r, const char *path)
     dsrt_backend *be = e->be;
     int64_t fv = 0;
     DSRT_TRY(ckpt_read_i64(r, "format_version", &fv));
-    if (fv != FORMAT_VERSION)
+    if (fv != CKPT_FORMAT_VERSION)
         return dsrt_error_set(DSRT_STATUS_UNSUPPORTED,
                               "engine_load: %s has format version %lld; this libdsrt reads %d",
-                              path, (long long)fv, FORMAT_VERSION);
+                              path, (long long)fv, CKPT_FORMAT_VERSION);
     /* the model: every tensor by name and shape */
     for (size_t i = 0; i < e->n_params; i++) {
         int nd = 0;
@@ -472,13 +458,13 @@ static dsrt_status load_from(dsrt_engine *e, ckpt_reader *r, const char *path)
             size_t k = e->params[i].numel - o < CHUNK ? e->params[i].numel - o : CHUNK;
             st = ckpt_read_range(r, "master", e->params[i].name, o, k, tmp);
             if (!st)
-                st = be->ops->upload_f32(be, (char *)e->param_buf + (e->params[i].offset + o) * e->dsz,
+                st = be->ops->upload_f32(be, (char *)e->buf.params + (e->params[i].offset + o) * e->dsz,
                                     tmp, k);
         }
     /* this rank's optimizer state: masters and moments of its pieces (stage
      * >= 1) or of everything (stage 0) */
     static const char *const kinds[3] = {"master", "exp_avg", "exp_avg_sq"};
-    float *dst[3] = {e->master == e->param_buf ? NULL : e->master, e->m, e->v};
+    float *dst[3] = {e->opt.master == e->buf.params ? NULL : e->opt.master, e->opt.m, e->opt.v};
     size_t lo = (size_t)e->rank * e->lay.partition_size;
     size_t nsl = e->stage ? e->lay.rank_slices[e->rank + 1] - e->lay.rank_slices[e->rank] : e->n_params;
     for (size_t j = 0; j < nsl && !st; j++) {
@@ -501,8 +487,8 @@ static dsrt_status load_from(dsrt_engine *e, ckpt_reader *r, const char *path)
         }
     }
     free(tmp);
-    if (!st && ((st = be->ops->memset0(be, e->grad_buf, e->n * e->dsz)) ||
-                (e->pgrad && (st = be->ops->memset0(be, e->pgrad, e->P * e->dsz)))))
+    if (!st && ((st = be->ops->memset0(be, e->buf.grads, e->n * e->dsz)) ||
+                (e->buf.pgrad && (st = be->ops->memset0(be, e->buf.pgrad, e->P * e->dsz)))))
         return st;
     if (st) {
         char m[1024];
@@ -512,15 +498,15 @@ static dsrt_status load_from(dsrt_engine *e, ckpt_reader *r, const char *path)
                               "checkpoint or create the engine again)",
                               m);
     }
-    e->global_steps = gs;
-    e->skipped_steps = ss;
-    e->global_samples = gsm;
+    e->count.global_steps = gs;
+    e->count.skipped_steps = ss;
+    e->count.global_samples = gsm;
     /* per-rank micro-steps: the saved count belongs to the saving run's
      * gradient accumulation (another world size has another gas) */
-    e->micro_steps = gs * e->gas;
-    e->adam_step = step;
-    e->window_loss = 0;
-    e->window_n = 0;
+    e->count.micro_steps = gs * e->gas;
+    e->opt.step = step;
+    e->count.window_loss = 0;
+    e->count.window_n = 0;
     e->scaler = ls;
     e->cfg.optimizer.betas[0] = b1;
     e->cfg.optimizer.betas[1] = b2;
@@ -550,7 +536,7 @@ dsrt_status engine_load(dsrt_engine *e, const char *load_dir, const char *tag_in
     *client_state = NULL;
     if (!load_dir || !*load_dir)
         return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT, "engine_load: load_dir is required");
-    if (e->in_micro || e->micro_steps % e->gas)
+    if (e->in_micro || e->count.micro_steps % e->gas)
         return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
                               "engine_load: inside a gradient accumulation window");
     char tag[256];
@@ -561,7 +547,7 @@ dsrt_status engine_load(dsrt_engine *e, const char *load_dir, const char *tag_in
         DSRT_TRY(read_latest(load_dir, tag, sizeof tag));
     }
     char path[4600];
-    snprintf(path, sizeof path, "%s/%s/%s", load_dir, tag, MAIN_FILE);
+    snprintf(path, sizeof path, "%s/%s/%s", load_dir, tag, CKPT_MAIN_FILE_NAME);
     ckpt_reader *r = NULL;
     dsrt_status st = ckpt_open(path, &r);
     if (!st)
@@ -593,6 +579,6 @@ dsrt_status engine_load_keep(dsrt_engine *e, const char *load_dir, const char *t
     free(e->client_state);
     e->client_state = cs;
     *client_state = cs;
-    *global_steps = e->global_steps;
+    *global_steps = e->count.global_steps;
     return DSRT_STATUS_OK;
 }

@@ -25,45 +25,57 @@ typedef struct eng_param {
 } eng_param;
 
 struct dsrt_engine {
-    ds_config cfg;
+    ds_config cfg;               /* the engine's own copy of the resolved config */
+    /* ---- what runs */
     dsrt_gpt2_config mcfg;
     dsrt_backend *be;
-    dsrt_gpt2 *model; /* NULL: host model */
+    dsrt_gpt2 *model;            /* NULL: host model */
     dsrt_comm *comm;
     bool own_comm;
-    dsrt_dtype dt, cdt;
-    size_t dsz, csz;
+    dsrt_dtype dt, cdt;          /* model (storage) and communication dtypes */
+    size_t dsz, csz;             /* their sizes in bytes */
     int stage, rank, world;
-    size_t n, n_params;
-    eng_param *params;
-    void *param_buf, *grad_buf;
-    bool own_bufs;
-    size_t param_cap;
-    zero_layout lay;
-    size_t P;
-    float *master, *m, *v;
-    void *pgrad;
-    void *gather;
-    bool gather_in_place, use_buckets;
-    zero_reducer red;
+    int B, T, gas;               /* micro-batch, sequence, gradient accumulation */
+    char device[32];
+    /* ---- the parameters */
+    size_t n, n_params;          /* elements in all; tensors */
+    eng_param *params;           /* (n_params) registration order */
+    zero_layout lay;             /* the flat layout and this rank's partition */
+    size_t P;                    /* elements this rank owns (stage >= 1), else n */
+    /* ---- buffers (backend memory, allocated once) */
+    struct {
+        void *params, *grads;    /* (n) the model's flat weights and gradients */
+        bool owned;              /* ours (host model), else the GPT-2's */
+        size_t param_cap;        /* params rounded up to 2N (the in-place all-gather) */
+        void *pgrad;             /* (P) stage 1/2: the owned gradient, accumulated */
+        void *gather;            /* (padded) all-gather staging, round_robin_gradients only */
+        bool gather_in_place;
+    } buf;
+    /* ---- optimizer state of the owned partition */
+    struct {
+        float *master, *m, *v;   /* (P) fp32; master == buf.params for fp32 stage 0 */
+        int64_t step;            /* Adam steps taken (bias correction) */
+    } opt;
+    zero_reducer red;            /* the gradient buckets (zero/reducer.h) */
+    bool use_buckets;            /* several ranks, or stage >= 1 */
     dsrt_lr_sched sched;
     dsrt_loss_scaler scaler;
     bool fp16, check_overflow, in_micro;
-    int64_t adam_step, global_steps, skipped_steps, global_samples, micro_steps;
-    double window_loss;
-    int window_n;
-    int B, T, gas;
-    char device[32];
-    char *config_json;      /* the resolved ds_config, for checkpoints */
-    char *model_json;       /* the model's config (GPT-2) or tensor list (host) */
-    char *client_state;     /* the last load's (engine_load_keep) */
+    /* ---- DeepSpeed's counters */
+    struct {
+        int64_t global_steps, skipped_steps, global_samples, micro_steps;
+        double window_loss;      /* loss summed over the accumulation window */
+        int window_n;
+    } count;
+    /* ---- checkpoints */
+    char *config_json;           /* the resolved ds_config */
+    char *client_state;          /* the last load's (engine_load_keep) */
     uint64_t seed;
-    int64_t mem_params, mem_grads, mem_transient, mem_masters, mem_moments, mem_buckets,
-        mem_gather;
+    /* ---- model-state bytes of this rank (engine_info) */
+    struct {
+        int64_t params, grads, transient, masters, moments, buckets, gather;
+    } mem;
 };
 
-
-/* engine_ckpt.c */
-char *engine_model_json(const dsrt_engine *e); /* malloc'd */
 
 #endif
