@@ -1674,35 +1674,33 @@ static dsrt_status read_state(ckpt_reader *r, const char *key, int want, void *o
     return st;
 }
 
-dsrt_status ckpt_read_i64(ckpt_reader *r, const char *key, int64_t *out)
+/* One state value of the given type (CKPT_I64 into int64_t, CKPT_F64 into
+ * double, CKPT_STR into a malloc'd char *), HDF5's own error stack silenced. */
+static dsrt_status read_state_typed(ckpt_reader *r, const char *key, int type, void *out, const char *fn)
 {
     if (!r || !out)
-        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT, "ckpt_read_i64: NULL argument");
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT, "%s: NULL argument", fn);
+    if (type == CKPT_STR)
+        *(char **)out = NULL;
     quiet q = quiet_begin();
-    dsrt_status st = read_state(r, key, CKPT_I64, out);
+    dsrt_status st = read_state(r, key, type, out);
     quiet_end(q);
     return st;
+}
+
+dsrt_status ckpt_read_i64(ckpt_reader *r, const char *key, int64_t *out)
+{
+    return read_state_typed(r, key, CKPT_I64, out, "ckpt_read_i64");
 }
 
 dsrt_status ckpt_read_f64(ckpt_reader *r, const char *key, double *out)
 {
-    if (!r || !out)
-        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT, "ckpt_read_f64: NULL argument");
-    quiet q = quiet_begin();
-    dsrt_status st = read_state(r, key, CKPT_F64, out);
-    quiet_end(q);
-    return st;
+    return read_state_typed(r, key, CKPT_F64, out, "ckpt_read_f64");
 }
 
 dsrt_status ckpt_read_str(ckpt_reader *r, const char *key, char **out)
 {
-    if (!r || !out)
-        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT, "ckpt_read_str: NULL argument");
-    *out = NULL;
-    quiet q = quiet_begin();
-    dsrt_status st = read_state(r, key, CKPT_STR, out);
-    quiet_end(q);
-    return st;
+    return read_state_typed(r, key, CKPT_STR, out, "ckpt_read_str");
 }
 
 dsrt_status ckpt_state_type(ckpt_reader *r, const char *key, int *type)

@@ -209,21 +209,35 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-int main(int argc, char **argv)
+/* ---------------------------------------------------------------- options */
+
+typedef struct opts {
+    const char *config_path, *model, *data, *device, *loss_csv, *ref_curve, *dist_backend;
+    const char *save_dir, *load_dir;
+    double comm_timeout, curve_rtol;
+    long save_interval, steps, eval_every, eval_batches, curve_window;
+    int resume, seq_len;
+    unsigned long long seed;
+    const char **sets; /* "name=value" TrainingArguments values for "auto" */
+    char **owned;
+    size_t n_sets;
+} opts;
+
+static void opts_free(opts *o)
 {
-    const char *config_path = "configs/ds_config.json", *model = "gpt2-tiny", *data = NULL;
-    const char *device = "cpu", *loss_csv = NULL, *ref_curve = NULL, *dist_backend = NULL;
-    double comm_timeout = 0;
-    const char *save_dir = NULL, *load_dir = NULL;
-    long save_interval = 0;
-    int resume = 0;
-    long steps = 100, eval_every = 0, eval_batches = 16, curve_window = 1;
-    unsigned long long seed = 1234;
-    int seq_len = 0;
-    double curve_rtol = 1e-4;
-    const char **sets = calloc((size_t)argc, sizeof *sets);
-    char **owned = calloc((size_t)argc, sizeof *owned);
-    size_t n_sets = 0;
+    for (size_t i = 0; i < o->n_sets; i++)
+        free(o->owned[i]);
+    free(o->owned);
+    free(o->sets);
+}
+
+/* Returns -1 to go on, else the exit status (0 after --help, 2 on a usage error). */
+static int parse_args(int argc, char **argv, opts *o)
+{
+    *o = (opts){.config_path = "configs/ds_config.json", .model = "gpt2-tiny", .device = "cpu",
+                .steps = 100, .eval_batches = 16, .curve_window = 1, .seed = 1234, .curve_rtol = 1e-4};
+    o->sets = calloc((size_t)argc, sizeof *o->sets);
+    o->owned = calloc((size_t)argc, sizeof *o->owned);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -231,7 +245,7 @@ int main(int argc, char **argv)
             return 0;
         }
         if (!strcmp(a, "--resume")) {
-            resume = 1;
+            o->resume = 1;
             continue;
         }
         if (strncmp(a, "--", 2) != 0 || i + 1 >= argc) {
@@ -240,24 +254,24 @@ int main(int argc, char **argv)
             return 2;
         }
         const char *v = argv[++i], *k = a + 2;
-        if (!strcmp(k, "deepspeed_config") || !strcmp(k, "deepspeed")) config_path = v;
-        else if (!strcmp(k, "model")) model = v;
-        else if (!strcmp(k, "data")) data = v;
-        else if (!strcmp(k, "steps")) steps = atol(v);
-        else if (!strcmp(k, "seed")) seed = strtoull(v, NULL, 10);
-        else if (!strcmp(k, "seq_len")) seq_len = atoi(v);
-        else if (!strcmp(k, "device")) device = v;
-        else if (!strcmp(k, "dist_backend")) dist_backend = v;
-        else if (!strcmp(k, "save_dir")) save_dir = v;
-        else if (!strcmp(k, "save_interval")) save_interval = atol(v);
-        else if (!strcmp(k, "load_dir")) load_dir = v;
-        else if (!strcmp(k, "comm_timeout")) comm_timeout = atof(v);
-        else if (!strcmp(k, "eval_every")) eval_every = atol(v);
-        else if (!strcmp(k, "eval_batches")) eval_batches = atol(v);
-        else if (!strcmp(k, "loss_csv")) loss_csv = v;
-        else if (!strcmp(k, "reference_curve")) ref_curve = v;
-        else if (!strcmp(k, "curve_rtol")) curve_rtol = atof(v);
-        else if (!strcmp(k, "curve_window")) curve_window = atol(v);
+        if (!strcmp(k, "deepspeed_config") || !strcmp(k, "deepspeed")) o->config_path = v;
+        else if (!strcmp(k, "model")) o->model = v;
+        else if (!strcmp(k, "data")) o->data = v;
+        else if (!strcmp(k, "steps")) o->steps = atol(v);
+        else if (!strcmp(k, "seed")) o->seed = strtoull(v, NULL, 10);
+        else if (!strcmp(k, "seq_len")) o->seq_len = atoi(v);
+        else if (!strcmp(k, "device")) o->device = v;
+        else if (!strcmp(k, "dist_backend")) o->dist_backend = v;
+        else if (!strcmp(k, "save_dir")) o->save_dir = v;
+        else if (!strcmp(k, "save_interval")) o->save_interval = atol(v);
+        else if (!strcmp(k, "load_dir")) o->load_dir = v;
+        else if (!strcmp(k, "comm_timeout")) o->comm_timeout = atof(v);
+        else if (!strcmp(k, "eval_every")) o->eval_every = atol(v);
+        else if (!strcmp(k, "eval_batches")) o->eval_batches = atol(v);
+        else if (!strcmp(k, "loss_csv")) o->loss_csv = v;
+        else if (!strcmp(k, "reference_curve")) o->ref_curve = v;
+        else if (!strcmp(k, "curve_rtol")) o->curve_rtol = atof(v);
+        else if (!strcmp(k, "curve_window")) o->curve_window = atol(v);
         else {
             int known = 0;
             for (int j = 0; k_hf_names[j]; j++)
@@ -268,318 +282,420 @@ int main(int argc, char **argv)
                 return 2;
             }
             size_t len = strlen(k) + strlen(v) + 2;
-            owned[n_sets] = malloc(len);
-            snprintf(owned[n_sets], len, "%s=%s", k, v);
-            sets[n_sets] = owned[n_sets];
-            n_sets++;
+            o->owned[o->n_sets] = malloc(len);
+            snprintf(o->owned[o->n_sets], len, "%s=%s", k, v);
+            o->sets[o->n_sets] = o->owned[o->n_sets];
+            o->n_sets++;
         }
     }
-    if (!data) {
+    if (!o->data) {
         fprintf(stderr, "dsrt-train: --data FILE is required (a text file or .bin tokens)\n");
         return 2;
     }
-    if (steps < 1) {
+    if (o->steps < 1) {
         fprintf(stderr, "dsrt-train: --steps must be >= 1\n");
         return 2;
     }
+    if (o->resume && !o->save_dir && !o->load_dir) {
+        fprintf(stderr, "dsrt-train: --resume needs --save_dir (or use --load_dir)\n");
+        return 2;
+    }
+    return -1;
+}
 
+/* ---------------------------------------------------------------- the run */
+
+typedef struct run {
     dsrt_lib lib;
+    const dsrt_api *api;
+    dsrt_dist_create_args dc;
+    dsrt_config *config;
+    dsrt_engine *e;
+    dsrt_engine_info_args info;
+    int rank, world, B, T, gas;
+    tokens tk;
+    size_t train_n, eval_off, window;
+    int tty;
+} run;
+
+/* libdsrt, the process group, the config, the engine and the data. */
+static int setup(run *r, const opts *o)
+{
     char err[4096];
-    if (dsrt_lib_open(&lib, NULL, err, sizeof err)) {
+    if (dsrt_lib_open(&r->lib, NULL, err, sizeof err)) {
         fprintf(stderr, "dsrt-train: %s\n", err);
         return 1;
     }
-    const dsrt_api *api = lib.api;
+    const dsrt_api *api = r->api = r->lib.api;
     if (api->struct_size < offsetof(dsrt_api, engine_info) + sizeof api->engine_info) {
         fprintf(stderr, "dsrt-train: %s is too old (ABI %u.%u): it has no training engine\n",
-                lib.path, api->abi_major, api->abi_minor);
+                r->lib.path, api->abi_major, api->abi_minor);
         return 1;
     }
     dsrt_log_set_args ls = {sizeof ls, on_log, NULL, DSRT_LOG_INFO};
     api->log_set(&ls);
 
     /* the process group first: the config's batch sizes depend on its size */
-    dsrt_dist_create_args dc = {.struct_size = sizeof dc, .backend = dist_backend,
-                                .timeout_s = comm_timeout, .world_size = 1};
-    if (api->abi_minor >= 2 && api->dist_create(&dc)) {
-        fprintf(stderr, "dsrt-train: %s\n", dsrt_lib_error(&lib));
+    r->dc = (dsrt_dist_create_args){.struct_size = sizeof r->dc, .backend = o->dist_backend,
+                                    .timeout_s = o->comm_timeout, .world_size = 1};
+    if (api->abi_minor >= 2 && api->dist_create(&r->dc)) {
+        fprintf(stderr, "dsrt-train: %s\n", dsrt_lib_error(&r->lib));
         return 1;
     }
-    int rank = dc.rank, world = dc.world_size;
-    if (rank != 0)
+    r->rank = r->dc.rank, r->world = r->dc.world_size;
+    if (r->rank != 0)
         log_level_min = 3; /* rank 0 speaks for the group; the others report errors */
-    dsrt_config_create_args cc = {.struct_size = sizeof cc, .path = config_path,
-                                  .world_size = world, .hf_values = sets, .hf_value_count = n_sets};
+    dsrt_config_create_args cc = {.struct_size = sizeof cc, .path = o->config_path,
+                                  .world_size = r->world, .hf_values = o->sets,
+                                  .hf_value_count = o->n_sets};
     if (api->config_create(&cc)) {
-        fprintf(stderr, "dsrt-train: %s\n", dsrt_lib_error(&lib));
+        fprintf(stderr, "dsrt-train: %s\n", dsrt_lib_error(&r->lib));
         return 1;
     }
-    dsrt_engine_create_args ec = {.struct_size = sizeof ec, .config = cc.config, .model = model,
-                                  .seq_len = seq_len, .seed = seed, .device = device,
-                                  .dist = dc.dist};
-    if (!seq_len) {
-        /* default T: 256, or the model's context when shorter */
+    r->config = cc.config;
+    dsrt_engine_create_args ec = {.struct_size = sizeof ec, .config = cc.config, .model = o->model,
+                                  .seq_len = o->seq_len, .seed = o->seed, .device = o->device,
+                                  .dist = r->dc.dist};
+    if (!o->seq_len) /* default T: 256, or the model's context when shorter */
         ec.seq_len = 256;
-    }
     dsrt_status st = api->engine_create(&ec);
-    if (st == DSRT_STATUS_INVALID_ARGUMENT && !seq_len) {
+    if (st == DSRT_STATUS_INVALID_ARGUMENT && !o->seq_len) {
         ec.seq_len = 0; /* the model's n_positions is below 256 */
         st = api->engine_create(&ec);
     }
     if (st) {
-        fprintf(stderr, "dsrt-train: %s\n", dsrt_lib_error(&lib));
+        fprintf(stderr, "dsrt-train: %s\n", dsrt_lib_error(&r->lib));
         return 1;
     }
-    dsrt_engine *e = ec.engine;
-    dsrt_engine_info_args info = {.struct_size = sizeof info, .engine = e};
-    api->engine_info(&info);
-    int B = info.micro_batch_size, T = info.seq_len, gas = info.gradient_accumulation_steps;
+    r->e = ec.engine;
+    r->info = (dsrt_engine_info_args){.struct_size = sizeof r->info, .engine = r->e};
+    api->engine_info(&r->info);
+    r->B = r->info.micro_batch_size, r->T = r->info.seq_len, r->gas = r->info.gradient_accumulation_steps;
 
-    tokens tk;
-    if (load_tokens(data, &tk, info.vocab_size))
+    if (load_tokens(o->data, &r->tk, r->info.vocab_size))
         return 1;
-    size_t train_n = tk.n, eval_off = 0;
-    if (eval_every > 0) {
-        eval_off = tk.n - tk.n / 10;
-        train_n = eval_off;
+    r->train_n = r->tk.n;
+    if (o->eval_every > 0) {
+        r->eval_off = r->tk.n - r->tk.n / 10;
+        r->train_n = r->eval_off;
     }
-    size_t window = (size_t)B * T;
-    if (train_n < window + 1) {
-        fprintf(stderr, "dsrt-train: %s: %zu training tokens, one micro-batch needs %zu\n", data,
-                train_n, window + 1);
+    r->window = (size_t)r->B * r->T;
+    if (r->train_n < r->window + 1) {
+        fprintf(stderr, "dsrt-train: %s: %zu training tokens, one micro-batch needs %zu\n", o->data,
+                r->train_n, r->window + 1);
         return 1;
     }
-    if (rank == 0)
+    if (r->rank == 0)
         fprintf(stderr,
                 "dsrt-train: %s, %lld parameters on %s; %s: %zu tokens (%zu for training); "
                 "micro batch %d x %d, gradient accumulation %d, %d rank%s (%s, ZeRO stage %d); "
                 "%ld steps\n",
-                model, (long long)info.num_parameters, info.device, data, tk.n, train_n, B, T,
-                gas, world, world == 1 ? "" : "s", dc.backend_used ? dc.backend_used : "local",
-                info.zero_stage, steps);
+                o->model, (long long)r->info.num_parameters, r->info.device, o->data, r->tk.n,
+                r->train_n, r->B, r->T, r->gas, r->world, r->world == 1 ? "" : "s",
+                r->dc.backend_used ? r->dc.backend_used : "local", r->info.zero_stage, o->steps);
+    r->tty = r->rank == 0 && isatty(2);
+    return 0;
+}
 
-    /* resume: the engine's state from the checkpoint; the data position
-     * follows from its global step (every step consumes gas x world
-     * micro-batches, whatever the world size) */
-    long start = 1;
-    const char *from = load_dir ? load_dir : resume ? save_dir : NULL;
-    if (resume && !save_dir && !load_dir) {
-        fprintf(stderr, "dsrt-train: --resume needs --save_dir (or use --load_dir)\n");
-        return 2;
+static void teardown(run *r)
+{
+    const dsrt_api *api = r->api;
+    if (api) {
+        dsrt_engine_destroy_args ed = {sizeof ed, r->e};
+        api->engine_destroy(&ed);
+        dsrt_config_destroy_args cd = {sizeof cd, r->config};
+        api->config_destroy(&cd);
+        dsrt_dist_destroy_args dd = {sizeof dd, r->dc.dist};
+        if (api->abi_minor >= 2)
+            api->dist_destroy(&dd);
+        dsrt_lib_close(&r->lib);
     }
+    free(r->tk.data);
+}
+
+/* --resume / --load_dir: the engine's state from the checkpoint; the data
+ * position follows from its global step (every step consumes gas x world
+ * micro-batches, whatever the world size). *start: the first step to run. */
+static int resume(run *r, const opts *o, long *start)
+{
+    *start = 1;
+    const char *from = o->load_dir ? o->load_dir : o->resume ? o->save_dir : NULL;
     if (from) {
         char lp[4200];
         snprintf(lp, sizeof lp, "%s/latest", from);
-        if (load_dir || access(lp, F_OK) == 0) {
-            dsrt_engine_load_args la = {.struct_size = sizeof la, .engine = e, .load_dir = from};
-            if (api->abi_minor < 3) {
-                fprintf(stderr, "dsrt-train: %s has no checkpoints (ABI %u.%u)\n", lib.path,
-                        api->abi_major, api->abi_minor);
+        if (o->load_dir || access(lp, F_OK) == 0) {
+            dsrt_engine_load_args la = {.struct_size = sizeof la, .engine = r->e, .load_dir = from};
+            if (r->api->abi_minor < 3) {
+                fprintf(stderr, "dsrt-train: %s has no checkpoints (ABI %u.%u)\n", r->lib.path,
+                        r->api->abi_major, r->api->abi_minor);
                 return 1;
             }
-            if (api->engine_load(&la)) {
-                fprintf(stderr, "dsrt-train: %s%s\n", world > 1 ? "rank error: " : "",
-                        dsrt_lib_error(&lib));
+            if (r->api->engine_load(&la)) {
+                fprintf(stderr, "dsrt-train: %s%s\n", r->world > 1 ? "rank error: " : "",
+                        dsrt_lib_error(&r->lib));
                 return 1;
             }
-            start = (long)la.global_steps + 1;
-            if (rank == 0)
-                fprintf(stderr, "dsrt-train: resumed from %s at step %ld\n", from, start);
-        } else if (rank == 0) {
+            *start = (long)la.global_steps + 1;
+            if (r->rank == 0)
+                fprintf(stderr, "dsrt-train: resumed from %s at step %ld\n", from, *start);
+        } else if (r->rank == 0) {
             fprintf(stderr, "dsrt-train: --resume: no checkpoint in %s yet, starting at step 1\n",
                     from);
         }
     }
-    if (start > steps && rank == 0)
+    if (*start > o->steps && r->rank == 0)
         fprintf(stderr, "dsrt-train: the checkpoint is at step %ld already (--steps %ld)\n",
-                start - 1, steps);
+                *start - 1, o->steps);
+    return 0;
+}
 
+/* ---------------------------------------------------------------- the reference curve */
+
+typedef struct deviation {
+    long step;
+    double got, want, rel;
+} deviation;
+
+typedef struct curve_check {
+    curve_row *ref;
+    size_t n_ref;
+    double *got, *want; /* (steps) */
+    char *have;
+    long n_event_bad;
+} curve_check;
+
+/* One step against the reference: skipped, loss scale and lr at once; the
+ * loss kept for curve_verdict. */
+static void curve_record(curve_check *cc, long step, const dsrt_step_report *r)
+{
+    for (size_t i = 0; i < cc->n_ref; i++) {
+        const curve_row *f = &cc->ref[i];
+        if (f->step != step)
+            continue;
+        if ((f->skipped >= 0 && f->skipped != r->skipped) ||
+            (!isnan(f->loss_scale) && f->loss_scale != r->loss_scale) ||
+            (!isnan(f->lr) && !(fabs(r->lr - f->lr) <= 1e-6 * fabs(f->lr)))) {
+            fprintf(stderr,
+                    "dsrt-train: step %ld: skipped %d, loss scale %g, lr %.9g; the reference "
+                    "has skipped %d, loss scale %g, lr %.9g\n",
+                    step, r->skipped, r->loss_scale, r->lr, f->skipped, f->loss_scale, f->lr);
+            cc->n_event_bad++;
+        }
+        cc->got[step - 1] = r->loss;
+        cc->want[step - 1] = f->loss;
+        cc->have[step - 1] = 1;
+        break;
+    }
+}
+
+/* The losses per step, or the means of consecutive windows of --curve_window
+ * steps, within --curve_rtol: 0, or 3 when the run left the curve. */
+static int curve_verdict(const curve_check *cc, const opts *o)
+{
+    deviation worst[5] = {{0}};
+    long w = o->curve_window > 0 ? o->curve_window : 1, compared = 0, n_bad = 0;
+    for (long s0 = 0; s0 + w <= o->steps; s0 += w) {
+        double g = 0, h = 0;
+        int complete = 1;
+        for (long k = s0; k < s0 + w; k++) {
+            complete &= cc->have[k];
+            g += cc->got[k];
+            h += cc->want[k];
+        }
+        if (!complete)
+            continue;
+        compared++;
+        g /= (double)w;
+        h /= (double)w;
+        double rel = fabs(g - h) / fmax(fabs(h), 1e-12);
+        if (rel <= o->curve_rtol)
+            continue;
+        n_bad++;
+        if (isnan(rel))
+            rel = INFINITY;
+        for (int k = 0; k < 5; k++) {
+            if (rel > worst[k].rel) {
+                memmove(&worst[k + 1], &worst[k], (size_t)(4 - k) * sizeof worst[0]);
+                worst[k] = (deviation){s0 + 1, g, h, rel};
+                break;
+            }
+        }
+    }
+    const char *unit = w > 1 ? "windows" : "steps";
+    if (n_bad || cc->n_event_bad || !compared) {
+        fprintf(stderr,
+                "dsrt-train: left the reference curve %s: %ld of %ld %s beyond rtol %g, %ld "
+                "steps differ in skipped/loss scale/lr%s\n",
+                o->ref_curve, n_bad, compared, unit, o->curve_rtol, cc->n_event_bad,
+                compared ? "" : " (no step compared)");
+        for (int k = 0; k < 5 && worst[k].step; k++)
+            fprintf(stderr, "  %s %ld%s: loss %.9g, reference %.9g, relative diff %.3g\n",
+                    w > 1 ? "window from step" : "step", worst[k].step, "", worst[k].got,
+                    worst[k].want, worst[k].rel);
+        return 3;
+    }
+    fprintf(stderr,
+            "dsrt-train: all %ld %s within rtol %g of %s; skipped steps and loss scales "
+            "identical, lr within 1e-6\n",
+            compared, unit, o->curve_rtol, o->ref_curve);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- the loop */
+
+/* The held-out loss on rank 0: 0, or 1 on an error. */
+static int evaluate(run *r, const opts *o, long step)
+{
+    size_t nb = (size_t)o->eval_batches, need = nb * r->T;
+    size_t avail = r->tk.n - r->eval_off - 1;
+    if (need > avail)
+        nb = avail / r->T, need = nb * r->T;
+    if (nb == 0)
+        return 0;
+    int32_t *ei = malloc(need * sizeof(int32_t)), *et = malloc(need * sizeof(int32_t));
+    for (size_t i = 0; i < need; i++) {
+        ei[i] = r->tk.data[r->eval_off + i];
+        et[i] = r->tk.data[r->eval_off + i + 1];
+    }
+    dsrt_engine_evaluate_args ev = {.struct_size = sizeof ev, .engine = r->e, .tokens = ei,
+                                    .targets = et, .batch = (int32_t)nb};
+    int rc = 0;
+    if (r->api->engine_evaluate(&ev)) {
+        fprintf(stderr, "dsrt-train: eval: %s\n", dsrt_lib_error(&r->lib));
+        rc = 1;
+    } else {
+        fprintf(stderr, "%sstep %ld: eval loss %.4f (%zu held-out sequences)\n",
+                r->tty ? "\r\033[K" : "", step, ev.loss, nb);
+    }
+    free(ei), free(et);
+    return rc;
+}
+
+/* A checkpoint after `step`, with the data position as client state. */
+static int save(run *r, const opts *o, long step)
+{
+    char cs[160];
+    snprintf(cs, sizeof cs, "{\"next_step\": %ld, \"global_micro_batches\": %ld}", step + 1,
+             step * (long)r->gas * r->world);
+    dsrt_engine_save_args sa = {.struct_size = sizeof sa, .engine = r->e, .save_dir = o->save_dir,
+                                .client_state = cs};
+    if (r->api->abi_minor < 3 || r->api->engine_save(&sa)) {
+        fprintf(stderr, "%sdsrt-train: step %ld: %s\n", r->tty ? "\r\033[K" : "", step,
+                r->api->abi_minor < 3 ? "this libdsrt has no checkpoints" : dsrt_lib_error(&r->lib));
+        return 1;
+    }
+    return 0;
+}
+
+static void progress(const run *r, const opts *o, long step, long start, double t0,
+                     const dsrt_step_report *rep)
+{
+    if (r->tty) {
+        double el = now_s() - t0, eta = el / (double)(step - start + 1) * (double)(o->steps - step);
+        fprintf(stderr, "\r\033[Kstep %ld/%ld  loss %.4f  lr %.3g  scale %g  %.0f tok/s  ETA %.0fs",
+                step, o->steps, rep->loss, rep->lr, rep->loss_scale, rep->tokens_per_s, eta);
+        if (step == o->steps)
+            fputc('\n', stderr);
+    } else if (r->rank == 0 && (step == 1 || step % 10 == 0 || step == o->steps)) {
+        fprintf(stderr, "step %ld/%ld loss %.4f lr %.4g scale %g grad_norm %.4g%s %.0f tok/s\n",
+                step, o->steps, rep->loss, rep->lr, rep->loss_scale, rep->grad_norm,
+                rep->skipped ? " (skipped)" : "", rep->tokens_per_s);
+    }
+}
+
+/* Steps start..steps: batches, the step, the CSV row, the reference,
+ * evaluation, checkpoints, progress. 0, or 1 on an error. */
+static int train_loop(run *r, const opts *o, long start, FILE *csv, curve_check *cc)
+{
+    size_t window = r->window;
+    int gas = r->gas;
     int32_t *inp = malloc((size_t)gas * window * sizeof(int32_t));
     int32_t *tgt = malloc((size_t)gas * window * sizeof(int32_t));
+    /* rank r's k-th micro-batch is global micro-batch (k / gas) * gas * N +
+     * (k % gas) * N + r: an optimizer step sees the same samples on N ranks
+     * as on one rank with gas * N micro-batches (DistributedSampler's
+     * interleaving); the text is cut into consecutive windows, wrapping */
+    size_t n_windows = (r->train_n - 1) / window;
+    long micro = (start - 1) * gas;
+    double t0 = now_s();
+    int rc = 0;
+    for (long step = start; step <= o->steps; step++) {
+        for (int g = 0; g < gas; g++, micro++) {
+            long c = (micro / gas) * gas * r->world + (micro % gas) * r->world + r->rank;
+            size_t cursor = (size_t)(c % (long)n_windows) * window;
+            for (size_t i = 0; i < window; i++) {
+                inp[g * window + i] = r->tk.data[cursor + i];
+                tgt[g * window + i] = r->tk.data[cursor + i + 1];
+            }
+        }
+        dsrt_engine_train_args tr = {.struct_size = sizeof tr, .engine = r->e, .tokens = inp,
+                                     .targets = tgt, .micro_batches = gas};
+        if (r->api->engine_train(&tr)) {
+            if (r->world > 1)
+                fprintf(stderr, "dsrt-train: rank %d: step %ld: %s\n", r->rank, step,
+                        dsrt_lib_error(&r->lib));
+            else
+                fprintf(stderr, "dsrt-train: step %ld: %s\n", step, dsrt_lib_error(&r->lib));
+            rc = 1;
+            break;
+        }
+        const dsrt_step_report *rep = &tr.report;
+        if (csv)
+            fprintf(csv, "%ld,%.17g,%.9g,%.9g,%.9g,%d,%.1f\n", step, rep->loss, rep->lr,
+                    rep->loss_scale, rep->grad_norm, rep->skipped, rep->tokens_per_s);
+        curve_record(cc, step, rep);
+        if (o->eval_every > 0 && step % o->eval_every == 0 && r->rank == 0 && evaluate(r, o, step))
+            rc = 1;
+        if (o->save_dir && ((o->save_interval > 0 && step % o->save_interval == 0) || step == o->steps) &&
+            save(r, o, step)) {
+            rc = 1;
+            break;
+        }
+        progress(r, o, step, start, t0, rep);
+    }
+    free(inp), free(tgt);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    opts o;
+    int rc = parse_args(argc, argv, &o);
+    if (rc >= 0) {
+        opts_free(&o);
+        return rc;
+    }
+    /* a failure before the loop ends the process at once, as a rank of a
+     * group must: the launcher (mpirun, torchrun) then ends the others */
+    run r = {0};
+    long start = 1;
+    if ((rc = setup(&r, &o)) || (rc = resume(&r, &o, &start)))
+        return rc;
     FILE *csv = NULL;
-    if (loss_csv && rank == 0) {
+    if (o.loss_csv && r.rank == 0) {
         /* a resumed run appends to the file of the run it continues */
-        int append = start > 1 && access(loss_csv, F_OK) == 0;
-        csv = fopen(loss_csv, append ? "a" : "w");
+        int append = start > 1 && access(o.loss_csv, F_OK) == 0;
+        csv = fopen(o.loss_csv, append ? "a" : "w");
         if (!csv) {
-            fprintf(stderr, "dsrt-train: --loss_csv %s: %s\n", loss_csv, strerror(errno));
+            fprintf(stderr, "dsrt-train: --loss_csv %s: %s\n", o.loss_csv, strerror(errno));
             return 1;
         }
         if (!append)
             fprintf(csv, "step,loss,lr,loss_scale,grad_norm,skipped,tokens_per_s\n");
     }
-    curve_row *ref = NULL;
-    size_t n_ref = 0;
-    if (ref_curve && rank == 0 && load_curve(ref_curve, &ref, &n_ref))
+    curve_check cc = {0};
+    if (o.ref_curve && r.rank == 0 && load_curve(o.ref_curve, &cc.ref, &cc.n_ref))
         return 1;
-    typedef struct { long step; double got, want, rel; } dev;
-    dev worst[5] = {{0}};
-    long n_bad = 0, n_event_bad = 0;
-    double *got_loss = calloc((size_t)steps, sizeof(double));
-    double *want_loss = calloc((size_t)steps, sizeof(double));
-    char *have_ref = calloc((size_t)steps, 1);
-
-    int tty = rank == 0 && isatty(2);
-    /* rank r's k-th micro-batch is global micro-batch (k / gas) * gas * N +
-     * (k % gas) * N + r: an optimizer step sees the same samples on N ranks
-     * as on one rank with gas * N micro-batches (DistributedSampler's
-     * interleaving); the text is cut into consecutive windows, wrapping */
-    size_t n_windows = (train_n - 1) / window;
-    long micro = (start - 1) * gas;
-    double t0 = now_s();
-    int rc = 0;
-    for (long step = start; step <= steps; step++) {
-        for (int g = 0; g < gas; g++, micro++) {
-            long c = (micro / gas) * gas * world + (micro % gas) * world + rank;
-            size_t cursor = (size_t)(c % (long)n_windows) * window;
-            for (size_t i = 0; i < window; i++) {
-                inp[g * window + i] = tk.data[cursor + i];
-                tgt[g * window + i] = tk.data[cursor + i + 1];
-            }
-        }
-        dsrt_engine_train_args tr = {.struct_size = sizeof tr, .engine = e, .tokens = inp,
-                                     .targets = tgt, .micro_batches = gas};
-        if (api->engine_train(&tr)) {
-            if (world > 1)
-                fprintf(stderr, "dsrt-train: rank %d: step %ld: %s\n", rank, step,
-                        dsrt_lib_error(&lib));
-            else
-                fprintf(stderr, "dsrt-train: step %ld: %s\n", step, dsrt_lib_error(&lib));
-            rc = 1;
-            break;
-        }
-        const dsrt_step_report *r = &tr.report;
-        if (csv)
-            fprintf(csv, "%ld,%.17g,%.9g,%.9g,%.9g,%d,%.1f\n", step, r->loss, r->lr, r->loss_scale,
-                    r->grad_norm, r->skipped, r->tokens_per_s);
-        for (size_t i = 0; i < n_ref; i++) {
-            if (ref[i].step != step)
-                continue;
-            if ((ref[i].skipped >= 0 && ref[i].skipped != r->skipped) ||
-                (!isnan(ref[i].loss_scale) && ref[i].loss_scale != r->loss_scale) ||
-                (!isnan(ref[i].lr) && !(fabs(r->lr - ref[i].lr) <= 1e-6 * fabs(ref[i].lr)))) {
-                fprintf(stderr,
-                        "dsrt-train: step %ld: skipped %d, loss scale %g, lr %.9g; the reference "
-                        "has skipped %d, loss scale %g, lr %.9g\n",
-                        step, r->skipped, r->loss_scale, r->lr, ref[i].skipped,
-                        ref[i].loss_scale, ref[i].lr);
-                n_event_bad++;
-            }
-            got_loss[step - 1] = r->loss;
-            want_loss[step - 1] = ref[i].loss;
-            have_ref[step - 1] = 1;
-            break;
-        }
-        if (eval_every > 0 && step % eval_every == 0 && rank == 0) {
-            size_t nb = (size_t)eval_batches, need = nb * T;
-            size_t avail = tk.n - eval_off - 1;
-            if (need > avail)
-                nb = avail / T, need = nb * T;
-            if (nb > 0) {
-                int32_t *ei = malloc(need * sizeof(int32_t)), *et = malloc(need * sizeof(int32_t));
-                for (size_t i = 0; i < need; i++) {
-                    ei[i] = tk.data[eval_off + i];
-                    et[i] = tk.data[eval_off + i + 1];
-                }
-                dsrt_engine_evaluate_args ev = {.struct_size = sizeof ev, .engine = e,
-                                                .tokens = ei, .targets = et, .batch = (int32_t)nb};
-                if (api->engine_evaluate(&ev)) {
-                    fprintf(stderr, "dsrt-train: eval: %s\n", dsrt_lib_error(&lib));
-                    rc = 1;
-                } else {
-                    fprintf(stderr, "%sstep %ld: eval loss %.4f (%zu held-out sequences)\n",
-                            tty ? "\r\033[K" : "", step, ev.loss, nb);
-                }
-                free(ei), free(et);
-            }
-        }
-        if (save_dir && ((save_interval > 0 && step % save_interval == 0) || step == steps)) {
-            char cs[160];
-            snprintf(cs, sizeof cs, "{\"next_step\": %ld, \"global_micro_batches\": %ld}",
-                     step + 1, step * (long)gas * world);
-            dsrt_engine_save_args sa = {.struct_size = sizeof sa, .engine = e,
-                                        .save_dir = save_dir, .client_state = cs};
-            if (api->abi_minor < 3 || api->engine_save(&sa)) {
-                fprintf(stderr, "%sdsrt-train: step %ld: %s\n", tty ? "\r\033[K" : "", step,
-                        api->abi_minor < 3 ? "this libdsrt has no checkpoints" : dsrt_lib_error(&lib));
-                rc = 1;
-                break;
-            }
-        }
-        if (tty) {
-            double el = now_s() - t0, eta = el / (double)(step - start + 1) * (double)(steps - step);
-            fprintf(stderr, "\r\033[Kstep %ld/%ld  loss %.4f  lr %.3g  scale %g  %.0f tok/s  ETA %.0fs",
-                    step, steps, r->loss, r->lr, r->loss_scale, r->tokens_per_s, eta);
-            if (step == steps)
-                fputc('\n', stderr);
-        } else if (rank == 0 && (step == 1 || step % 10 == 0 || step == steps)) {
-            fprintf(stderr, "step %ld/%ld loss %.4f lr %.4g scale %g grad_norm %.4g%s %.0f tok/s\n",
-                    step, steps, r->loss, r->lr, r->loss_scale, r->grad_norm,
-                    r->skipped ? " (skipped)" : "", r->tokens_per_s);
-        }
-    }
+    cc.got = calloc((size_t)o.steps, sizeof(double));
+    cc.want = calloc((size_t)o.steps, sizeof(double));
+    cc.have = calloc((size_t)o.steps, 1);
+    rc = train_loop(&r, &o, start, csv, &cc);
     if (csv)
         fclose(csv);
-    if (ref_curve && rc == 0 && rank == 0) {
-        /* per step, or the means of consecutive windows of --curve_window steps */
-        long w = curve_window > 0 ? curve_window : 1, compared = 0;
-        for (long s0 = 0; s0 + w <= steps; s0 += w) {
-            double g = 0, h = 0;
-            int complete = 1;
-            for (long k = s0; k < s0 + w; k++) {
-                complete &= have_ref[k];
-                g += got_loss[k];
-                h += want_loss[k];
-            }
-            if (!complete)
-                continue;
-            compared++;
-            g /= (double)w;
-            h /= (double)w;
-            double rel = fabs(g - h) / fmax(fabs(h), 1e-12);
-            if (rel <= curve_rtol)
-                continue;
-            n_bad++;
-            if (isnan(rel))
-                rel = INFINITY;
-            for (int k = 0; k < 5; k++) {
-                if (rel > worst[k].rel) {
-                    memmove(&worst[k + 1], &worst[k], (size_t)(4 - k) * sizeof worst[0]);
-                    worst[k] = (dev){s0 + 1, g, h, rel};
-                    break;
-                }
-            }
-        }
-        const char *unit = w > 1 ? "windows" : "steps";
-        if (n_bad || n_event_bad || !compared) {
-            fprintf(stderr,
-                    "dsrt-train: left the reference curve %s: %ld of %ld %s beyond rtol %g, %ld "
-                    "steps differ in skipped/loss scale/lr%s\n",
-                    ref_curve, n_bad, compared, unit, curve_rtol, n_event_bad,
-                    compared ? "" : " (no step compared)");
-            for (int k = 0; k < 5 && worst[k].step; k++)
-                fprintf(stderr, "  %s %ld%s: loss %.9g, reference %.9g, relative diff %.3g\n",
-                        w > 1 ? "window from step" : "step", worst[k].step, "", worst[k].got,
-                        worst[k].want, worst[k].rel);
-            rc = 3;
-        } else {
-            fprintf(stderr,
-                    "dsrt-train: all %ld %s within rtol %g of %s; skipped steps and loss scales "
-                    "identical, lr within 1e-6\n",
-                    compared, unit, curve_rtol, ref_curve);
-        }
-    }
-    dsrt_engine_destroy_args ed = {sizeof ed, e};
-    api->engine_destroy(&ed);
-    dsrt_config_destroy_args cd = {sizeof cd, cc.config};
-    api->config_destroy(&cd);
-    dsrt_dist_destroy_args dd = {sizeof dd, dc.dist};
-    if (api->abi_minor >= 2)
-        api->dist_destroy(&dd);
-    dsrt_lib_close(&lib);
-    for (size_t i = 0; i < n_sets; i++)
-        free(owned[i]);
-    free(owned), free(sets), free(inp), free(tgt), free(tk.data), free(ref);
-    free(got_loss), free(want_loss), free(have_ref);
+    if (!rc && o.ref_curve && r.rank == 0)
+        rc = curve_verdict(&cc, &o);
+    teardown(&r);
+    opts_free(&o);
+    free(cc.ref), free(cc.got), free(cc.want), free(cc.have);
     return rc;
 }

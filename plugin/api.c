@@ -19,27 +19,35 @@
             return st_;                                                                                         \
     } while (0)
 
-#define dsrt_version_args_MIN_SIZE_ DSRT_VERSION_ARGS_MIN_SIZE
-#define dsrt_last_error_args_MIN_SIZE_ DSRT_LAST_ERROR_ARGS_MIN_SIZE
-#define dsrt_log_set_args_MIN_SIZE_ DSRT_LOG_SET_ARGS_MIN_SIZE
-#define dsrt_config_create_args_MIN_SIZE_ DSRT_CONFIG_CREATE_ARGS_MIN_SIZE
-#define dsrt_config_destroy_args_MIN_SIZE_ DSRT_CONFIG_DESTROY_ARGS_MIN_SIZE
-#define dsrt_config_to_json_args_MIN_SIZE_ DSRT_CONFIG_TO_JSON_ARGS_MIN_SIZE
-#define dsrt_config_diagnostic_args_MIN_SIZE_ DSRT_CONFIG_DIAGNOSTIC_ARGS_MIN_SIZE
-#define dsrt_config_summary_args_MIN_SIZE_ DSRT_CONFIG_SUMMARY_ARGS_MIN_SIZE
-#define dsrt_engine_create_args_MIN_SIZE_ DSRT_ENGINE_CREATE_ARGS_MIN_SIZE
-#define dsrt_engine_destroy_args_MIN_SIZE_ DSRT_ENGINE_DESTROY_ARGS_MIN_SIZE
-#define dsrt_engine_train_args_MIN_SIZE_ DSRT_ENGINE_TRAIN_ARGS_MIN_SIZE
-#define dsrt_engine_evaluate_args_MIN_SIZE_ DSRT_ENGINE_EVALUATE_ARGS_MIN_SIZE
-#define dsrt_engine_info_args_MIN_SIZE_ DSRT_ENGINE_INFO_ARGS_MIN_SIZE
-#define dsrt_dist_create_args_MIN_SIZE_ DSRT_DIST_CREATE_ARGS_MIN_SIZE
-#define dsrt_dist_destroy_args_MIN_SIZE_ DSRT_DIST_DESTROY_ARGS_MIN_SIZE
-#define dsrt_engine_param_args_MIN_SIZE_ DSRT_ENGINE_PARAM_ARGS_MIN_SIZE
-#define dsrt_engine_micro_begin_args_MIN_SIZE_ DSRT_ENGINE_MICRO_BEGIN_ARGS_MIN_SIZE
-#define dsrt_engine_grad_ready_args_MIN_SIZE_ DSRT_ENGINE_GRAD_READY_ARGS_MIN_SIZE
-#define dsrt_engine_step_args_MIN_SIZE_ DSRT_ENGINE_STEP_ARGS_MIN_SIZE
-#define dsrt_engine_save_args_MIN_SIZE_ DSRT_ENGINE_SAVE_ARGS_MIN_SIZE
-#define dsrt_engine_load_args_MIN_SIZE_ DSRT_ENGINE_LOAD_ARGS_MIN_SIZE
+/* Every call of the table, in table order: its name and its args struct's
+ * minimum size (the 1.x struct it first shipped with). */
+#define DSRT_API_CALLS(X) \
+    X(version, DSRT_VERSION_ARGS_MIN_SIZE) \
+    X(last_error, DSRT_LAST_ERROR_ARGS_MIN_SIZE) \
+    X(log_set, DSRT_LOG_SET_ARGS_MIN_SIZE) \
+    X(config_create, DSRT_CONFIG_CREATE_ARGS_MIN_SIZE) \
+    X(config_destroy, DSRT_CONFIG_DESTROY_ARGS_MIN_SIZE) \
+    X(config_to_json, DSRT_CONFIG_TO_JSON_ARGS_MIN_SIZE) \
+    X(config_diagnostic, DSRT_CONFIG_DIAGNOSTIC_ARGS_MIN_SIZE) \
+    X(config_summary, DSRT_CONFIG_SUMMARY_ARGS_MIN_SIZE) \
+    X(engine_create, DSRT_ENGINE_CREATE_ARGS_MIN_SIZE) \
+    X(engine_destroy, DSRT_ENGINE_DESTROY_ARGS_MIN_SIZE) \
+    X(engine_train, DSRT_ENGINE_TRAIN_ARGS_MIN_SIZE) \
+    X(engine_evaluate, DSRT_ENGINE_EVALUATE_ARGS_MIN_SIZE) \
+    X(engine_info, DSRT_ENGINE_INFO_ARGS_MIN_SIZE) \
+    X(dist_create, DSRT_DIST_CREATE_ARGS_MIN_SIZE) \
+    X(dist_destroy, DSRT_DIST_DESTROY_ARGS_MIN_SIZE) \
+    X(engine_param, DSRT_ENGINE_PARAM_ARGS_MIN_SIZE) \
+    X(engine_micro_begin, DSRT_ENGINE_MICRO_BEGIN_ARGS_MIN_SIZE) \
+    X(engine_grad_ready, DSRT_ENGINE_GRAD_READY_ARGS_MIN_SIZE) \
+    X(engine_step, DSRT_ENGINE_STEP_ARGS_MIN_SIZE) \
+    X(engine_save, DSRT_ENGINE_SAVE_ARGS_MIN_SIZE) \
+    X(engine_load, DSRT_ENGINE_LOAD_ARGS_MIN_SIZE)
+
+/* the minimum size ARGS_IN checks, per args type */
+#define MIN_SIZE_OF(name, min) enum { dsrt_##name##_args_MIN_SIZE_ = (int)(min) };
+DSRT_API_CALLS(MIN_SIZE_OF)
+#undef MIN_SIZE_OF
 
 static dsrt_status api_version(dsrt_version_args *args)
 {
@@ -281,27 +289,9 @@ static const dsrt_api api_table = {
     .struct_size = sizeof(dsrt_api),
     .abi_major = DSRT_ABI_MAJOR,
     .abi_minor = DSRT_ABI_MINOR,
-    .version = api_version,
-    .last_error = api_last_error,
-    .log_set = api_log_set,
-    .config_create = api_config_create,
-    .config_destroy = api_config_destroy,
-    .config_to_json = api_config_to_json,
-    .config_diagnostic = api_config_diagnostic,
-    .config_summary = api_config_summary,
-    .engine_create = api_engine_create,
-    .engine_destroy = api_engine_destroy,
-    .engine_train = api_engine_train,
-    .engine_evaluate = api_engine_evaluate,
-    .engine_info = api_engine_info,
-    .dist_create = api_dist_create,
-    .dist_destroy = api_dist_destroy,
-    .engine_param = api_engine_param,
-    .engine_micro_begin = api_engine_micro_begin,
-    .engine_grad_ready = api_engine_grad_ready,
-    .engine_step = api_engine_step,
-    .engine_save = api_engine_save,
-    .engine_load = api_engine_load,
+#define TABLE_ENTRY(name, min) .name = api_##name,
+    DSRT_API_CALLS(TABLE_ENTRY)
+#undef TABLE_ENTRY
 };
 
 const dsrt_api *dsrt_api_table(void);
