@@ -8,28 +8,58 @@
  * Exit 0 when accepted, 2 when rejected (the one-line error on stderr),
  * 1 when the library cannot be loaded. */
 #include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "loader.h"
+#include "options.h"
 
-static void usage(FILE *f)
+typedef struct cli {
+    const char *file;
+    int64_t world;
+    int compact, quiet, show_version;
+    opt_list sets;
+} cli;
+
+#define O(f) offsetof(cli, f)
+static const opt_spec k_options[] = {
+    {"world-size", 0, OPT_INT, O(world), 1, 1 << 24, 0, 0, "N", "data-parallel ranks used to resolve the batch sizes (default 1)"},
+    {"set", 0, OPT_LIST, O(sets), 0, 0, 0, 0, "NAME=VALUE",
+     "a Hugging Face TrainingArguments value that fills \"auto\": per_device_train_batch_size,\n"
+     "                          gradient_accumulation_steps, learning_rate, adam_beta1, adam_beta2, adam_epsilon,\n"
+     "                          weight_decay, max_grad_norm, warmup_steps, warmup_ratio, max_steps, fp16, bf16,\n"
+     "                          hidden_size"},
+    {"compact", 0, OPT_FLAG, O(compact), 0, 0, 0, 0, NULL, "print the JSON on one line"},
+    {"quiet", 'q', OPT_FLAG, O(quiet), 0, 0, 0, 0, NULL, "do not print warnings and \"auto\" fills"},
+    {"version", 0, OPT_FLAG, O(show_version), 0, 0, 0, 0, NULL, "the library's version, build and CUDA devices"},
+};
+#undef O
+
+static int take_file(void *target, const char *arg)
 {
-    fprintf(f,
-            "usage: dsrt-config [--world-size N] [--set NAME=VALUE]... [--compact] [--quiet] FILE|-\n"
-            "       dsrt-config --version\n"
-            "\n"
-            "Reads a DeepSpeed ds_config (JSON or hjson) and prints it resolved as DeepSpeed 0.19 would run it.\n"
-            "  --world-size N    data-parallel ranks used to resolve the batch sizes (default 1)\n"
-            "  --set NAME=VALUE  a Hugging Face TrainingArguments value that fills \"auto\":\n"
-            "                    per_device_train_batch_size, gradient_accumulation_steps, learning_rate,\n"
-            "                    adam_beta1, adam_beta2, adam_epsilon, weight_decay, max_grad_norm,\n"
-            "                    warmup_steps, warmup_ratio, max_steps, fp16, bf16, hidden_size\n"
-            "  --compact         print the JSON on one line\n"
-            "  --quiet           do not print warnings and \"auto\" fills\n"
-            "Exit status: 0 accepted, 2 rejected, 1 usage or library error.\n");
+    cli *c = target;
+    if (c->file) {
+        fprintf(stderr, "dsrt-config: one config file at a time (got %s and %s)\n", c->file, arg);
+        return -1;
+    }
+    c->file = arg;
+    return 0;
 }
+
+static const opt_parser k_parser = {
+    .prog = "dsrt-config",
+    .synopsis = "dsrt-config [--world-size N] [--set NAME=VALUE]... [--compact] [--quiet] FILE|-\n"
+                "       dsrt-config --version\n\n"
+                "Reads a DeepSpeed ds_config (JSON or hjson) and prints it resolved as DeepSpeed 0.19 would run it.",
+    .specs = k_options,
+    .n_specs = sizeof k_options / sizeof k_options[0],
+    .positional = take_file,
+    .epilog = "Every option also takes the --name=VALUE form.\n"
+              "Exit status: 0 accepted, 2 rejected, 1 usage or library error.\n",
+};
 
 static void log_to_stderr(void *user, dsrt_log_level level, const char *msg)
 {
@@ -60,56 +90,28 @@ static char *read_stdin(size_t *len)
 
 int main(int argc, char **argv)
 {
-    const char *file = NULL;
-    long world = 1;
-    int compact = 0, quiet = 0, show_version = 0;
-    const char **sets = calloc((size_t)argc, sizeof *sets);
-    size_t n_sets = 0;
-    if (!sets)
+    cli c = {.world = 1};
+    c.sets.items = calloc((size_t)argc, sizeof *c.sets.items);
+    if (!c.sets.items)
         return 1;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            free(sets);
-            return 0;
-        } else if (!strcmp(a, "--version")) {
-            show_version = 1;
-        } else if (!strcmp(a, "--compact")) {
-            compact = 1;
-        } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
-            quiet = 1;
-        } else if (!strcmp(a, "--world-size") || !strncmp(a, "--world-size=", 13)) {
-            const char *v = a[12] == '=' ? a + 13 : (i + 1 < argc ? argv[++i] : NULL);
-            char *end;
-            errno = 0;
-            world = v ? strtol(v, &end, 10) : 0;
-            if (!v || *end || errno || world < 1 || world > 1 << 24) {
-                fprintf(stderr, "dsrt-config: --world-size needs a positive integer\n");
-                free(sets);
-                return 1;
-            }
-        } else if (!strcmp(a, "--set") || !strncmp(a, "--set=", 6)) {
-            const char *v = a[5] == '=' ? a + 6 : (i + 1 < argc ? argv[++i] : NULL);
-            if (!v || !strchr(v, '=')) {
-                fprintf(stderr, "dsrt-config: --set needs NAME=VALUE\n");
-                free(sets);
-                return 1;
-            }
-            sets[n_sets++] = v;
-        } else if (a[0] == '-' && a[1] != '\0') {
-            fprintf(stderr, "dsrt-config: unknown option %s\n", a);
-            usage(stderr);
-            free(sets);
-            return 1;
-        } else if (file) {
-            fprintf(stderr, "dsrt-config: one config file at a time (got %s and %s)\n", file, a);
-            free(sets);
-            return 1;
-        } else {
-            file = a;
-        }
+    opt_parser p = k_parser;
+    p.target = &c;
+    int prc = opt_parse(&p, argc, argv);
+    if (prc) {
+        free(c.sets.items);
+        return prc > 0 ? 0 : 1;
     }
+    for (size_t i = 0; i < c.sets.n; i++)
+        if (!strchr(c.sets.items[i], '=')) {
+            fprintf(stderr, "dsrt-config: --set %s: needs NAME=VALUE\n", c.sets.items[i]);
+            free(c.sets.items);
+            return 1;
+        }
+    const char *file = c.file;
+    long world = (long)c.world;
+    int compact = c.compact, quiet = c.quiet, show_version = c.show_version;
+    const char **sets = c.sets.items;
+    size_t n_sets = c.sets.n;
 
     dsrt_lib lib;
     char err[2048];
@@ -129,7 +131,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (!file) {
-        usage(stderr);
+        opt_usage(&k_parser, stderr);
         dsrt_lib_close(&lib);
         free(sets);
         return 1;

@@ -17,6 +17,7 @@
  * the next window would pass the end. With --eval_every, the last 10% of the
  * file is held out for evaluation. */
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -27,44 +28,12 @@
 #include <unistd.h>
 
 #include "loader.h"
+#include "options.h"
 
 static const char *const k_hf_names[] = {
     "per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate", "adam_beta1",
     "adam_beta2", "adam_epsilon", "weight_decay", "max_grad_norm", "warmup_steps", "warmup_ratio",
     "max_steps", "fp16", "bf16", "hidden_size", NULL};
-
-static void usage(FILE *f)
-{
-    fprintf(f,
-            "usage: dsrt-train [options]\n"
-            "  --deepspeed_config FILE  DeepSpeed config (default configs/ds_config.json)\n"
-            "  --model M               GPT-2 preset (gpt2-tiny, gpt2, gpt2-medium) or config.json\n"
-            "                          (default gpt2-tiny)\n"
-            "  --data FILE             text (byte tokens) or .bin tokens (llm.c shard / raw uint16)\n"
-            "  --steps N               optimizer steps (default 100)\n"
-            "  --seed S                initial weights (default 1234)\n"
-            "  --seq_len T             tokens per sequence (default min(256, n_positions))\n"
-            "  --device D              cpu (default), cuda, cuda:N\n"
-            "  --dist_backend B        auto (default: MPI under mpirun, TCP when RANK/WORLD_SIZE/\n"
-            "                          MASTER_ADDR/MASTER_PORT are set, else one rank), local,\n"
-            "                          mpi, tcp\n"
-            "  --comm_timeout S        seconds a collective may wait for a peer (default 1800)\n"
-            "  --save_dir D            save a checkpoint (HDF5) every --save_interval steps and at the end\n"
-            "  --save_interval K       steps between checkpoints (default: only at the end)\n"
-            "  --resume                continue from the latest checkpoint in --save_dir, if any\n"
-            "  --load_dir D            continue from the latest checkpoint in D (an error if none)\n"
-            "  --eval_every K          evaluate on the held-out last 10%% every K steps\n"
-            "  --eval_batches N        sequences per evaluation (default 16)\n"
-            "  --loss_csv FILE         one row per optimizer step\n"
-            "  --reference_curve FILE  a loss CSV to stay within --curve_rtol of (exit 3 if not)\n"
-            "  --curve_rtol X          relative tolerance per step (default 1e-4)\n"
-            "  --curve_window N        compare means over windows of N steps instead\n"
-            "  --per_device_train_batch_size, --gradient_accumulation_steps, --learning_rate,\n"
-            "  --adam_beta1, --adam_beta2, --adam_epsilon, --weight_decay, --max_grad_norm,\n"
-            "  --warmup_steps, --warmup_ratio, --max_steps, --fp16, --bf16 VALUE\n"
-            "                          Hugging Face TrainingArguments values that fill \"auto\"\n"
-            "Exit status: 0 done, 1 error, 2 usage, 3 left the reference curve.\n");
-}
 
 static int log_level_min = 1;
 static void on_log(void *user, dsrt_log_level level, const char *msg)
@@ -215,13 +184,68 @@ typedef struct opts {
     const char *config_path, *model, *data, *device, *loss_csv, *ref_curve, *dist_backend;
     const char *save_dir, *load_dir;
     double comm_timeout, curve_rtol;
-    long save_interval, steps, eval_every, eval_batches, curve_window;
-    int resume, seq_len;
-    unsigned long long seed;
+    int64_t save_interval, steps, eval_every, eval_batches, curve_window, seq_len;
+    int resume;
+    uint64_t seed;
     const char **sets; /* "name=value" TrainingArguments values for "auto" */
     char **owned;
     size_t n_sets;
 } opts;
+
+#define O(f) offsetof(opts, f)
+#define INT_OPT(name, f, lo, hi, meta, help) {name, 0, OPT_INT, O(f), lo, hi, 0, 0, meta, help}
+#define STR_OPT(name, f, meta, help) {name, 0, OPT_STR, O(f), 0, 0, 0, 0, meta, help}
+#define FLOAT_OPT(name, f, lo, hi, meta, help) {name, 0, OPT_FLOAT, O(f), 0, 0, lo, hi, meta, help}
+static const opt_spec k_options[] = {
+    STR_OPT("deepspeed_config", config_path, "FILE", "DeepSpeed config (default configs/ds_config.json)"),
+    STR_OPT("deepspeed", config_path, "FILE", NULL),
+    STR_OPT("model", model, "M", "GPT-2 preset (gpt2-tiny, gpt2, gpt2-medium) or config.json (default gpt2-tiny)"),
+    STR_OPT("data", data, "FILE", "text (byte tokens) or .bin tokens (llm.c shard / raw uint16)"),
+    INT_OPT("steps", steps, 1, INT64_MAX, "N", "optimizer steps (default 100)"),
+    {"seed", 0, OPT_UINT64, O(seed), 0, 0, 0, 0, "S", "initial weights (default 1234)"},
+    INT_OPT("seq_len", seq_len, 1, INT32_MAX, "T", "tokens per sequence (default min(256, n_positions))"),
+    STR_OPT("device", device, "D", "cpu (default), cuda, cuda:N"),
+    STR_OPT("dist_backend", dist_backend, "B",
+            "auto (default: MPI under mpirun, TCP when RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT are set, "
+            "else one rank), local, mpi, tcp"),
+    FLOAT_OPT("comm_timeout", comm_timeout, 1e-3, 1e9, "S", "seconds a collective may wait for a peer (default 1800)"),
+    STR_OPT("save_dir", save_dir, "D", "save a checkpoint (HDF5) every --save_interval steps and at the end"),
+    INT_OPT("save_interval", save_interval, 0, INT64_MAX, "K", "steps between checkpoints (0, the default: only at the end)"),
+    {"resume", 0, OPT_FLAG, O(resume), 0, 0, 0, 0, NULL, "continue from the latest checkpoint in --save_dir, if any"},
+    STR_OPT("load_dir", load_dir, "D", "continue from the latest checkpoint in D (an error if none)"),
+    INT_OPT("eval_every", eval_every, 0, INT64_MAX, "K", "evaluate on the held-out last 10% every K steps (0: never)"),
+    INT_OPT("eval_batches", eval_batches, 1, INT32_MAX, "N", "sequences per evaluation (default 16)"),
+    STR_OPT("loss_csv", loss_csv, "FILE", "one row per optimizer step"),
+    STR_OPT("reference_curve", ref_curve, "FILE", "a loss CSV to stay within --curve_rtol of (exit 3 if not)"),
+    FLOAT_OPT("curve_rtol", curve_rtol, 0, 1e9, "X", "relative tolerance per step (default 1e-4)"),
+    INT_OPT("curve_window", curve_window, 1, INT32_MAX, "N", "compare means over windows of N steps instead"),
+};
+#undef O
+
+static const char k_epilog[] =
+    "  --per_device_train_batch_size, --gradient_accumulation_steps, --learning_rate,\n"
+    "  --adam_beta1, --adam_beta2, --adam_epsilon, --weight_decay, --max_grad_norm,\n"
+    "  --warmup_steps, --warmup_ratio, --max_steps, --fp16, --bf16 VALUE\n"
+    "                          Hugging Face TrainingArguments values that fill \"auto\"\n"
+    "Every option also takes the --name=VALUE form.\n"
+    "Exit status: 0 done, 1 error, 2 usage, 3 left the reference curve.\n";
+
+/* a Trainer value for "auto" (checked by the library's reader) */
+static int hf_value(void *target, const char *name, const char *value)
+{
+    opts *o = target;
+    int known = 0;
+    for (int j = 0; k_hf_names[j]; j++)
+        known |= !strcmp(name, k_hf_names[j]);
+    if (!known)
+        return 0;
+    size_t len = strlen(name) + strlen(value) + 2;
+    o->owned[o->n_sets] = malloc(len);
+    snprintf(o->owned[o->n_sets], len, "%s=%s", name, value);
+    o->sets[o->n_sets] = o->owned[o->n_sets];
+    o->n_sets++;
+    return 1;
+}
 
 static void opts_free(opts *o)
 {
@@ -238,62 +262,14 @@ static int parse_args(int argc, char **argv, opts *o)
                 .steps = 100, .eval_batches = 16, .curve_window = 1, .seed = 1234, .curve_rtol = 1e-4};
     o->sets = calloc((size_t)argc, sizeof *o->sets);
     o->owned = calloc((size_t)argc, sizeof *o->owned);
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return 0;
-        }
-        if (!strcmp(a, "--resume")) {
-            o->resume = 1;
-            continue;
-        }
-        if (strncmp(a, "--", 2) != 0 || i + 1 >= argc) {
-            fprintf(stderr, "dsrt-train: %s: expected --option VALUE\n", a);
-            usage(stderr);
-            return 2;
-        }
-        const char *v = argv[++i], *k = a + 2;
-        if (!strcmp(k, "deepspeed_config") || !strcmp(k, "deepspeed")) o->config_path = v;
-        else if (!strcmp(k, "model")) o->model = v;
-        else if (!strcmp(k, "data")) o->data = v;
-        else if (!strcmp(k, "steps")) o->steps = atol(v);
-        else if (!strcmp(k, "seed")) o->seed = strtoull(v, NULL, 10);
-        else if (!strcmp(k, "seq_len")) o->seq_len = atoi(v);
-        else if (!strcmp(k, "device")) o->device = v;
-        else if (!strcmp(k, "dist_backend")) o->dist_backend = v;
-        else if (!strcmp(k, "save_dir")) o->save_dir = v;
-        else if (!strcmp(k, "save_interval")) o->save_interval = atol(v);
-        else if (!strcmp(k, "load_dir")) o->load_dir = v;
-        else if (!strcmp(k, "comm_timeout")) o->comm_timeout = atof(v);
-        else if (!strcmp(k, "eval_every")) o->eval_every = atol(v);
-        else if (!strcmp(k, "eval_batches")) o->eval_batches = atol(v);
-        else if (!strcmp(k, "loss_csv")) o->loss_csv = v;
-        else if (!strcmp(k, "reference_curve")) o->ref_curve = v;
-        else if (!strcmp(k, "curve_rtol")) o->curve_rtol = atof(v);
-        else if (!strcmp(k, "curve_window")) o->curve_window = atol(v);
-        else {
-            int known = 0;
-            for (int j = 0; k_hf_names[j]; j++)
-                known |= !strcmp(k, k_hf_names[j]);
-            if (!known) {
-                fprintf(stderr, "dsrt-train: unknown option %s\n", a);
-                usage(stderr);
-                return 2;
-            }
-            size_t len = strlen(k) + strlen(v) + 2;
-            o->owned[o->n_sets] = malloc(len);
-            snprintf(o->owned[o->n_sets], len, "%s=%s", k, v);
-            o->sets[o->n_sets] = o->owned[o->n_sets];
-            o->n_sets++;
-        }
-    }
+    opt_parser p = {.prog = "dsrt-train", .synopsis = "dsrt-train [options]", .specs = k_options,
+                    .n_specs = sizeof k_options / sizeof k_options[0], .target = o, .extra = hf_value,
+                    .epilog = k_epilog};
+    int rc = opt_parse(&p, argc, argv);
+    if (rc)
+        return rc > 0 ? 0 : 2;
     if (!o->data) {
         fprintf(stderr, "dsrt-train: --data FILE is required (a text file or .bin tokens)\n");
-        return 2;
-    }
-    if (o->steps < 1) {
-        fprintf(stderr, "dsrt-train: --steps must be >= 1\n");
         return 2;
     }
     if (o->resume && !o->save_dir && !o->load_dir) {
@@ -354,7 +330,7 @@ static int setup(run *r, const opts *o)
     }
     r->config = cc.config;
     dsrt_engine_create_args ec = {.struct_size = sizeof ec, .config = cc.config, .model = o->model,
-                                  .seq_len = o->seq_len, .seed = o->seed, .device = o->device,
+                                  .seq_len = (int32_t)o->seq_len, .seed = o->seed, .device = o->device,
                                   .dist = r->dc.dist};
     if (!o->seq_len) /* default T: 256, or the model's context when shorter */
         ec.seq_len = 256;
@@ -686,9 +662,15 @@ int main(int argc, char **argv)
     curve_check cc = {0};
     if (o.ref_curve && r.rank == 0 && load_curve(o.ref_curve, &cc.ref, &cc.n_ref))
         return 1;
-    cc.got = calloc((size_t)o.steps, sizeof(double));
-    cc.want = calloc((size_t)o.steps, sizeof(double));
-    cc.have = calloc((size_t)o.steps, 1);
+    if (o.ref_curve && r.rank == 0) {
+        cc.got = calloc((size_t)o.steps, sizeof(double));
+        cc.want = calloc((size_t)o.steps, sizeof(double));
+        cc.have = calloc((size_t)o.steps, 1);
+        if (!cc.got || !cc.want || !cc.have) {
+            fprintf(stderr, "dsrt-train: --reference_curve: no memory for %" PRId64 " steps\n", o.steps);
+            return 1;
+        }
+    }
     rc = train_loop(&r, &o, start, csv, &cc);
     if (csv)
         fclose(csv);

@@ -45,4 +45,34 @@ run --data "$dir/text.txt" --no_such_option 1; rc=$?
 check "unknown option" 2 $rc "unknown option --no_such_option"
 run --data "$dir/text.txt" --steps 2 --learning_rate 5e-4; rc=$?
 check "a Trainer value contradicting the file is refused" 1 $rc "learning_rate"
+# strict numbers: every bad value is refused (exit 2) naming the option and the value
+bad_opt() { # bad_opt OPTION VALUE EXPECTED-TEXT
+    "$train" --deepspeed_config "$dir/ds.json" --model gpt2-tiny --data "$dir/text.txt" --steps 1 "$1" "$2" > "$dir/out" 2>&1
+    check "$1 $2 refused" 2 $? "$1 $2: $3"
+}
+bad_opt --seq_len abc "not an integer"
+bad_opt --seq_len 0 "must be between 1 and"
+bad_opt --seq_len -5 "must be between 1 and"
+bad_opt --seq_len 99999999999 "must be between 1 and"
+bad_opt --steps 1x "not an integer"
+bad_opt --steps 0 "must be between 1 and"
+bad_opt --steps "" "not an integer"
+bad_opt --seed abc "not a non-negative integer"
+bad_opt --seed -1 "not a non-negative integer"
+bad_opt --seed 99999999999999999999 "must be below 2^64"
+bad_opt --eval_every -1 "must be between 0 and"
+bad_opt --save_interval -1 "must be between 0 and"
+bad_opt --comm_timeout -1 "must be a finite number between"
+bad_opt --comm_timeout inf "must be a finite number between"
+bad_opt --curve_rtol nan "must be a finite number between"
+bad_opt --curve_window 0 "must be between 1 and"
+bad_opt --eval_batches 0x10 "not an integer"
+"$train" --deepspeed_config "$dir/ds.json" --data "$dir/text.txt" --steps 1 --resume=yes > "$dir/out" 2>&1
+check "--resume=VALUE refused" 2 $? "--resume takes no value"
+"$train" --deepspeed_config "$dir/ds.json" --data "$dir/text.txt" --steps > "$dir/out" 2>&1
+check "an option without its value" 2 $? "--steps needs a value"
+# the --name=VALUE form, for the table's options and the Trainer's
+run --data="$dir/text.txt" --steps=2 --seed=7 --learning_rate=1e-3 --loss_csv="$dir/eq.csv"; rc=$?
+check "--name=VALUE form" 0 $rc "step=2, skipped=0"
+[ "$(wc -l < "$dir/eq.csv")" -eq 3 ] && echo "ok   --name=VALUE: 2 rows" || { echo "FAIL --name=VALUE rows"; fail=1; }
 exit $fail
