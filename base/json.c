@@ -569,6 +569,17 @@ static bool as_literal(parser *p, json_value *v, const char *s, size_t n)
         v->type = JSON_NULL;
         return true;
     }
+    /* Python's json (DeepSpeed's reader) takes NaN, Infinity and -Infinity as
+     * numbers: read them as such, so the reader can refuse them by name
+     * instead of taking "NaN}" for a string to the end of the line */
+    if ((n == 3 && !memcmp(s, "NaN", 3)) || (n == 8 && !memcmp(s, "Infinity", 8)) ||
+        (n == 9 && !memcmp(s, "-Infinity", 9))) {
+        v->type = JSON_NUMBER;
+        v->u.num.text = arena_strndup(p, s, n);
+        v->u.num.kind = JSON_NUM_NONFINITE;
+        v->u.num.d = s[0] == 'N' ? NAN : s[0] == '-' ? -INFINITY : INFINITY;
+        return true;
+    }
     if (n && number_length(s, n) == n) {
         v->type = JSON_NUMBER;
         char *t = arena_strndup(p, s, n);

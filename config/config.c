@@ -328,6 +328,8 @@ dsrt_status config_create(const dsrt_config_create_args *a, struct dsrt_config *
     if (!st && root->type != JSON_OBJECT)
         st = cfg_reject(cfg, "(top level)", root, "a ds_config must be a JSON object {...}");
     if (!st)
+        st = cfg_check_finite(cfg, root, "");
+    if (!st)
         st = config_fill_auto(cfg, &hf, cfg->c.world_size);
     if (!st) {
         /* "dsrt": {"strict": true} must be known before the warnings it turns into errors */

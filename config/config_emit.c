@@ -137,7 +137,9 @@ const char *config_to_json(struct dsrt_config *cfg, int indent, size_t *length)
             if (k->type == CT_BOOL)
                 jw_bool(&w, *(const bool *)src);
             else if (k->type == CT_INT) {
-                if (strcmp(k->name, "steps_per_print") == 0 && !v)
+                /* None (absent or null) prints as null, which reads back as None */
+                if ((strcmp(k->name, "steps_per_print") == 0 && !v) ||
+                    ((k->flags & KF_NULLABLE) && v && v->type == JSON_NULL))
                     jw_null(&w);
                 else
                     jw_int(&w, *(const int64_t *)src);

@@ -159,6 +159,8 @@ dsrt_status cfg_read_int(const struct dsrt_config *cfg, const char *path, const 
                          const json_value *v, int64_t *out);
 /* The table key nearest to an unknown `key` (edit distance), or NULL. */
 const char *cfg_suggest(const cfg_block *blk, const char *key);
+/* Refuses any non-finite number in the document (path: "" for the root). */
+dsrt_status cfg_check_finite(const struct dsrt_config *cfg, const json_value *v, const char *path);
 dsrt_status cfg_read_zero(struct dsrt_config *cfg, const json_value *z);
 dsrt_status cfg_read_precision(struct dsrt_config *cfg, const json_value *root);
 dsrt_status cfg_read_optimizer(struct dsrt_config *cfg, const json_value *opt);

@@ -130,6 +130,35 @@ static dsrt_status read_float(const struct dsrt_config *cfg, const char *path, c
     return check_range(cfg, path, k, v, *out);
 }
 
+/* Every number of the document, wherever it is: a value that does not fit a
+ * double (1e999), or NaN/Infinity written as such, is refused with its path.
+ * DeepSpeed's json.load would pass inf on and train to NaN (docs/compat.md). */
+dsrt_status cfg_check_finite(const struct dsrt_config *cfg, const json_value *v, const char *path)
+{
+    char kp[PATH_MAX_LEN];
+    switch (v->type) {
+    case JSON_NUMBER:
+        if (!isfinite(v->u.num.d))
+            return cfg_reject(cfg, *path ? path : "(top level)", v,
+                              "must be finite: a number that fits a double (up to about 1.8e308)");
+        return DSRT_STATUS_OK;
+    case JSON_OBJECT:
+        for (size_t i = 0; i < v->u.obj.count; i++) {
+            join_path(kp, path, v->u.obj.members[i].key);
+            DSRT_TRY(cfg_check_finite(cfg, v->u.obj.members[i].value, kp));
+        }
+        return DSRT_STATUS_OK;
+    case JSON_ARRAY:
+        for (size_t i = 0; i < v->u.arr.count; i++) {
+            snprintf(kp, sizeof kp, "%s[%zu]", path, i);
+            DSRT_TRY(cfg_check_finite(cfg, v->u.arr.items[i], kp));
+        }
+        return DSRT_STATUS_OK;
+    default:
+        return DSRT_STATUS_OK;
+    }
+}
+
 static dsrt_status read_bool(const struct dsrt_config *cfg, const char *path, bool lax, const json_value *v,
                              bool *out)
 {

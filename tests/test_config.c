@@ -601,6 +601,55 @@ static void test_error_form(void **state)
 
 /* ---------------------------------------------------------------- hostile inputs */
 
+/* Every float must be finite, wherever it is (issue 15: "lr": 1e999 trained
+ * with lr inf), and every printed config reads back (steps_per_print null). */
+static void test_nonfinite_and_round_trip(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text, *prefix;
+    } cases[] = {
+        {"{\"train_batch_size\": 1, \"optimizer\": {\"type\": \"AdamW\", \"params\": {\"lr\": 1e999}}}",
+         "error: optimizer.params.lr: must be finite"},
+        {"{\"train_batch_size\": 1, \"gradient_clipping\": 1e999}", "error: gradient_clipping: must be finite"},
+        {"{\"train_batch_size\": 1, \"optimizer\": {\"type\": \"AdamW\", \"params\": {\"weight_decay\": -1e400}}}",
+         "error: optimizer.params.weight_decay: must be finite"},
+        {"{\"train_batch_size\": 1, \"optimizer\": {\"type\": \"AdamW\", \"params\": {\"eps\": 1e999}}}",
+         "error: optimizer.params.eps: must be finite"},
+        {"{\"train_batch_size\": 1, \"optimizer\": {\"type\": \"AdamW\", \"params\": {\"betas\": [0.9, 1e400]}}}",
+         "error: optimizer.params.betas[1]: must be finite"},
+        {"{\"train_batch_size\": 1, \"scheduler\": {\"type\": \"WarmupLR\", \"params\": {\"warmup_max_lr\": 1e999}}}",
+         "error: scheduler.params.warmup_max_lr: must be finite"},
+        {"{\"train_batch_size\": 1, \"optimizer\": {\"type\": \"AdamW\", \"params\": {\"lr\": Infinity}}}",
+         "error: optimizer.params.lr: must be finite"},
+        {"{\"train_batch_size\": 1, \"tensorboard\": {\"x\": [1, NaN]}}", "error: tensorboard.x[1]: must be finite"},
+        {"{\"train_batch_size\": 1, \"gradient_clipping\": NaN}", "error: gradient_clipping: must be finite"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        dsrt_config *c = rd(cases[i].text);
+        ASSERT_REJECT(c, cases[i].prefix);
+    }
+    /* what is printed reads back, and prints the same */
+    static const char *const accepted[] = {
+        "{\"train_batch_size\": 1, \"steps_per_print\": null}",
+        "{\"train_batch_size\": 1, \"optimizer\": {\"type\": \"AdamW\", \"params\": {\"lr\": 1.7976931348623157e308}}}",
+        "{\"train_batch_size\": 1, \"gradient_clipping\": 5e-324}",
+    };
+    for (size_t i = 0; i < sizeof accepted / sizeof accepted[0]; i++) {
+        dsrt_config *c = rd(accepted[i]);
+        if (!c)
+            fail_msg("rejected %s: %s", accepted[i], err());
+        char *first = strdup(json_of(c));
+        dsrt_config *again = rd(first);
+        if (!again)
+            fail_msg("the printed config of %s does not read back: %s\n%s", accepted[i], err(), first);
+        assert_string_equal(first, json_of(again));
+        free(first);
+        drop(again);
+        drop(c);
+    }
+}
+
 static void test_nasty_inputs(void **state)
 {
     (void)state;
@@ -690,6 +739,7 @@ int main(void)
         cmocka_unit_test(test_base64_text),
         cmocka_unit_test(test_error_form),
         cmocka_unit_test(test_nasty_inputs),
+        cmocka_unit_test(test_nonfinite_and_round_trip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
