@@ -26,6 +26,7 @@
  * the owned partition, all-gather of the new weights), the scheduler step. */
 #define _GNU_SOURCE
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -322,6 +323,17 @@ static dsrt_status check_create_args(const dsrt_engine_create_args *a, const ds_
     if (c->optimizer.amsgrad)
         return dsrt_error_set(DSRT_STATUS_UNSUPPORTED, "engine_create: optimizer.params.amsgrad "
                                                        "is not supported by FusedAdam");
+    /* the ABI reports these as int32 (engine_info) and the step counts micro-batches in int */
+    if (c->train_micro_batch_size_per_gpu > INT32_MAX)
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
+                              "engine_create: train_micro_batch_size_per_gpu %lld is more than this engine "
+                              "supports (%d)",
+                              (long long)c->train_micro_batch_size_per_gpu, INT32_MAX);
+    if (c->gradient_accumulation_steps > INT32_MAX)
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
+                              "engine_create: gradient_accumulation_steps %lld is more than this engine "
+                              "supports (%d)",
+                              (long long)c->gradient_accumulation_steps, INT32_MAX);
     int world = a->dist ? a->dist->world : 1;
     if (c->world_size != world)
         return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,

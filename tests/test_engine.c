@@ -279,6 +279,43 @@ static void test_errors(void **state)
     destroy(e, c);
 }
 
+/* 64-bit batch values stay 64-bit up to the engine, which refuses what it
+ * cannot run instead of truncating it (4294967298 was run as 2). */
+static void test_batch_range(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text, *needle;
+    } cases[] = {
+        {"{\"train_batch_size\": 4294967298, \"train_micro_batch_size_per_gpu\": 1, "
+         "\"optimizer\": {\"type\": \"AdamW\", \"params\": {\"lr\": 1e-3}}}",
+         "gradient_accumulation_steps 4294967298"},
+        {"{\"train_micro_batch_size_per_gpu\": 4294967296, \"gradient_accumulation_steps\": 1, "
+         "\"optimizer\": {\"type\": \"AdamW\", \"params\": {\"lr\": 1e-3}}}",
+         "train_micro_batch_size_per_gpu 4294967296"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        dsrt_config_create_args cc = {.struct_size = sizeof cc, .text = cases[i].text,
+                                      .text_length = strlen(cases[i].text), .world_size = 1};
+        if (api->config_create(&cc))
+            fail_msg("config: %s", last_error());
+        dsrt_engine_create_args ec = {.struct_size = sizeof ec, .config = cc.config, .model = "gpt2-tiny",
+                                      .seq_len = 32, .seed = 1};
+        dsrt_status st = api->engine_create(&ec);
+        if (st == DSRT_STATUS_OK) {
+            dsrt_engine_info_args in = {.struct_size = sizeof in, .engine = ec.engine};
+            api->engine_info(&in);
+            fail_msg("engine created from %s: micro batch %d, accumulation %d", cases[i].text,
+                     in.micro_batch_size, in.gradient_accumulation_steps);
+        }
+        assert_int_equal(st, DSRT_STATUS_INVALID_ARGUMENT);
+        if (!strstr(last_error(), cases[i].needle))
+            fail_msg("'%s' not in '%s'", cases[i].needle, last_error());
+        dsrt_config_destroy_args cd = {sizeof cd, cc.config};
+        api->config_destroy(&cd);
+    }
+}
+
 /* The host-model and checkpoint calls refuse misuse with a message that says
  * what is wrong, and leave the engine usable. */
 static void expect_error(dsrt_status st, dsrt_status want, const char *needle)
@@ -377,6 +414,7 @@ int main(void)
         cmocka_unit_test(test_fp16_floor_error),
         cmocka_unit_test(test_fp16_stage0_quirks),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_batch_range),
         cmocka_unit_test(test_host_api_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
