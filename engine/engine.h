@@ -7,6 +7,8 @@
 #ifndef DSRT_ENGINE_H
 #define DSRT_ENGINE_H
 
+#include <stdbool.h>
+
 #include "dsrt.h"
 
 struct dsrt_config;
@@ -26,10 +28,16 @@ dsrt_status engine_step(dsrt_engine *e, double loss, dsrt_step_report *report);
 /* checkpoints (engine_ckpt.c, ABI 1.3); *client_state: malloc'd JSON text */
 dsrt_status engine_save(dsrt_engine *e, const char *save_dir, const char *tag,
                         const char *client_state);
+/* What a load takes (dsrt.h, ABI 1.4); all false: everything */
+typedef struct engine_load_opts {
+    bool module_only;           /* DeepSpeed's load_module_only: the weights alone */
+    bool skip_optimizer_states; /* DeepSpeed's load_optimizer_states=False */
+} engine_load_opts;
+/* opts NULL: everything */
 dsrt_status engine_load(dsrt_engine *e, const char *load_dir, const char *tag,
-                        char **client_state);
+                        const engine_load_opts *opts, char **client_state);
 /* the same, keeping the client state in the engine (api.c) */
 dsrt_status engine_load_keep(dsrt_engine *e, const char *load_dir, const char *tag,
-                             const char **client_state, int64_t *global_steps);
+                             const engine_load_opts *opts, const char **client_state, int64_t *global_steps);
 
 #endif

@@ -387,8 +387,67 @@ static dsrt_status read_latest(const char *dir, char *tag, size_t size)
 }
 
 
-static dsrt_status load_from(dsrt_engine *e, ckpt_reader *r, const char *path)
+/* The saved model against this engine's: every key that changes the math
+ * (shapes alone let a checkpoint of another head count load). */
+static dsrt_status check_model(const dsrt_engine *e, ckpt_reader *r, const char *path)
 {
+    char *saved = NULL;
+    DSRT_TRY(ckpt_read_str(r, "model_config", &saved));
+    json_error je;
+    json_doc *d = json_parse(saved, strlen(saved), &je);
+    const json_value *root = d ? json_doc_root(d) : NULL;
+    dsrt_status st = DSRT_STATUS_OK;
+    if (!root || root->type != JSON_OBJECT) {
+        st = dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT, "engine_load: %s: its model_config is not a JSON object",
+                            path);
+        goto out;
+    }
+    const json_value *type = json_object_get(root, "model_type");
+    const char *saved_type = type && type->type == JSON_STRING ? type->u.str.s : "?";
+    const char *this_type = e->model ? "gpt2" : "host";
+    if (strcmp(saved_type, this_type)) {
+        st = dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
+                            "engine_load: %s was saved from a %s model; this engine trains a %s model", path,
+                            saved_type, this_type);
+        goto out;
+    }
+    if (!e->model)
+        goto out; /* a host model: its tensors' names and shapes are compared below */
+    const dsrt_gpt2_config *m = &e->mcfg;
+    const struct {
+        const char *key;
+        double value;
+    } keys[] = {
+        {"vocab_size", m->vocab_size}, {"n_positions", m->n_positions},
+        {"n_embd", m->n_embd},         {"n_layer", m->n_layer},
+        {"n_head", m->n_head},         {"n_inner", m->n_inner},
+        {"layer_norm_epsilon", m->layer_norm_epsilon},
+    };
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        const json_value *v = json_object_get(root, keys[i].key);
+        if (!v || v->type != JSON_NUMBER) {
+            st = dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
+                                "engine_load: %s: its model_config has no %s", path, keys[i].key);
+            goto out;
+        }
+        /* the float keys were saved as the float this engine holds, printed exactly */
+        if (v->u.num.d != keys[i].value) {
+            st = dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
+                                "engine_load: %s was saved from a model with %s %.9g; this model has %s %.9g: "
+                                "a checkpoint of another model",
+                                path, keys[i].key, v->u.num.d, keys[i].key, keys[i].value);
+            goto out;
+        }
+    }
+out:
+    json_doc_free(d);
+    free(saved);
+    return st;
+}
+
+static dsrt_status load_from(dsrt_engine *e, ckpt_reader *r, const char *path, const engine_load_opts *lo_opts)
+{
+    bool weights_only = lo_opts->module_only || lo_opts->skip_optimizer_states;
     dsrt_backend *be = e->be;
     int64_t fv = 0;
     DSRT_TRY(ckpt_read_i64(r, "format_version", &fv));
@@ -396,6 +455,22 @@ static dsrt_status load_from(dsrt_engine *e, ckpt_reader *r, const char *path)
         return dsrt_error_set(DSRT_STATUS_UNSUPPORTED,
                               "engine_load: %s has format version %lld; this libdsrt reads %d",
                               path, (long long)fv, CKPT_FORMAT_VERSION);
+    DSRT_TRY(check_model(e, r, path));
+    /* the precision: the optimizer state of another precision (a loss scaler
+     * that is static 1 in fp32) must not run this one */
+    char *prec = NULL;
+    DSRT_TRY(ckpt_read_str(r, "precision", &prec));
+    bool same_precision = !strcmp(prec, dsrt_dtype_name(e->dt));
+    if (!same_precision && !weights_only) {
+        dsrt_status pst = dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
+                                         "engine_load: %s was saved by a %s run; this run trains in %s: its "
+                                         "optimizer and loss-scaler state do not carry over (load only the "
+                                         "weights: load_module_only, or skip_optimizer_states)",
+                                         path, prec, dsrt_dtype_name(e->dt));
+        free(prec);
+        return pst;
+    }
+    free(prec);
     /* the model: every tensor by name and shape */
     for (size_t i = 0; i < e->n_params; i++) {
         int nd = 0;
@@ -475,7 +550,7 @@ static dsrt_status load_from(dsrt_engine *e, ckpt_reader *r, const char *path)
         } else {
             p = j, off = 0, n = e->params[j].numel, at = e->params[j].offset;
         }
-        for (int kd = 0; kd < 3 && !st; kd++) {
+        for (int kd = 0; kd < (weights_only ? 1 : 3) && !st; kd++) {
             if (!dst[kd])
                 continue;
             for (size_t o = 0; o < n && !st; o += CHUNK) {
@@ -487,6 +562,10 @@ static dsrt_status load_from(dsrt_engine *e, ckpt_reader *r, const char *path)
         }
     }
     free(tmp);
+    if (!st && weights_only && /* fresh Adam moments */
+        ((st = be->ops->memset0(be, e->opt.m, e->P * sizeof(float))) ||
+         (st = be->ops->memset0(be, e->opt.v, e->P * sizeof(float)))))
+        return st;
     if (!st && ((st = be->ops->memset0(be, e->buf.grads, e->n * e->dsz)) ||
                 (e->buf.pgrad && (st = be->ops->memset0(be, e->buf.pgrad, e->P * e->dsz)))))
         return st;
@@ -497,6 +576,29 @@ static dsrt_status load_from(dsrt_engine *e, ckpt_reader *r, const char *path)
                               "%s (the engine's weights are now partly overwritten: load another "
                               "checkpoint or create the engine again)",
                               m);
+    }
+    if (lo_opts->module_only) {
+        /* DeepSpeed's load_module_only: the weights, nothing else */
+        if (e->rank == 0)
+            dsrt_log(DSRT_LOG_INFO, "checkpoint loaded (weights only, load_module_only): %s; fresh Adam "
+                                    "moments, the engine's own loss scaler, schedule and counters", path);
+        return DSRT_STATUS_OK;
+    }
+    if (lo_opts->skip_optimizer_states) {
+        /* DeepSpeed's load_optimizer_states=False: the weights, the counters and
+         * the scheduler's position; a fresh optimizer and loss scaler */
+        e->count.global_steps = gs;
+        e->count.skipped_steps = ss;
+        e->count.global_samples = gsm;
+        e->count.micro_steps = gs * e->gas;
+        e->count.window_loss = 0;
+        e->count.window_n = 0;
+        e->opt.step = 0;
+        dsrt_lr_sched_state_restore(&e->sched, lbi);
+        if (e->rank == 0)
+            dsrt_log(DSRT_LOG_INFO, "checkpoint loaded without optimizer states: %s at global step %lld; "
+                                    "fresh Adam moments and loss scaler", path, (long long)gs);
+        return DSRT_STATUS_OK;
     }
     e->count.global_steps = gs;
     e->count.skipped_steps = ss;
@@ -531,8 +633,11 @@ static dsrt_status load_from(dsrt_engine *e, ckpt_reader *r, const char *path)
 }
 
 dsrt_status engine_load(dsrt_engine *e, const char *load_dir, const char *tag_in,
-                        char **client_state)
+                        const engine_load_opts *opts, char **client_state)
 {
+    static const engine_load_opts all = {0};
+    if (!opts)
+        opts = &all;
     *client_state = NULL;
     if (!load_dir || !*load_dir)
         return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT, "engine_load: load_dir is required");
@@ -551,7 +656,7 @@ dsrt_status engine_load(dsrt_engine *e, const char *load_dir, const char *tag_in
     ckpt_reader *r = NULL;
     dsrt_status st = ckpt_open(path, &r);
     if (!st)
-        st = load_from(e, r, path);
+        st = load_from(e, r, path, opts);
     if (!st)
         st = ckpt_read_str(r, "client_state", client_state);
     ckpt_close(r);
@@ -570,10 +675,10 @@ dsrt_status engine_load(dsrt_engine *e, const char *load_dir, const char *tag_in
 }
 
 dsrt_status engine_load_keep(dsrt_engine *e, const char *load_dir, const char *tag,
-                             const char **client_state, int64_t *global_steps)
+                             const engine_load_opts *opts, const char **client_state, int64_t *global_steps)
 {
     char *cs = NULL;
-    dsrt_status st = engine_load(e, load_dir, tag, &cs);
+    dsrt_status st = engine_load(e, load_dir, tag, opts, &cs);
     if (st)
         return st;
     free(e->client_state);

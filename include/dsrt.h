@@ -53,7 +53,7 @@ extern "C" {
 #endif
 
 #define DSRT_ABI_MAJOR 1
-#define DSRT_ABI_MINOR 3
+#define DSRT_ABI_MINOR 4
 
 #define DSRT_GET_API_SYMBOL "dsrt_get_api"
 
@@ -461,6 +461,13 @@ typedef struct dsrt_engine_load_args {
     const char *client_state;  // out: JSON text saved with it; owned by the engine until the
                                // next load or destroy
     int64_t global_steps;      // out: the step the run continues from
+    /* ABI 1.4. A checkpoint of another model (any math-changing key of its
+     * config) is always refused; one of another precision loads only with
+     * one of these, which take the weights alone (as fp32 masters). */
+    int32_t load_module_only;  // 1: DeepSpeed's load_module_only: the weights and fresh Adam
+                               // moments; the engine keeps its own scaler, schedule and counters
+    int32_t skip_optimizer_states; // 1: DeepSpeed's load_optimizer_states=False: the weights,
+                               // counters and scheduler position; fresh Adam moments and scaler
 } dsrt_engine_load_args;
 #define DSRT_ENGINE_LOAD_ARGS_MIN_SIZE DSRT_STRUCT_SIZE(dsrt_engine_load_args, global_steps)
 

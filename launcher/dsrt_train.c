@@ -185,7 +185,7 @@ typedef struct opts {
     const char *save_dir, *load_dir;
     double comm_timeout, curve_rtol;
     int64_t save_interval, steps, eval_every, eval_batches, curve_window, seq_len;
-    int resume;
+    int resume, load_module_only, skip_optimizer_states;
     uint64_t seed;
     const char **sets; /* "name=value" TrainingArguments values for "auto" */
     char **owned;
@@ -213,6 +213,10 @@ static const opt_spec k_options[] = {
     INT_OPT("save_interval", save_interval, 0, INT64_MAX, "K", "steps between checkpoints (0, the default: only at the end)"),
     {"resume", 0, OPT_FLAG, O(resume), 0, 0, 0, 0, NULL, "continue from the latest checkpoint in --save_dir, if any"},
     STR_OPT("load_dir", load_dir, "D", "continue from the latest checkpoint in D (an error if none)"),
+    {"load_module_only", 0, OPT_FLAG, O(load_module_only), 0, 0, 0, 0, NULL,
+     "with --resume/--load_dir: only the weights (DeepSpeed's load_module_only): from step 1"},
+    {"skip_optimizer_states", 0, OPT_FLAG, O(skip_optimizer_states), 0, 0, 0, 0, NULL,
+     "with --resume/--load_dir: weights, step and schedule, but fresh Adam moments and loss scaler"},
     INT_OPT("eval_every", eval_every, 0, INT64_MAX, "K", "evaluate on the held-out last 10% every K steps (0: never)"),
     INT_OPT("eval_batches", eval_batches, 1, INT32_MAX, "N", "sequences per evaluation (default 16)"),
     STR_OPT("loss_csv", loss_csv, "FILE", "one row per optimizer step"),
@@ -400,7 +404,14 @@ static int resume(run *r, const opts *o, long *start)
         char lp[4200];
         snprintf(lp, sizeof lp, "%s/latest", from);
         if (o->load_dir || access(lp, F_OK) == 0) {
-            dsrt_engine_load_args la = {.struct_size = sizeof la, .engine = r->e, .load_dir = from};
+            dsrt_engine_load_args la = {.struct_size = sizeof la, .engine = r->e, .load_dir = from,
+                                        .load_module_only = o->load_module_only,
+                                        .skip_optimizer_states = o->skip_optimizer_states};
+            if ((o->load_module_only || o->skip_optimizer_states) && r->api->abi_minor < 4) {
+                fprintf(stderr, "dsrt-train: %s cannot load weights alone (ABI %u.%u; 1.4 can)\n",
+                        r->lib.path, r->api->abi_major, r->api->abi_minor);
+                return 1;
+            }
             if (r->api->abi_minor < 3) {
                 fprintf(stderr, "dsrt-train: %s has no checkpoints (ABI %u.%u)\n", r->lib.path,
                         r->api->abi_major, r->api->abi_minor);

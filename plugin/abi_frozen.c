@@ -207,13 +207,15 @@ FROZEN(dsrt_engine_save_args, save_dir, 16);
 FROZEN(dsrt_engine_save_args, tag, 24);
 FROZEN(dsrt_engine_save_args, client_state, 32);
 
-FROZEN_SIZE(dsrt_engine_load_args, 48);
+FROZEN_SIZE(dsrt_engine_load_args, 56);
 FROZEN(dsrt_engine_load_args, struct_size, 0);
 FROZEN(dsrt_engine_load_args, engine, 8);
 FROZEN(dsrt_engine_load_args, load_dir, 16);
 FROZEN(dsrt_engine_load_args, tag, 24);
 FROZEN(dsrt_engine_load_args, client_state, 32);
 FROZEN(dsrt_engine_load_args, global_steps, 40);
+FROZEN(dsrt_engine_load_args, load_module_only, 48);
+FROZEN(dsrt_engine_load_args, skip_optimizer_states, 52);
 
 FROZEN_SIZE(dsrt_api, 184);
 FROZEN(dsrt_api, struct_size, 0);

@@ -280,7 +280,9 @@ static dsrt_status api_engine_load(dsrt_engine_load_args *args)
 {
     ARGS_IN(dsrt_engine_load_args, args, a);
     NEED_ENGINE("engine_load");
-    dsrt_status st = engine_load_keep(a.engine, a.load_dir, a.tag, &a.client_state, &a.global_steps);
+    engine_load_opts lo = {.module_only = a.load_module_only != 0,
+                           .skip_optimizer_states = a.skip_optimizer_states != 0};
+    dsrt_status st = engine_load_keep(a.engine, a.load_dir, a.tag, &lo, &a.client_state, &a.global_steps);
     dsrt_args_store(args, &a, sizeof a);
     return st;
 }

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -279,6 +280,81 @@ static void test_errors(void **state)
     destroy(e, c);
 }
 
+static void expect_error(dsrt_status st, dsrt_status want, const char *needle)
+{
+    if (st != want)
+        fail_msg("got %s, wanted %s (%s)", dsrt_status_name(st), dsrt_status_name(want),
+                 last_error());
+    if (!strstr(last_error(), needle))
+        fail_msg("message \"%s\" does not contain \"%s\"", last_error(), needle);
+}
+
+/* A checkpoint of another model (same shapes, n_head 4 vs 8) or another
+ * precision (fp32 into fp16) is refused naming both values; the precision
+ * crosses only with the weights alone (ABI 1.4). */
+static void test_load_checks(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/dsrt_test_load_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    dsrt_config *c;
+    dsrt_engine *e = make_engine(k_fp32, &c);
+    train(e, 2, 0, DSRT_STATUS_OK);
+    dsrt_engine_save_args sv = {.struct_size = sizeof sv, .engine = e, .save_dir = dir, .tag = "t"};
+    if (api->engine_save(&sv))
+        fail_msg("save: %s", last_error());
+    destroy(e, c);
+
+    /* n_head 8: every tensor has the same shape as with 4 heads */
+    char model[600];
+    snprintf(model, sizeof model, "%s/heads8.json", dir);
+    FILE *f = fopen(model, "w");
+    assert_non_null(f);
+    fputs("{\"model_type\": \"gpt2\", \"vocab_size\": 256, \"n_positions\": 256, \"n_embd\": 128, "
+          "\"n_layer\": 4, \"n_head\": 8, \"n_inner\": null, \"activation_function\": \"gelu_new\", "
+          "\"resid_pdrop\": 0.0, \"embd_pdrop\": 0.0, \"attn_pdrop\": 0.0, \"layer_norm_epsilon\": 1e-05, "
+          "\"initializer_range\": 0.02, \"tie_word_embeddings\": true}",
+          f);
+    fclose(f);
+    dsrt_config_create_args cc = {.struct_size = sizeof cc, .text = k_fp32, .text_length = strlen(k_fp32),
+                                  .world_size = 1};
+    assert_int_equal(api->config_create(&cc), DSRT_STATUS_OK);
+    dsrt_engine_create_args ec = {.struct_size = sizeof ec, .config = cc.config, .model = model, .seq_len = 32,
+                                  .seed = 1};
+    if (api->engine_create(&ec))
+        fail_msg("engine: %s", last_error());
+    dsrt_engine_load_args ld = {.struct_size = sizeof ld, .engine = ec.engine, .load_dir = dir, .tag = "t"};
+    expect_error(api->engine_load(&ld), DSRT_STATUS_INVALID_ARGUMENT, "n_head 4; this model has n_head 8");
+    destroy(ec.engine, cc.config);
+
+    /* fp16 from an fp32 checkpoint */
+    static const char fp16[] =
+        "{\"train_micro_batch_size_per_gpu\": 4, \"gradient_accumulation_steps\": 2,"
+        " \"optimizer\": {\"type\": \"AdamW\", \"params\": {\"lr\": 1e-3}},"
+        " \"fp16\": {\"enabled\": true, \"initial_scale_power\": 12}, \"zero_optimization\": {\"stage\": 1}}";
+    e = make_engine(fp16, &c);
+    ld.engine = e;
+    expect_error(api->engine_load(&ld), DSRT_STATUS_INVALID_ARGUMENT, "saved by a fp32 run; this run trains in fp16");
+    ld.skip_optimizer_states = 1;
+    if (api->engine_load(&ld))
+        fail_msg("skip_optimizer_states: %s", last_error());
+    assert_int_equal(ld.global_steps, 1);
+    dsrt_step_report r = train(e, 2, 1, DSRT_STATUS_OK);
+    assert_true(r.loss_scale == 4096.0); /* the config's scaler, not the checkpoint's static 1 */
+    assert_int_equal(r.global_steps, 2);
+    ld.skip_optimizer_states = 0;
+    ld.load_module_only = 1;
+    if (api->engine_load(&ld))
+        fail_msg("load_module_only: %s", last_error());
+    assert_int_equal(ld.global_steps, 2); /* the engine's own counters go on */
+    r = train(e, 2, 1, DSRT_STATUS_OK);
+    assert_int_equal(r.global_steps, 3);
+    destroy(e, c);
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 /* 64-bit batch values stay 64-bit up to the engine, which refuses what it
  * cannot run instead of truncating it (4294967298 was run as 2). */
 static void test_batch_range(void **state)
@@ -318,14 +394,6 @@ static void test_batch_range(void **state)
 
 /* The host-model and checkpoint calls refuse misuse with a message that says
  * what is wrong, and leave the engine usable. */
-static void expect_error(dsrt_status st, dsrt_status want, const char *needle)
-{
-    if (st != want)
-        fail_msg("got %s, wanted %s (%s)", dsrt_status_name(st), dsrt_status_name(want),
-                 last_error());
-    if (!strstr(last_error(), needle))
-        fail_msg("message \"%s\" does not contain \"%s\"", last_error(), needle);
-}
 
 static void test_host_api_errors(void **state)
 {
@@ -415,6 +483,7 @@ int main(void)
         cmocka_unit_test(test_fp16_stage0_quirks),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_batch_range),
+        cmocka_unit_test(test_load_checks),
         cmocka_unit_test(test_host_api_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

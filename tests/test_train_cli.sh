@@ -75,4 +75,17 @@ check "an option without its value" 2 $? "--steps needs a value"
 run --data="$dir/text.txt" --steps=2 --seed=7 --learning_rate=1e-3 --loss_csv="$dir/eq.csv"; rc=$?
 check "--name=VALUE form" 0 $rc "step=2, skipped=0"
 [ "$(wc -l < "$dir/eq.csv")" -eq 3 ] && echo "ok   --name=VALUE: 2 rows" || { echo "FAIL --name=VALUE rows"; fail=1; }
+# a checkpoint of another precision: refused, or the weights alone on request
+sed 's/"gradient_clipping": 1.0}/"gradient_clipping": 1.0, "fp16": {"enabled": true}}/' "$dir/ds.json" > "$dir/fp16.json"
+run --data "$dir/text.txt" --steps 2 --save_dir "$dir/ck"; rc=$?
+check "fp32 checkpoint saved" 0 $rc
+"$train" --deepspeed_config "$dir/fp16.json" --model gpt2-tiny --seq_len 32 --data "$dir/text.txt" --steps 3 \
+    --load_dir "$dir/ck" > "$dir/out" 2>&1
+check "an fp32 checkpoint is refused by an fp16 run" 1 $? "saved by a fp32 run; this run trains in fp16"
+"$train" --deepspeed_config "$dir/fp16.json" --model gpt2-tiny --seq_len 32 --data "$dir/text.txt" --steps 3 \
+    --load_dir "$dir/ck" --skip_optimizer_states > "$dir/out" 2>&1
+check "--skip_optimizer_states takes the weights, step and schedule" 0 $? "resumed from .* at step 3"
+"$train" --deepspeed_config "$dir/fp16.json" --model gpt2-tiny --seq_len 32 --data "$dir/text.txt" --steps 2 \
+    --load_dir "$dir/ck" --load_module_only > "$dir/out" 2>&1
+check "--load_module_only takes the weights and starts at step 1" 0 $? "resumed from .* at step 1"
 exit $fail
