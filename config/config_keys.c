@@ -154,6 +154,11 @@ const cfg_block cfg_bf16_block = {"DeepSpeedBF16Config", true, true, bf16_keys, 
 
 static const cfg_key dsrt_keys[] = {
     {"strict", CT_BOOL, offsetof(ds_config, strict), "false", 0, 0, 0, NULL, NULL, NULL, NULL},
+    /* fp32/bf16 (without check_grad_overflow): a step whose loss or gradients
+     * are not finite ends the run with an error unless this is set: then it is
+     * skipped, as fp16's scaler skips an overflow */
+    {"skip_nonfinite_steps", CT_BOOL, offsetof(ds_config, skip_nonfinite_steps), "false", 0, 0, 0, NULL, NULL,
+     NULL, NULL},
     /* written by dsrt-config for people to read; ignored on input so that
      * its output can be fed back */
     {"resolved", CT_ANY, NOF, NULL, KF_NULLABLE | KF_NO_EFFECT, 0, 0, NULL, NULL, NULL, NULL},

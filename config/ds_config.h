@@ -130,6 +130,7 @@ typedef struct ds_config {
     ds_optimizer_config optimizer;
     ds_scheduler_config scheduler;
     bool strict;                           /* "dsrt": {"strict": true} */
+    bool skip_nonfinite_steps;             /* "dsrt": {"skip_nonfinite_steps": true} */
 } ds_config;
 
 #endif /* DSRT_DS_CONFIG_H */

@@ -492,6 +492,9 @@ fail:
 
 /* ---------------------------------------------------------------- the step */
 
+/* consecutive steps skipped with no loss scale left to lower that end a run */
+enum { DEAD_RUN_SKIPS = 100 };
+
 /* The optimizer boundary (spec 4.3, 7.4). */
 static dsrt_status boundary(dsrt_engine *e, dsrt_step_report *r)
 {
@@ -516,7 +519,26 @@ static dsrt_status boundary(dsrt_engine *e, dsrt_step_report *r)
     r->loss = v[3] > 0 ? v[2] / v[3] : NAN;
     e->count.window_loss = 0;
     e->count.window_n = 0;
+    bool bad_step = v[1] > 0 || (v[3] > 0 && !isfinite(r->loss));
     bool overflow = e->check_overflow && v[1] > 0;
+    if (bad_step && !e->fp16) {
+        /* fp32 and bf16 have no loss scale to lower: a non-finite step means the
+         * run has diverged. bf16's check_grad_overflow skips it, as DeepSpeed's
+         * BF16_Optimizer does; else it is an error unless asked to skip. */
+        long long step = (long long)e->count.global_steps + 1;
+        if (!overflow && !e->cfg.skip_nonfinite_steps)
+            return dsrt_error_set(DSRT_STATUS_OUT_OF_RANGE,
+                                  "step %lld: the %s is not finite (loss %g) in %s training, which has no "
+                                  "loss scale to lower: the run has diverged (lower the learning rate; "
+                                  "\"dsrt\": {\"skip_nonfinite_steps\": true} skips such steps instead)",
+                                  step, v[1] > 0 ? "gradient" : "loss", r->loss, dsrt_dtype_name(e->dt));
+        overflow = true;
+        e->count.nonfinite_skips++;
+        if (e->rank == 0 && (e->count.nonfinite_skips <= 10 || e->count.nonfinite_skips % 100 == 0))
+            dsrt_log(DSRT_LOG_WARNING, "step %lld skipped: non-finite %s (%lld such steps so far%s)", step,
+                     v[1] > 0 ? "gradients" : "loss", (long long)e->count.nonfinite_skips,
+                     e->count.nonfinite_skips == 10 ? "; from now on every 100th is reported" : "");
+    }
     double prev = dsrt_loss_scaler_scale(&e->scaler);
     double lr = dsrt_lr_sched_lr(&e->sched);
     if (e->fp16) {
@@ -535,7 +557,18 @@ static dsrt_status boundary(dsrt_engine *e, dsrt_step_report *r)
         e->count.skipped_steps++;
         r->skipped = 1;
         r->grad_norm = -1;
+        /* a step skipped with no scale left to lower: fp16 at its minimum
+         * scale (FP16_Optimizer skips there for ever), or a non-finite bf16/fp32
+         * step. After DEAD_RUN_SKIPS in a row nothing can recover: stop. */
+        if (!e->fp16 || prev <= e->scaler.min_scale)
+            e->count.floor_skips++;
+        if (e->count.floor_skips >= DEAD_RUN_SKIPS)
+            return dsrt_error_set(DSRT_STATUS_OUT_OF_RANGE,
+                                  "step %lld: %d steps in a row skipped %s: the run is not training",
+                                  (long long)e->count.global_steps, DEAD_RUN_SKIPS,
+                                  e->fp16 ? "at the minimum loss scale" : "for non-finite gradients or loss");
     } else {
+        e->count.floor_skips = 0;
         /* the norm of the scaled gradients, as float32 (spec 7.4) */
         float norm_s = (float)sqrt((double)(float)v[0]);
         double combined = scale;

@@ -64,6 +64,8 @@ struct dsrt_engine {
     /* ---- DeepSpeed's counters */
     struct {
         int64_t global_steps, skipped_steps, global_samples, micro_steps;
+        int64_t nonfinite_skips; /* fp32/bf16 steps skipped for a non-finite loss or gradient */
+        int64_t floor_skips;     /* in a row, with no loss scale left to lower */
         double window_loss;      /* loss summed over the accumulation window */
         int window_n;
     } count;

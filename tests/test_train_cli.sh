@@ -75,6 +75,25 @@ check "an option without its value" 2 $? "--steps needs a value"
 run --data="$dir/text.txt" --steps=2 --seed=7 --learning_rate=1e-3 --loss_csv="$dir/eq.csv"; rc=$?
 check "--name=VALUE form" 0 $rc "step=2, skipped=0"
 [ "$(wc -l < "$dir/eq.csv")" -eq 3 ] && echo "ok   --name=VALUE: 2 rows" || { echo "FAIL --name=VALUE rows"; fail=1; }
+# a diverged run stops with an error instead of training NaN to the end
+cat > "$dir/div32.json" <<'JSON'
+{"train_micro_batch_size_per_gpu": 2, "gradient_accumulation_steps": 1,
+ "optimizer": {"type": "AdamW", "params": {"lr": 1e30}}}
+JSON
+"$train" --deepspeed_config "$dir/div32.json" --seq_len 32 --data "$dir/text.txt" --steps 20 --loss_csv "$dir/div.csv" > "$dir/out" 2>&1
+check "fp32: a non-finite step ends the run" 1 $? "is not finite (loss .*) in fp32 training"
+sed 's/"lr": 1e30}}}/"lr": 1e30}}, "dsrt": {"skip_nonfinite_steps": true}}/' "$dir/div32.json" > "$dir/skip32.json"
+"$train" --deepspeed_config "$dir/skip32.json" --seq_len 32 --data "$dir/text.txt" --steps 8 > "$dir/out" 2>&1
+check "fp32 with skip_nonfinite_steps: skipped, with a warning" 0 $? "skipped: non-finite"
+"$train" --deepspeed_config "$dir/skip32.json" --seq_len 32 --data "$dir/text.txt" --steps 150 > "$dir/out" 2>&1
+check "fp32 skipping: 100 skips in a row end the run" 1 $? "100 steps in a row skipped for non-finite"
+sed 's/"lr": 1e30}}}/"lr": 1e30}}, "bf16": {"enabled": true, "check_grad_overflow": true}}/' "$dir/div32.json" > "$dir/bf16.json"
+"$train" --deepspeed_config "$dir/bf16.json" --seq_len 32 --data "$dir/text.txt" --steps 150 > "$dir/out" 2>&1
+check "bf16 with check_grad_overflow: 100 skips in a row end the run" 1 $? "100 steps in a row skipped"
+sed 's/"lr": 1e30}}}/"lr": 1e30}}, "fp16": {"enabled": true, "initial_scale_power": 4}}/' "$dir/div32.json" > "$dir/fp16s0.json"
+"$train" --deepspeed_config "$dir/fp16s0.json" --seq_len 32 --data "$dir/text.txt" --steps 150 > "$dir/out" 2>&1
+check "fp16 stage 0 stuck at the minimum scale ends the run" 1 $? "100 steps in a row skipped at the minimum loss scale"
+
 # a checkpoint of another precision: refused, or the weights alone on request
 sed 's/"gradient_clipping": 1.0}/"gradient_clipping": 1.0, "fp16": {"enabled": true}}/' "$dir/ds.json" > "$dir/fp16.json"
 run --data "$dir/text.txt" --steps 2 --save_dir "$dir/ck"; rc=$?
