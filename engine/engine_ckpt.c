@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,6 +93,67 @@ static void remove_tree(const char *dir)
         }
     closedir(d);
     rmdir(dir);
+}
+
+/* This process's part of temporary names: "<host>-<pid>", so a leftover can
+ * be told to be of a dead process of this host. */
+static void owner_tag(long long pid, char *out, size_t n)
+{
+    char host[64] = "host";
+    if (gethostname(host, sizeof host) || !host[0])
+        snprintf(host, sizeof host, "host");
+    host[sizeof host - 1] = '\0';
+    for (char *c = host; *c; c++)
+        if (*c == '/' || *c == '.' || *c == '-')
+            *c = '_';
+    snprintf(out, n, "%s-%lld", host, pid);
+}
+
+/* Leftovers of interrupted saves in save_dir (".<tag>.tmp-<host>-<pid>",
+ * ".<tag>.old-...", ".latest.tmp-..."; from before: "...-<pid>"): those of
+ * a process of this host that no longer runs are removed (`remove`) or only
+ * reported. Each is one rank file or more (1.5 GB for GPT-2 124M). */
+static void sweep_leftovers(const char *save_dir, bool remove)
+{
+    DIR *d = opendir(save_dir);
+    if (!d)
+        return;
+    char host_pid[128];
+    owner_tag(0, host_pid, sizeof host_pid);
+    size_t host_len = strlen(host_pid) - 1; /* "<host>-" */
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        const char *n = de->d_name, *mark = NULL;
+        if (n[0] != '.' || !((mark = strstr(n, ".tmp-")) || (mark = strstr(n, ".old-"))))
+            continue;
+        const char *owner = mark + 5;
+        const char *pid_text = owner;
+        if (!strncmp(owner, host_pid, host_len))
+            pid_text = owner + host_len;
+        else if (strchr(owner, '-'))
+            continue; /* another host's: it may be saving right now */
+        char *end;
+        long long pid = strtoll(pid_text, &end, 10);
+        if (*end || pid <= 0 || pid == (long long)getpid() || (kill((pid_t)pid, 0) == 0 || errno != ESRCH))
+            continue;
+        char p[4200];
+        snprintf(p, sizeof p, "%s/%s", save_dir, n);
+        if (remove) {
+            struct stat sb;
+            if (!lstat(p, &sb) && S_ISDIR(sb.st_mode))
+                remove_tree(p);
+            else
+                unlink(p);
+            dsrt_log(DSRT_LOG_WARNING, "checkpoint: removed %s, left by an interrupted save (process %lld is gone)",
+                     p, pid);
+        } else {
+            dsrt_log(DSRT_LOG_WARNING,
+                     "checkpoint: %s was left by an interrupted save (process %lld is gone); the next save "
+                     "into this directory removes it",
+                     p, pid);
+        }
+    }
+    closedir(d);
 }
 
 static dsrt_status check_tag(const char *tag)
@@ -279,7 +341,9 @@ dsrt_status engine_save(dsrt_engine *e, const char *save_dir, const char *tag_in
     /* every rank computes the same temporary name from rank 0's pid */
     double pid = e->rank == 0 ? (double)getpid() : 0;
     DSRT_TRY(e->comm->allreduce_host_f64(e->comm, &pid, 1, "checkpoint: agreeing on a name"));
-    snprintf(tmp, sizeof tmp, "%s/.%s.tmp-%lld", save_dir, tag, (long long)pid);
+    char owner[128];
+    owner_tag((long long)pid, owner, sizeof owner);
+    snprintf(tmp, sizeof tmp, "%s/.%s.tmp-%s", save_dir, tag, owner);
     snprintf(final, sizeof final, "%s/%s", save_dir, tag);
     dsrt_status st = DSRT_STATUS_OK;
     int failed = 0;
@@ -288,6 +352,7 @@ dsrt_status engine_save(dsrt_engine *e, const char *save_dir, const char *tag_in
             st = dsrt_error_set(DSRT_STATUS_IO_ERROR, "engine_save: cannot create %s: %s",
                                 save_dir, strerror(errno));
         else {
+            sweep_leftovers(save_dir, true);
             remove_tree(tmp);
             if (mkdir(tmp, 0777))
                 st = dsrt_error_set(DSRT_STATUS_IO_ERROR, "engine_save: cannot create %s: %s",
@@ -324,7 +389,7 @@ dsrt_status engine_save(dsrt_engine *e, const char *save_dir, const char *tag_in
             /* an existing checkpoint of the same tag is replaced: moved aside
              * first, removed after the new one is in place */
             char old[4200];
-            snprintf(old, sizeof old, "%s/.%s.old-%lld", save_dir, tag, (long long)pid);
+            snprintf(old, sizeof old, "%s/.%s.old-%s", save_dir, tag, owner);
             bool had_old = rename(final, old) == 0;
             if (rename(tmp, final))
                 st = dsrt_error_set(DSRT_STATUS_IO_ERROR, "engine_save: rename %s -> %s: %s", tmp,
@@ -336,7 +401,7 @@ dsrt_status engine_save(dsrt_engine *e, const char *save_dir, const char *tag_in
             st = ckpt_sync_dir(save_dir);
         if (!st) {
             char lt[4200], lf[4200];
-            snprintf(lt, sizeof lt, "%s/.latest.tmp-%lld", save_dir, (long long)pid);
+            snprintf(lt, sizeof lt, "%s/.latest.tmp-%s", save_dir, owner);
             snprintf(lf, sizeof lf, "%s/latest", save_dir);
             FILE *f = fopen(lt, "w");
             if (!f || fputs(tag, f) < 0 || fflush(f) || fsync(fileno(f))) {
@@ -651,6 +716,8 @@ dsrt_status engine_load(dsrt_engine *e, const char *load_dir, const char *tag_in
     } else {
         DSRT_TRY(read_latest(load_dir, tag, sizeof tag));
     }
+    if (e->rank == 0)
+        sweep_leftovers(load_dir, false);
     char path[4600];
     snprintf(path, sizeof path, "%s/%s/%s", load_dir, tag, CKPT_MAIN_FILE_NAME);
     ckpt_reader *r = NULL;

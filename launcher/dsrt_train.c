@@ -528,6 +528,64 @@ static int curve_verdict(const curve_check *cc, const opts *o)
     return 0;
 }
 
+/* ---------------------------------------------------------------- the loss CSV */
+
+static const char k_csv_header[] = "step,loss,lr,loss_scale,grad_norm,skipped,tokens_per_s\n";
+
+/* The --loss_csv file of a run starting at `start`. A resumed run continues
+ * the file of the run it resumes: rows of steps after the checkpoint (written
+ * by the killed run before it died, and about to be run again) are dropped,
+ * and a file left empty gets its header. Rows are flushed as they are
+ * written, and synced with every checkpoint. NULL: the error is printed. */
+static FILE *open_loss_csv(const char *path, long start)
+{
+    FILE *old = start > 1 ? fopen(path, "r") : NULL;
+    if (!old) {
+        FILE *f = fopen(path, "w");
+        if (!f || fputs(k_csv_header, f) < 0 || fflush(f)) {
+            fprintf(stderr, "dsrt-train: --loss_csv %s: %s\n", path, strerror(errno));
+            if (f)
+                fclose(f);
+            return NULL;
+        }
+        return f;
+    }
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp-%d", path, (int)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (!f) {
+        fprintf(stderr, "dsrt-train: --loss_csv %s: %s\n", tmp, strerror(errno));
+        fclose(old);
+        return NULL;
+    }
+    char line[4096];
+    long kept = 0, dropped = 0;
+    fputs(k_csv_header, f);
+    while (fgets(line, sizeof line, old)) {
+        char *end;
+        long step = strtol(line, &end, 10);
+        if (end == line || *end != ',')
+            continue; /* the header, or a torn last line */
+        if (step < start) {
+            fputs(line, f);
+            kept++;
+        } else {
+            dropped++;
+        }
+    }
+    fclose(old);
+    if (fflush(f) || fsync(fileno(f)) || rename(tmp, path)) {
+        fprintf(stderr, "dsrt-train: --loss_csv %s: %s\n", path, strerror(errno));
+        fclose(f);
+        unlink(tmp);
+        return NULL;
+    }
+    if (dropped)
+        fprintf(stderr, "dsrt-train: --loss_csv %s: kept the %ld rows before step %ld, dropped %ld rows of steps "
+                        "that run again\n", path, kept, start, dropped);
+    return f;
+}
+
 /* ---------------------------------------------------------------- the loop */
 
 /* The held-out loss on rank 0: 0, or 1 on an error. */
@@ -627,16 +685,22 @@ static int train_loop(run *r, const opts *o, long start, FILE *csv, curve_check 
             break;
         }
         const dsrt_step_report *rep = &tr.report;
-        if (csv)
+        if (csv) {
+            /* flushed per row: a killed run keeps its log up to the last step */
             fprintf(csv, "%ld,%.17g,%.9g,%.9g,%.9g,%d,%.1f\n", step, rep->loss, rep->lr,
                     rep->loss_scale, rep->grad_norm, rep->skipped, rep->tokens_per_s);
+            fflush(csv);
+        }
         curve_record(cc, step, rep);
         if (o->eval_every > 0 && step % o->eval_every == 0 && r->rank == 0 && evaluate(r, o, step))
             rc = 1;
-        if (o->save_dir && ((o->save_interval > 0 && step % o->save_interval == 0) || step == o->steps) &&
-            save(r, o, step)) {
-            rc = 1;
-            break;
+        if (o->save_dir && ((o->save_interval > 0 && step % o->save_interval == 0) || step == o->steps)) {
+            if (csv)
+                fsync(fileno(csv)); /* the log on disk with the checkpoint it leads to */
+            if (save(r, o, step)) {
+                rc = 1;
+                break;
+            }
         }
         progress(r, o, step, start, t0, rep);
     }
@@ -659,17 +723,8 @@ int main(int argc, char **argv)
     if ((rc = setup(&r, &o)) || (rc = resume(&r, &o, &start)))
         return rc;
     FILE *csv = NULL;
-    if (o.loss_csv && r.rank == 0) {
-        /* a resumed run appends to the file of the run it continues */
-        int append = start > 1 && access(o.loss_csv, F_OK) == 0;
-        csv = fopen(o.loss_csv, append ? "a" : "w");
-        if (!csv) {
-            fprintf(stderr, "dsrt-train: --loss_csv %s: %s\n", o.loss_csv, strerror(errno));
-            return 1;
-        }
-        if (!append)
-            fprintf(csv, "step,loss,lr,loss_scale,grad_norm,skipped,tokens_per_s\n");
-    }
+    if (o.loss_csv && r.rank == 0 && !(csv = open_loss_csv(o.loss_csv, start)))
+        return 1;
     curve_check cc = {0};
     if (o.ref_curve && r.rank == 0 && load_curve(o.ref_curve, &cc.ref, &cc.n_ref))
         return 1;

@@ -94,6 +94,39 @@ sed 's/"lr": 1e30}}}/"lr": 1e30}}, "fp16": {"enabled": true, "initial_scale_powe
 "$train" --deepspeed_config "$dir/fp16s0.json" --seq_len 32 --data "$dir/text.txt" --steps 150 > "$dir/out" 2>&1
 check "fp16 stage 0 stuck at the minimum scale ends the run" 1 $? "100 steps in a row skipped at the minimum loss scale"
 
+# the loss CSV survives a kill: rows are flushed as they are written
+"$train" --deepspeed_config "$dir/ds.json" --seq_len 32 --data "$dir/text.txt" --steps 1000000 \
+    --loss_csv "$dir/killed.csv" > /dev/null 2>&1 &
+pid=$!
+for _ in $(seq 1 300); do [ -f "$dir/killed.csv" ] && [ "$(wc -l < "$dir/killed.csv")" -ge 4 ] && break; sleep 0.1; done
+kill -9 $pid 2> /dev/null; wait $pid 2> /dev/null
+rows=$(wc -l < "$dir/killed.csv")
+[ "$rows" -ge 4 ] && echo "ok   a killed run keeps its loss CSV ($rows lines)" || { echo "FAIL a killed run lost its loss CSV ($rows lines)"; fail=1; }
+# a resumed run keeps one header and one row per step: the killed run's rows
+# after the checkpoint are dropped; an empty file gets its header
+run --data "$dir/text.txt" --steps 4 --save_dir "$dir/res" --loss_csv "$dir/res.csv" > /dev/null 2>&1
+run --data "$dir/text.txt" --steps 6 --loss_csv "$dir/straight.csv" > /dev/null 2>&1
+cp "$dir/straight.csv" "$dir/res.csv"   # as if killed after step 6 with its last checkpoint at 4
+run --data "$dir/text.txt" --steps 6 --save_dir "$dir/res" --resume --loss_csv "$dir/res.csv"; rc=$?
+check "resume rewrites the rows after the checkpoint" 0 $rc "dropped 2 rows"
+[ "$(grep -c '^step,' "$dir/res.csv")" -eq 1 ] && [ "$(cut -d, -f1 "$dir/res.csv" | tail -n +2 | tr '\n' ' ')" = "1 2 3 4 5 6 " ] &&
+    diff <(cut -d, -f1-6 "$dir/straight.csv") <(cut -d, -f1-6 "$dir/res.csv") > /dev/null &&
+    echo "ok   resumed CSV: one header, steps 1-6 once, equal to the straight run" ||
+    { echo "FAIL resumed CSV"; cat "$dir/res.csv"; fail=1; }
+: > "$dir/empty.csv"
+run --data "$dir/text.txt" --steps 6 --save_dir "$dir/res" --load_dir "$dir/res" --loss_csv "$dir/empty.csv" > /dev/null 2>&1
+head -1 "$dir/empty.csv" | grep -q "^step,loss" && echo "ok   an empty CSV gets its header on resume" ||
+    { echo "FAIL no header in the resumed empty CSV"; cat "$dir/empty.csv"; fail=1; }
+# what a killed save left behind is removed by the next save (a live process's is not)
+host=$(hostname | tr './-' '___')
+(exit 0) & dead=$!; wait $dead
+mkdir -p "$dir/res/.global_step9.tmp-$host-$dead" "$dir/res/.global_step8.tmp-$host-$$"
+echo x > "$dir/res/.global_step9.tmp-$host-$dead/zero_rank_00000.h5"
+run --data "$dir/text.txt" --steps 7 --save_dir "$dir/res" --resume; rc=$?
+check "a dead save's leftover is removed and reported" 0 $rc "removed .*global_step9.tmp-$host-$dead"
+[ ! -e "$dir/res/.global_step9.tmp-$host-$dead" ] && [ -d "$dir/res/.global_step8.tmp-$host-$$" ] &&
+    echo "ok   dead leftover gone, a live process's kept" || { echo "FAIL leftovers"; ls -a "$dir/res"; fail=1; }
+
 # a checkpoint of another precision: refused, or the weights alone on request
 sed 's/"gradient_clipping": 1.0}/"gradient_clipping": 1.0, "fp16": {"enabled": true}}/' "$dir/ds.json" > "$dir/fp16.json"
 run --data "$dir/text.txt" --steps 2 --save_dir "$dir/ck"; rc=$?
