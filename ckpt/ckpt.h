@@ -29,6 +29,7 @@
 #ifndef DSRT_CKPT_H
 #define DSRT_CKPT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -43,6 +44,17 @@
 /* fsync a directory (its entries: a rename, a new file) onto the disk; a file
  * system that cannot sync directories (EINVAL, EROFS) has nothing to wait for. */
 dsrt_status ckpt_sync_dir(const char *path);
+
+/* ---- whole-file checksums (seal.c): no file reaches HDF5 unverified */
+#define CKPT_SEAL_SUFFIX ".crc32c"
+/* CRC-32C of n bytes, continuing from crc (0 to start). */
+uint32_t ckpt_crc32c(uint32_t crc, const void *data, size_t n);
+/* Writes "<path>.crc32c" (the file's CRC-32C and size), fsynced. */
+dsrt_status ckpt_seal(const char *path);
+/* Checks path against its "<path>.crc32c": a corrupt, truncated or extended
+ * file is an IO error naming it. No sidecar: OK with *sealed false (a
+ * checkpoint from before seals; the caller decides). */
+dsrt_status ckpt_verify(const char *path, bool *sealed);
 
 /* One contiguous range of one parameter owned by the writing rank: elements
  * [offset_in_param, offset_in_param + n) of the parameter flattened row-major.

@@ -528,10 +528,10 @@ static dsrt_status boundary(dsrt_engine *e, dsrt_step_report *r)
         long long step = (long long)e->count.global_steps + 1;
         if (!overflow && !e->cfg.skip_nonfinite_steps)
             return dsrt_error_set(DSRT_STATUS_OUT_OF_RANGE,
-                                  "step %lld: the %s is not finite (loss %g) in %s training, which has no "
-                                  "loss scale to lower: the run has diverged (lower the learning rate; "
-                                  "\"dsrt\": {\"skip_nonfinite_steps\": true} skips such steps instead)",
-                                  step, v[1] > 0 ? "gradient" : "loss", r->loss, dsrt_dtype_name(e->dt));
+                                  "the %s is not finite at optimizer step %lld (loss %g) in %s training, "
+                                  "which has no loss scale to lower: the run has diverged (lower the learning "
+                                  "rate; \"dsrt\": {\"skip_nonfinite_steps\": true} skips such steps instead)",
+                                  v[1] > 0 ? "gradient" : "loss", step, r->loss, dsrt_dtype_name(e->dt));
         overflow = true;
         e->count.nonfinite_skips++;
         if (e->rank == 0 && (e->count.nonfinite_skips <= 10 || e->count.nonfinite_skips % 100 == 0))
@@ -564,9 +564,11 @@ static dsrt_status boundary(dsrt_engine *e, dsrt_step_report *r)
             e->count.floor_skips++;
         if (e->count.floor_skips >= DEAD_RUN_SKIPS)
             return dsrt_error_set(DSRT_STATUS_OUT_OF_RANGE,
-                                  "step %lld: %d steps in a row skipped %s: the run is not training",
-                                  (long long)e->count.global_steps, DEAD_RUN_SKIPS,
-                                  e->fp16 ? "at the minimum loss scale" : "for non-finite gradients or loss");
+                                  "%d steps in a row skipped %s, up to optimizer step %lld: the run is not "
+                                  "training",
+                                  DEAD_RUN_SKIPS,
+                                  e->fp16 ? "at the minimum loss scale" : "for non-finite gradients or loss",
+                                  (long long)e->count.global_steps);
     } else {
         e->count.floor_skips = 0;
         /* the norm of the scaled gradients, as float32 (spec 7.4) */

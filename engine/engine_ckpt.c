@@ -366,6 +366,8 @@ dsrt_status engine_save(dsrt_engine *e, const char *save_dir, const char *tag_in
                                    "engine_save: rank 0 could not create %s", tmp);
     snprintf(path, sizeof path, "%s/" CKPT_RANK_FILE_FORMAT, tmp, e->rank);
     st = write_rank_file(e, path);
+    if (!st)
+        st = ckpt_seal(path);
     if (st)
         st = save_error(st, path);
     DSRT_TRY(agree(e, st, "checkpoint: rank files written", &failed));
@@ -381,6 +383,8 @@ dsrt_status engine_save(dsrt_engine *e, const char *save_dir, const char *tag_in
     if (e->rank == 0) {
         snprintf(path, sizeof path, "%s/%s", tmp, CKPT_MAIN_FILE_NAME);
         st = write_main_file(e, path, tag, client_state);
+        if (!st)
+            st = ckpt_seal(path);
         if (st)
             st = save_error(st, path);
         if (!st)
@@ -507,6 +511,52 @@ static dsrt_status check_model(const dsrt_engine *e, ckpt_reader *r, const char 
 out:
     json_doc_free(d);
     free(saved);
+    return st;
+}
+
+/* Every HDF5 file of a checkpoint directory against its checksum, before
+ * HDF5 parses any of them (ckpt.h: ckpt_verify). A checkpoint whose main
+ * file is sealed must have every file sealed; one from before seals loads
+ * with a warning. */
+static dsrt_status verify_files(const char *dir, bool speak)
+{
+    char main_path[4600];
+    snprintf(main_path, sizeof main_path, "%s/%s", dir, CKPT_MAIN_FILE_NAME);
+    bool main_sealed = false;
+    struct stat sb;
+    if (stat(main_path, &sb) != 0)
+        return DSRT_STATUS_OK; /* ckpt_open names the missing file */
+    DSRT_TRY(ckpt_verify(main_path, &main_sealed));
+    DIR *d = opendir(dir);
+    if (!d)
+        return dsrt_error_set(DSRT_STATUS_IO_ERROR, "engine_load: %s: %s", dir, strerror(errno));
+    dsrt_status st = DSRT_STATUS_OK;
+    struct dirent *de;
+    int unsealed = 0;
+    while (!st && (de = readdir(d))) {
+        size_t n = strlen(de->d_name);
+        if (n < 4 || strcmp(de->d_name + n - 3, ".h5") || !strcmp(de->d_name, CKPT_MAIN_FILE_NAME))
+            continue;
+        char p[4600];
+        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+        bool sealed = false;
+        st = ckpt_verify(p, &sealed);
+        if (!st && !sealed) {
+            if (main_sealed)
+                st = dsrt_error_set(DSRT_STATUS_IO_ERROR,
+                                    "%s: its checksum record %s%s is missing (every file of this checkpoint "
+                                    "has one)",
+                                    p, de->d_name, CKPT_SEAL_SUFFIX);
+            unsealed++;
+        }
+    }
+    closedir(d);
+    if (!st && !main_sealed && speak)
+        dsrt_log(DSRT_LOG_WARNING,
+                 "checkpoint %s has no checksum records (written before dsrt sealed its files): HDF5 reads it "
+                 "unverified, and a corrupt file can crash it",
+                 dir);
+    (void)unsealed;
     return st;
 }
 
@@ -721,7 +771,11 @@ dsrt_status engine_load(dsrt_engine *e, const char *load_dir, const char *tag_in
     char path[4600];
     snprintf(path, sizeof path, "%s/%s/%s", load_dir, tag, CKPT_MAIN_FILE_NAME);
     ckpt_reader *r = NULL;
-    dsrt_status st = ckpt_open(path, &r);
+    char tag_dir[4400];
+    snprintf(tag_dir, sizeof tag_dir, "%s/%s", load_dir, tag);
+    dsrt_status st = verify_files(tag_dir, e->rank == 0);
+    if (!st)
+        st = ckpt_open(path, &r);
     if (!st)
         st = load_from(e, r, path, opts);
     if (!st)

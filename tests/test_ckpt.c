@@ -697,8 +697,19 @@ static void fixture_setup(fixture *fx)
     fx->ckpt = path_join(fx->dir, TAG);
 }
 
+/* Nothing of HDF5's left open: every error path closes what it opened (an
+ * identifier left open makes HDF5 print "infinite loop closing library" at
+ * exit, and holds the file). */
+static void assert_no_open_hdf5(const char *after)
+{
+    ssize_t n = H5Fget_obj_count((hid_t)H5F_OBJ_ALL, H5F_OBJ_ALL);
+    if (n != 0)
+        fail_msg("%zd HDF5 identifiers still open after %s", n, after);
+}
+
 static void fixture_teardown(fixture *fx)
 {
+    assert_no_open_hdf5("the test's last close");
     free(fx->main_path);
     free(fx->ckpt);
     rm_tree(fx->dir);
@@ -808,16 +819,20 @@ static void test_bad_main_file(void **state)
     expect_error(ckpt_open(fx.main_path, &r), DSRT_STATUS_IO_ERROR, fx.main_path, "truncated",
                  NULL);
     assert_null(r);
+    assert_no_open_hdf5("a truncated main file");
     assert_int_equal(truncate(fx.main_path, 0), 0);
     expect_error(ckpt_open(fx.main_path, &r), DSRT_STATUS_IO_ERROR, fx.main_path, NULL, NULL);
+    assert_no_open_hdf5("an empty main file");
     spit(fx.main_path, (const unsigned char *)"{\"not\": \"hdf5\"}\n", 16);
     expect_error(ckpt_open(fx.main_path, &r), DSRT_STATUS_IO_ERROR, fx.main_path, NULL, NULL);
+    assert_no_open_hdf5("a main file that is not HDF5");
     char *missing = path_join(fx.ckpt, "nope.h5");
     expect_error(ckpt_open(missing, &r), DSRT_STATUS_IO_ERROR, missing, "No such file", NULL);
     free(missing);
     expect_error(ckpt_open(fx.ckpt, &r), DSRT_STATUS_IO_ERROR, fx.ckpt, "directory", NULL);
     char *rank0 = path_join(fx.ckpt, "zero_rank_00000.h5");
     expect_error(ckpt_open(rank0, &r), DSRT_STATUS_IO_ERROR, rank0, "not a dsrt checkpoint", NULL);
+    assert_no_open_hdf5("a rank file opened as the main file");
     free(rank0);
 
     /* a changed source file name in the mappings (a global heap object,
@@ -883,9 +898,43 @@ static void test_corrupt_main_metadata(void **state)
         ckpt_close(r);
     } else {
         expect_error(st, DSRT_STATUS_IO_ERROR, fx.main_path, NULL, NULL);
+        assert_no_open_hdf5("a main file with a corrupt object header");
     }
     free(b);
     fixture_teardown(&fx);
+}
+
+/* ------------------------------------------------------------------ whole-file checksums */
+
+/* CRC-32C against its published check value (RFC 3720 B.4: "123456789" ->
+ * 0xE3069283), in pieces as in one go, and a sealed file verified, then
+ * refused after one changed byte, a truncation, an extension. */
+static void test_seal(void **state)
+{
+    (void)state;
+    assert_int_equal(ckpt_crc32c(0, "123456789", 9), 0xE3069283u);
+    unsigned char buf[1000];
+    for (size_t i = 0; i < sizeof buf; i++)
+        buf[i] = (unsigned char)(i * 31 + 7);
+    uint32_t whole = ckpt_crc32c(0, buf, sizeof buf);
+    assert_int_equal(ckpt_crc32c(ckpt_crc32c(0, buf, 3), buf + 3, sizeof buf - 3), whole);
+    assert_int_equal(ckpt_crc32c(ckpt_crc32c(0, buf, 501), buf + 501, sizeof buf - 501), whole);
+    char *dir = make_tmpdir();
+    char *f = path_join(dir, "x.h5");
+    spit(f, buf, sizeof buf);
+    bool sealed = true;
+    OK(ckpt_verify(f, &sealed));
+    assert_false(sealed); /* no record yet */
+    OK(ckpt_seal(f));
+    OK(ckpt_verify(f, &sealed));
+    assert_true(sealed);
+    buf[500] ^= 1;
+    spit(f, buf, sizeof buf);
+    expect_error(ckpt_verify(f, &sealed), DSRT_STATUS_IO_ERROR, f, "corrupt: its CRC-32C", NULL);
+    spit(f, buf, sizeof buf - 1);
+    expect_error(ckpt_verify(f, &sealed), DSRT_STATUS_IO_ERROR, f, "999 bytes, but the save wrote 1000", NULL);
+    free(f);
+    rm_tree(dir);
 }
 
 /* ------------------------------------------------------------------ HDF5's error printing */
@@ -950,6 +999,7 @@ int main(void)
         cmocka_unit_test(test_missing_rank_file),
         cmocka_unit_test(test_bad_main_file),
         cmocka_unit_test(test_corrupt_main_metadata),
+        cmocka_unit_test(test_seal),
         cmocka_unit_test(test_host_error_handler),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
