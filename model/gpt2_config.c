@@ -4,6 +4,7 @@
  * identical). Defaults are GPT2Config's (transformers/models/gpt2/
  * configuration_gpt2.py): vocab 50257, n_positions 1024, n_embd 768,
  * n_layer 12, n_head 12, layer_norm_epsilon 1e-5, initializer_range 0.02. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,16 +71,19 @@ static dsrt_status get_pos_int(const json_value *root, const char *key, const ch
     return DSRT_STATUS_OK;
 }
 
+/* lo_open: lo itself is excluded, after rounding to float (an epsilon of
+ * 1e-50 is 0 in float: a division by zero on a constant row) */
 static dsrt_status get_float(const json_value *root, const char *key, const char *source,
-                             float *out, double lo, double hi)
+                             float *out, double lo, double hi, bool lo_open)
 {
     const json_value *v = json_object_get(root, key);
     if (!v)
         return DSRT_STATUS_OK;
     if (v->type != JSON_NUMBER || v->u.num.kind == JSON_NUM_NONFINITE || v->u.num.d < lo ||
-        v->u.num.d > hi) {
+        v->u.num.d > hi || (lo_open && (double)(float)v->u.num.d <= lo)) {
         char msg[128];
-        snprintf(msg, sizeof msg, "must be a number in [%g, %g]", lo, hi);
+        snprintf(msg, sizeof msg, "must be a number in %c%g, %g]%s", lo_open ? '(' : '[', lo, hi,
+                 lo_open ? " that a float holds" : "");
         return bad(source, v, key, msg);
     }
     *out = (float)v->u.num.d;
@@ -144,8 +148,8 @@ dsrt_status dsrt_gpt2_config_parse(const char *text, size_t len, const char *sou
         (st = get_pos_int(root, "n_layer", source, &c.n_layer, false)) ||
         (st = get_pos_int(root, "n_head", source, &c.n_head, false)) ||
         (st = get_pos_int(root, "n_inner", source, &c.n_inner, true)) ||
-        (st = get_float(root, "layer_norm_epsilon", source, &c.layer_norm_epsilon, 0.0, 1.0)) ||
-        (st = get_float(root, "initializer_range", source, &c.initializer_range, 0.0, 10.0)))
+        (st = get_float(root, "layer_norm_epsilon", source, &c.layer_norm_epsilon, 0.0, 1.0, true)) ||
+        (st = get_float(root, "initializer_range", source, &c.initializer_range, 0.0, 10.0, false)))
         goto done;
     const json_value *act = json_object_get(root, "activation_function");
     if (act && (act->type != JSON_STRING || (strcmp(act->u.str.s, "gelu_new") != 0 &&
@@ -168,7 +172,7 @@ dsrt_status dsrt_gpt2_config_parse(const char *text, size_t len, const char *sou
     static const char *const drops[] = {"resid_pdrop", "embd_pdrop", "attn_pdrop"};
     for (int i = 0; i < 3; i++) {
         float p = 0.0f;
-        if ((st = get_float(root, drops[i], source, &p, 0.0, 1.0)))
+        if ((st = get_float(root, drops[i], source, &p, 0.0, 1.0, false)))
             goto done;
         if (p != 0.0f)
             dsrt_log(DSRT_LOG_WARNING, "%s: model config: %s = %g: dsrt trains with dropout 0",

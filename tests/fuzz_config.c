@@ -4,6 +4,7 @@
  * by tests/run_fuzz.sh). */
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "dsrt.h"
@@ -13,6 +14,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    /* tests/run_fuzz.sh's self-test: a planted crash must fail the run */
+    static const char planted[] = "dsrt-fuzz-selftest";
+    static int selftest = -1;
+    if (selftest < 0)
+        selftest = getenv("DSRT_FUZZ_SELFTEST") != NULL;
+    if (selftest && size >= sizeof planted - 1 && !memcmp(data, planted, sizeof planted - 1))
+        __builtin_trap();
     const dsrt_api *api = dsrt_api_table();
     static const char *const hf[] = {"max_steps=100", "warmup_steps=5", "hidden_size=64"};
     /* the first byte picks the world size and whether hf values are given */

@@ -105,6 +105,13 @@ static void test_config_errors(void **state)
     assert_int_equal(dsrt_gpt2_config_parse(neg, strlen(neg), "m.json", &c),
                      DSRT_STATUS_INVALID_CONFIG);
     assert_non_null(strstr(dsrt_error_message(), "m.json:2"));
+    /* an epsilon of 0 (or one that rounds to 0 in float) divides by zero on a
+     * constant row: found by fuzz_model_config */
+    static const char *const eps[] = {"{\"layer_norm_epsilon\": 0e-05}", "{\"layer_norm_epsilon\": 1e-50}"};
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(dsrt_gpt2_config_parse(eps[i], strlen(eps[i]), "m.json", &c), DSRT_STATUS_INVALID_CONFIG);
+        assert_non_null(strstr(dsrt_error_message(), "layer_norm_epsilon"));
+    }
     const char *bert = "{\"model_type\": \"bert\"}";
     assert_int_equal(dsrt_gpt2_config_parse(bert, strlen(bert), "m.json", &c),
                      DSRT_STATUS_UNSUPPORTED);
