@@ -23,6 +23,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -51,6 +52,15 @@ typedef struct tokens {
 
 static int load_tokens(const char *path, tokens *out, int vocab)
 {
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        fprintf(stderr, "dsrt-train: --data %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    if (S_ISDIR(sb.st_mode)) {
+        fprintf(stderr, "dsrt-train: --data %s: is a directory; give a text file or a .bin token file\n", path);
+        return -1;
+    }
     FILE *f = fopen(path, "rb");
     if (!f) {
         fprintf(stderr, "dsrt-train: --data %s: %s\n", path, strerror(errno));
@@ -61,7 +71,7 @@ static int load_tokens(const char *path, tokens *out, int vocab)
     fseek(f, 0, SEEK_SET);
     unsigned char *raw = malloc(size > 0 ? (size_t)size : 1);
     if (!raw || fread(raw, 1, (size_t)size, f) != (size_t)size) {
-        fprintf(stderr, "dsrt-train: --data %s: read failed\n", path);
+        fprintf(stderr, "dsrt-train: --data %s: read failed: %s\n", path, raw ? strerror(errno) : "out of memory");
         fclose(f);
         free(raw);
         return -1;
@@ -70,6 +80,19 @@ static int load_tokens(const char *path, tokens *out, int vocab)
     size_t len = strlen(path);
     int is_bin = len > 4 && !strcmp(path + len - 4, ".bin");
     if (!is_bin) {
+        /* bytes as tokens: say so when they do not look like text (NUL bytes,
+         * or most bytes outside printable ASCII and UTF-8) */
+        size_t nul = 0, odd = 0, look = (size_t)size < 1000000 ? (size_t)size : 1000000;
+        for (size_t i = 0; i < look; i++) {
+            nul += raw[i] == 0;
+            odd += raw[i] < 9 || (raw[i] > 13 && raw[i] < 32) || raw[i] == 127;
+        }
+        if (look && (nul || odd * 20 > look))
+            fprintf(stderr,
+                    "dsrt-train: warning: --data %s does not look like text (%zu NUL and %zu control bytes "
+                    "in the first %zu): it is read as bytes, one token each; token files need the .bin "
+                    "suffix\n",
+                    path, nul, odd, look);
         out->n = (size_t)size;
         out->data = malloc(out->n * sizeof(int32_t));
         for (size_t i = 0; i < out->n; i++)
@@ -93,6 +116,11 @@ static int load_tokens(const char *path, tokens *out, int vocab)
                 return -1;
             }
         }
+        if (!off && (size_t)size % 2)
+            fprintf(stderr,
+                    "dsrt-train: warning: --data %s: raw uint16 tokens, but the file has an odd number of bytes "
+                    "(%ld): the last byte is ignored\n",
+                    path, size);
         out->n = n;
         out->data = malloc(n * sizeof(int32_t));
         for (size_t i = 0; i < n; i++) {
@@ -595,8 +623,15 @@ static int evaluate(run *r, const opts *o, long step)
     size_t avail = r->tk.n - r->eval_off - 1;
     if (need > avail)
         nb = avail / r->T, need = nb * r->T;
-    if (nb == 0)
+    if (nb == 0) {
+        static int said;
+        if (!said++)
+            fprintf(stderr,
+                    "%sdsrt-train: warning: --eval_every: the held-out last 10%% of the data (%zu tokens) is "
+                    "shorter than one sequence (%d + 1 tokens): nothing is evaluated\n",
+                    r->tty ? "\r\033[K" : "", r->tk.n - r->eval_off, r->T);
         return 0;
+    }
     int32_t *ei = malloc(need * sizeof(int32_t)), *et = malloc(need * sizeof(int32_t));
     for (size_t i = 0; i < need; i++) {
         ei[i] = r->tk.data[r->eval_off + i];

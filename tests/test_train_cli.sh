@@ -94,6 +94,19 @@ sed 's/"lr": 1e30}}}/"lr": 1e30}}, "fp16": {"enabled": true, "initial_scale_powe
 "$train" --deepspeed_config "$dir/fp16s0.json" --seq_len 32 --data "$dir/text.txt" --steps 150 > "$dir/out" 2>&1
 check "fp16 stage 0 stuck at the minimum scale ends the run" 1 $? "100 steps in a row skipped at the minimum loss scale"
 
+# warnings for data that is probably not what the user meant
+run --data "$dir" --steps 1; rc=$?
+check "--data DIR" 1 $rc "is a directory"
+head -c 3000 /dev/urandom > "$dir/random.dat"
+run --data "$dir/random.dat" --steps 1; rc=$?
+check "random bytes as text: trained, with a warning" 0 $rc "does not look like text"
+perl -e 'print pack("S<*", map { $_ % 256 } 0..999), "x"' > "$dir/odd.bin"
+run --data "$dir/odd.bin" --steps 1; rc=$?
+check "an odd-sized raw uint16 file: a warning" 0 $rc "odd number of bytes (2001)"
+head -c 300 "$dir/text.txt" > "$dir/short.txt"
+run --data "$dir/short.txt" --steps 2 --eval_every 1; rc=$?
+check "a held-out part shorter than a sequence: a warning" 0 $rc "nothing is evaluated"
+
 # the loss CSV survives a kill: rows are flushed as they are written
 "$train" --deepspeed_config "$dir/ds.json" --seq_len 32 --data "$dir/text.txt" --steps 1000000 \
     --loss_csv "$dir/killed.csv" > /dev/null 2>&1 &
