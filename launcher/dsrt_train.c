@@ -212,7 +212,7 @@ typedef struct opts {
     const char *config_path, *model, *data, *device, *loss_csv, *ref_curve, *dist_backend;
     const char *save_dir, *load_dir;
     double comm_timeout, curve_rtol;
-    int64_t save_interval, steps, eval_every, eval_batches, curve_window, seq_len;
+    int64_t save_interval, steps, eval_every, eval_batches, curve_window, seq_len, local_rank;
     int resume, load_module_only, skip_optimizer_states;
     uint64_t seed;
     const char **sets; /* "name=value" TrainingArguments values for "auto" */
@@ -233,6 +233,9 @@ static const opt_spec k_options[] = {
     {"seed", 0, OPT_UINT64, O(seed), 0, 0, 0, 0, "S", "initial weights (default 1234)"},
     INT_OPT("seq_len", seq_len, 1, INT32_MAX, "T", "tokens per sequence (default min(256, n_positions))"),
     STR_OPT("device", device, "D", "cpu (default), cuda, cuda:N"),
+    INT_OPT("local_rank", local_rank, -1, INT32_MAX, "N",
+            "as the deepspeed launcher and HF scripts pass it (-1: not distributed); checked against the "
+            "process group's local rank"),
     STR_OPT("dist_backend", dist_backend, "B",
             "auto (default: MPI under mpirun, TCP when RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT are set, "
             "else one rank), local, mpi, tcp"),
@@ -291,7 +294,8 @@ static void opts_free(opts *o)
 static int parse_args(int argc, char **argv, opts *o)
 {
     *o = (opts){.config_path = "configs/ds_config.json", .model = "gpt2-tiny", .device = "cpu",
-                .steps = 100, .eval_batches = 16, .curve_window = 1, .seed = 1234, .curve_rtol = 1e-4};
+                .steps = 100, .eval_batches = 16, .curve_window = 1, .seed = 1234, .curve_rtol = 1e-4,
+                .local_rank = -1};
     o->sets = calloc((size_t)argc, sizeof *o->sets);
     o->owned = calloc((size_t)argc, sizeof *o->owned);
     opt_parser p = {.prog = "dsrt-train", .synopsis = "dsrt-train [options]", .specs = k_options,
@@ -351,6 +355,11 @@ static int setup(run *r, const opts *o)
         return 1;
     }
     r->rank = r->dc.rank, r->world = r->dc.world_size;
+    if (o->local_rank >= 0 && o->local_rank != r->dc.local_rank)
+        fprintf(stderr,
+                "dsrt-train: warning: --local_rank %" PRId64 " but the process group (%s) says local rank %d; "
+                "the group's is used\n",
+                o->local_rank, r->dc.backend_used ? r->dc.backend_used : "local", (int)r->dc.local_rank);
     if (r->rank != 0)
         log_level_min = 3; /* rank 0 speaks for the group; the others report errors */
     dsrt_config_create_args cc = {.struct_size = sizeof cc, .path = o->config_path,

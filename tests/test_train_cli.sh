@@ -71,6 +71,12 @@ bad_opt --eval_batches 0x10 "not an integer"
 check "--resume=VALUE refused" 2 $? "--resume takes no value"
 "$train" --deepspeed_config "$dir/ds.json" --data "$dir/text.txt" --steps > "$dir/out" 2>&1
 check "an option without its value" 2 $? "--steps needs a value"
+# what the deepspeed launcher and HF scripts pass
+run --data "$dir/text.txt" --steps 1 --local_rank=0 --deepspeed "$dir/ds.json"; rc=$?
+check "--local_rank=0 and --deepspeed FILE accepted" 0 $rc "step 1/1 loss"
+run --data "$dir/text.txt" --steps 1 --local_rank=3; rc=$?
+check "--local_rank that disagrees with the group: a warning" 0 $rc "local rank 0; the group's is used"
+bad_opt --local_rank -2 "must be between -1 and"
 # the --name=VALUE form, for the table's options and the Trainer's
 run --data="$dir/text.txt" --steps=2 --seed=7 --learning_rate=1e-3 --loss_csv="$dir/eq.csv"; rc=$?
 check "--name=VALUE form" 0 $rc "step=2, skipped=0"
