@@ -170,25 +170,34 @@ const cfg_block cfg_dsrt_block = {"dsrt", true, false, dsrt_keys, N(dsrt_keys)};
  * comm/config.py): a typo inside them is an error there too. dsrt records
  * nothing yet; the blocks are checked and passed through. */
 #define MON(name, type, dflt) {name, type, NOF, dflt, KF_LAX | KF_NULLABLE, 0, 0, NULL, NULL, NULL, NULL}
+/* "enabled": true of a monitor dsrt does not write yet is named in a warning
+ * (an error with "dsrt": {"strict": true}), never silently ignored */
+#define MON_ENABLED(what)                                                                                      \
+    {"enabled", CT_BOOL, NOF, "false", KF_LAX | KF_NULLABLE | KF_NOT_IMPLEMENTED, 0, 0, NULL, NULL, NULL, what}
 static const cfg_key tensorboard_keys[] = {
-    MON("enabled", CT_BOOL, "false"), MON("output_path", CT_STRING, "\"\""),
+    MON_ENABLED("writing TensorBoard event files"), MON("output_path", CT_STRING, "\"\""),
+    MON("job_name", CT_STRING, "\"DeepSpeedJobName\""),
+};
+static const cfg_key csv_monitor_keys[] = {
+    MON_ENABLED("writing csv_monitor files"), MON("output_path", CT_STRING, "\"\""),
     MON("job_name", CT_STRING, "\"DeepSpeedJobName\""),
 };
 static const cfg_key wandb_keys[] = {
-    MON("enabled", CT_BOOL, "false"), MON("group", CT_STRING, NULL), MON("team", CT_STRING, NULL),
-    MON("project", CT_STRING, "\"deepspeed\""),
+    MON_ENABLED("logging to Weights & Biases (and there is no network)"), MON("group", CT_STRING, NULL),
+    MON("team", CT_STRING, NULL), MON("project", CT_STRING, "\"deepspeed\""),
 };
 static const cfg_key comet_keys[] = {
-    MON("enabled", CT_BOOL, "false"), MON("samples_log_interval", CT_INT, "100"), MON("project", CT_STRING, NULL),
+    MON_ENABLED("logging to Comet (and there is no network)"), MON("samples_log_interval", CT_INT, "100"),
+    MON("project", CT_STRING, NULL),
     MON("workspace", CT_STRING, NULL), MON("api_key", CT_STRING, NULL), MON("experiment_name", CT_STRING, NULL),
     MON("experiment_key", CT_STRING, NULL), MON("online", CT_BOOL, NULL), MON("mode", CT_STRING, NULL),
 };
 static const cfg_key comms_logger_keys[] = {
-    MON("enabled", CT_BOOL, "false"), MON("verbose", CT_BOOL, "false"), MON("prof_all", CT_BOOL, "true"),
+    MON_ENABLED("the communication logger's summary"), MON("verbose", CT_BOOL, "false"), MON("prof_all", CT_BOOL, "true"),
     MON("prof_ops", CT_ANY, "[]"), MON("debug", CT_BOOL, "false"),
 };
 static const cfg_block tensorboard_block = {"TensorBoardConfig", true, true, tensorboard_keys, N(tensorboard_keys)};
-static const cfg_block csv_monitor_block = {"CSVConfig", true, true, tensorboard_keys, N(tensorboard_keys)};
+static const cfg_block csv_monitor_block = {"CSVConfig", true, true, csv_monitor_keys, N(csv_monitor_keys)};
 static const cfg_block wandb_block = {"WandbConfig", true, true, wandb_keys, N(wandb_keys)};
 static const cfg_block comet_block = {"CometConfig", true, true, comet_keys, N(comet_keys)};
 static const cfg_block comms_logger_block = {"CommsLoggerConfig", true, true, comms_logger_keys,
@@ -228,7 +237,8 @@ static const cfg_key top_keys[] = {
      NULL, NULL},
     {"zero_force_ds_cpu_optimizer", CT_BOOL, NOF, "true", 0, 0, 0, NULL, NULL, NULL, NULL},
     {"steps_per_print", CT_INT, TOP(steps_per_print), NULL, KF_NULLABLE | KF_MIN_GT, 0, 0, NULL, NULL, NULL, NULL},
-    {"wall_clock_breakdown", CT_BOOL, TOP(wall_clock_breakdown), "false", 0, 0, 0, NULL, NULL, NULL, NULL},
+    {"wall_clock_breakdown", CT_BOOL, TOP(wall_clock_breakdown), "false", KF_NOT_IMPLEMENTED, 0, 0, NULL, NULL, NULL,
+     "the wall_clock_breakdown timings"},
     {"memory_breakdown", CT_BOOL, NOF, "false", 0, 0, 0, NULL, NULL, NULL, NULL},
     {"dump_state", CT_BOOL, NOF, "false", 0, 0, 0, NULL, NULL, NULL, NULL},
     {"log_level", CT_ANY, NOF, NULL, KF_NULLABLE, 0, 0, NULL, NULL, NULL, NULL},

@@ -650,6 +650,43 @@ static void test_nonfinite_and_round_trip(void **state)
     }
 }
 
+/* A monitor or profiler that is asked for and that dsrt does not write is
+ * named in a warning (an error under "strict"), never ignored in silence. */
+static void test_monitors_named(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *block, *needle;
+    } cases[] = {
+        {"\"tensorboard\": {\"enabled\": true, \"output_path\": \"tb\"}", "TensorBoard"},
+        {"\"csv_monitor\": {\"enabled\": true}", "csv_monitor"},
+        {"\"wandb\": {\"enabled\": true, \"project\": \"x\"}", "Weights & Biases"},
+        {"\"comet\": {\"enabled\": true}", "Comet"},
+        {"\"comms_logger\": {\"enabled\": true}", "communication logger"},
+        {"\"wall_clock_breakdown\": true", "wall_clock_breakdown"},
+        {"\"flops_profiler\": {\"enabled\": true, \"profile_step\": 3}", "flops profiler"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char text[512];
+        snprintf(text, sizeof text, "{\"train_batch_size\": 8, %s}", cases[i].block);
+        dsrt_config *c = rd(text);
+        if (!c)
+            fail_msg("rejected %s: %s", text, err());
+        if (count_diags(c, DSRT_DIAG_WARNING, cases[i].needle) != 1)
+            fail_msg("no warning naming %s for %s", cases[i].needle, text);
+        drop(c);
+        snprintf(text, sizeof text, "{\"train_batch_size\": 8, \"dsrt\": {\"strict\": true}, %s}", cases[i].block);
+        c = rd(text);
+        if (c)
+            fail_msg("accepted under strict: %s", text);
+        /* disabled: no word */
+    }
+    dsrt_config *c = rd("{\"train_batch_size\": 8, \"tensorboard\": {\"enabled\": false}, \"wall_clock_breakdown\": false}");
+    assert_non_null(c);
+    assert_int_equal(count_diags(c, DSRT_DIAG_WARNING, "not implemented"), 0);
+    drop(c);
+}
+
 static void test_nasty_inputs(void **state)
 {
     (void)state;
@@ -740,6 +777,7 @@ int main(void)
         cmocka_unit_test(test_error_form),
         cmocka_unit_test(test_nasty_inputs),
         cmocka_unit_test(test_nonfinite_and_round_trip),
+        cmocka_unit_test(test_monitors_named),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
