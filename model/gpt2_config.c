@@ -56,17 +56,22 @@ static dsrt_status bad(const char *source, const json_value *v, const char *key,
                           v ? v->line : 0, key, what);
 }
 
-/* a positive integer key (absent: keep the default) */
+/* a positive integer key up to `max` (absent: keep the default). The limits
+ * keep every size the model derives (4 n_embd, 3 n_embd, ...) inside int and
+ * are far above any released model (n_embd 18432, vocab 256000, context 2^20). */
 static dsrt_status get_pos_int(const json_value *root, const char *key, const char *source,
-                               int *out, bool nullable)
+                               int *out, bool nullable, int max)
 {
     const json_value *v = json_object_get(root, key);
     if (!v || (nullable && v->type == JSON_NULL))
         return DSRT_STATUS_OK;
     if (v->type != JSON_NUMBER ||
         (v->u.num.kind != JSON_NUM_INT && v->u.num.kind != JSON_NUM_INTEGRAL) ||
-        v->u.num.i < 1 || v->u.num.i > (1 << 30))
-        return bad(source, v, key, "must be a positive integer");
+        v->u.num.i < 1 || v->u.num.i > max) {
+        char what[96];
+        snprintf(what, sizeof what, "must be a positive integer up to %d", max);
+        return bad(source, v, key, what);
+    }
     *out = (int)v->u.num.i;
     return DSRT_STATUS_OK;
 }
@@ -141,13 +146,13 @@ dsrt_status dsrt_gpt2_config_parse(const char *text, size_t len, const char *sou
         goto done;
     }
     /* n_ctx is GPT2Config's older name for n_positions */
-    if ((st = get_pos_int(root, "n_ctx", source, &c.n_positions, false)) ||
-        (st = get_pos_int(root, "n_positions", source, &c.n_positions, false)) ||
-        (st = get_pos_int(root, "vocab_size", source, &c.vocab_size, false)) ||
-        (st = get_pos_int(root, "n_embd", source, &c.n_embd, false)) ||
-        (st = get_pos_int(root, "n_layer", source, &c.n_layer, false)) ||
-        (st = get_pos_int(root, "n_head", source, &c.n_head, false)) ||
-        (st = get_pos_int(root, "n_inner", source, &c.n_inner, true)) ||
+    if ((st = get_pos_int(root, "n_ctx", source, &c.n_positions, false, 1 << 24)) ||
+        (st = get_pos_int(root, "n_positions", source, &c.n_positions, false, 1 << 24)) ||
+        (st = get_pos_int(root, "vocab_size", source, &c.vocab_size, false, 1 << 24)) ||
+        (st = get_pos_int(root, "n_embd", source, &c.n_embd, false, 1 << 20)) ||
+        (st = get_pos_int(root, "n_layer", source, &c.n_layer, false, 1 << 16)) ||
+        (st = get_pos_int(root, "n_head", source, &c.n_head, false, 1 << 16)) ||
+        (st = get_pos_int(root, "n_inner", source, &c.n_inner, true, 1 << 22)) ||
         (st = get_float(root, "layer_norm_epsilon", source, &c.layer_norm_epsilon, 0.0, 1.0, true)) ||
         (st = get_float(root, "initializer_range", source, &c.initializer_range, 0.0, 10.0, false)))
         goto done;

@@ -112,6 +112,10 @@ static void test_config_errors(void **state)
         assert_int_equal(dsrt_gpt2_config_parse(eps[i], strlen(eps[i]), "m.json", &c), DSRT_STATUS_INVALID_CONFIG);
         assert_non_null(strstr(dsrt_error_message(), "layer_norm_epsilon"));
     }
+    /* sizes whose derived sizes (4 n_embd) overflow int: found by fuzz_model_config in CI */
+    const char *huge = "{\"n_embd\": 702583728}";
+    assert_int_equal(dsrt_gpt2_config_parse(huge, strlen(huge), "m.json", &c), DSRT_STATUS_INVALID_CONFIG);
+    assert_non_null(strstr(dsrt_error_message(), "n_embd: must be a positive integer up to 1048576"));
     const char *bert = "{\"model_type\": \"bert\"}";
     assert_int_equal(dsrt_gpt2_config_parse(bert, strlen(bert), "m.json", &c),
                      DSRT_STATUS_UNSUPPORTED);
