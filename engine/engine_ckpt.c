@@ -532,7 +532,6 @@ static dsrt_status verify_files(const char *dir, bool speak)
         return dsrt_error_set(DSRT_STATUS_IO_ERROR, "engine_load: %s: %s", dir, strerror(errno));
     dsrt_status st = DSRT_STATUS_OK;
     struct dirent *de;
-    int unsealed = 0;
     while (!st && (de = readdir(d))) {
         size_t n = strlen(de->d_name);
         if (n < 4 || strcmp(de->d_name + n - 3, ".h5") || !strcmp(de->d_name, CKPT_MAIN_FILE_NAME))
@@ -541,14 +540,10 @@ static dsrt_status verify_files(const char *dir, bool speak)
         snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
         bool sealed = false;
         st = ckpt_verify(p, &sealed);
-        if (!st && !sealed) {
-            if (main_sealed)
-                st = dsrt_error_set(DSRT_STATUS_IO_ERROR,
-                                    "%s: its checksum record %s%s is missing (every file of this checkpoint "
-                                    "has one)",
-                                    p, de->d_name, CKPT_SEAL_SUFFIX);
-            unsealed++;
-        }
+        if (!st && !sealed && main_sealed)
+            st = dsrt_error_set(DSRT_STATUS_IO_ERROR,
+                                "%s: its checksum record %s%s is missing (every file of this checkpoint has one)", p,
+                                de->d_name, CKPT_SEAL_SUFFIX);
     }
     closedir(d);
     if (!st && !main_sealed && speak)
@@ -556,7 +551,6 @@ static dsrt_status verify_files(const char *dir, bool speak)
                  "checkpoint %s has no checksum records (written before dsrt sealed its files): HDF5 reads it "
                  "unverified, and a corrupt file can crash it",
                  dir);
-    (void)unsealed;
     return st;
 }
 
