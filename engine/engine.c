@@ -75,6 +75,7 @@ void engine_destroy(dsrt_engine *e)
     for (size_t i = 0; i < e->n_params && e->params; i++)
         free(e->params[i].owned_name);
     free(e->params);
+    free(e->buf.tied);
     free(e->config_json);
     free(e->client_state);
     zero_layout_free(&e->lay);
@@ -117,7 +118,8 @@ static dsrt_status host_params(dsrt_engine *e, const dsrt_engine_create_args *a)
                               (int)a->num_params);
     e->n_params = (size_t)a->num_params;
     e->params = calloc(e->n_params, sizeof *e->params);
-    if (!e->params)
+    e->buf.tied = calloc(e->n_params, 1);
+    if (!e->params || !e->buf.tied)
         return dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "engine_create: parameters");
     size_t off = 0;
     for (size_t i = 0; i < e->n_params; i++) {
@@ -177,7 +179,20 @@ static dsrt_status upload_host_params(dsrt_engine *e, const dsrt_engine_create_a
     e->buf.param_cap = (e->n + align - 1) / align * align;
     e->buf.owned = true;
     DSRT_TRY(be->ops->alloc(be, e->buf.param_cap * e->dsz, &e->buf.params));
-    DSRT_TRY(be->ops->alloc(be, e->n * e->dsz, &e->buf.grads));
+    e->buf.slots = e->stage == 2 && a->grad_slots;
+    if (!e->buf.slots)
+        DSRT_TRY(be->ops->alloc(be, e->n * e->dsz, &e->buf.grads));
+    if (a->num_tied_params < 0 || (a->num_tied_params > 0 && !a->tied_params))
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
+                              "engine_create: num_tied_params %d needs tied_params", (int)a->num_tied_params);
+    for (int32_t i = 0; i < a->num_tied_params; i++) {
+        int64_t t = a->tied_params[i];
+        if (t < 0 || (size_t)t >= e->n_params)
+            return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
+                                  "engine_create: tied_params[%d] = %lld is not a parameter index (0..%zu)", (int)i,
+                                  (long long)t, e->n_params - 1);
+        e->buf.tied[t] = 1;
+    }
     for (size_t i = 0; i < e->n_params; i++) {
         const dsrt_param_desc *d = &a->params[i];
         void *dst = at(e->buf.params, e->params[i].offset, e->dsz);
@@ -267,6 +282,7 @@ static dsrt_status init_zero(dsrt_engine *e)
             .prescale_gradients = c->prescale_gradients,
             .gradient_predivide_factor = c->gradient_predivide_factor,
             .allreduce_sum = c->gradient_allreduce_sum,
+            .slots = e->buf.slots,
             .dt = e->dt,
             .cdt = e->cdt,
         };
@@ -281,7 +297,7 @@ static dsrt_status init_zero(dsrt_engine *e)
             numel[i] = e->params[i].numel;
         }
         st = zero_reducer_init(&e->red, &ro, be, e->comm, &e->lay, e->rank, offset, numel, e->n_params,
-                               e->buf.grads, e->buf.pgrad, e->P);
+                               e->buf.grads, e->buf.pgrad, e->P, e->buf.tied);
         free(offset);
         free(numel);
         DSRT_TRY(st);
@@ -289,13 +305,16 @@ static dsrt_status init_zero(dsrt_engine *e)
         if (e->stage && e->lay.padded * e->dsz > need)
             need = e->lay.padded * e->dsz;
         DSRT_TRY(e->comm->reserve(e->comm, need));
+        if (e->buf.slots && e->model)
+            dsrt_gpt2_set_grad_slots(e->model, zero_reducer_slot_fn, &e->red);
     }
     /* model-state bytes of this rank (spec 7.5; docs/api.md) */
     e->mem.params = (int64_t)(e->n * e->dsz);
     e->mem.grads = (int64_t)((e->stage == 2 ? e->P : e->n) * e->dsz);
-    e->mem.transient = e->stage == 2 ? (int64_t)(e->n * e->dsz)
-                       : e->stage == 1 ? (int64_t)(e->P * e->dsz)
-                                       : 0;
+    e->mem.transient = e->stage == 1      ? (int64_t)(e->P * e->dsz)
+                       : e->buf.slots     ? zero_reducer_own_bytes(&e->red) + zero_reducer_staging_bytes(&e->red)
+                       : e->stage == 2    ? (int64_t)(e->n * e->dsz)
+                                          : 0;
     e->mem.masters = e->opt.master == e->buf.params ? 0 : (int64_t)(e->P * 4);
     e->mem.moments = (int64_t)(e->P * 8);
     e->mem.buckets = e->use_buckets ? zero_reducer_bytes(&e->red) : 0;
@@ -382,7 +401,11 @@ static dsrt_status build_gpt2(dsrt_engine *e, const dsrt_engine_create_args *a)
     /* room for the padded flat buffer (a multiple of 2N, spec 7.1): ZeRO
      * all-gathers straight into it */
     size_t cnt = 0, align = 2 * (size_t)e->world;
-    DSRT_TRY(dsrt_gpt2_create_ex(&e->mcfg, e->be, e->B, e->T, align, &e->model));
+    /* stage 2: no full-size gradient buffer; the backward writes into the
+     * reducer's bucket slots */
+    e->buf.slots = e->stage == 2;
+    DSRT_TRY(dsrt_gpt2_create_ex(&e->mcfg, e->be, e->B, e->T, align, e->buf.slots ? DSRT_GPT2_NO_GRAD_BUFFER : 0,
+                                 &e->model));
     DSRT_TRY(dsrt_gpt2_init(e->model, a->seed));
     e->n = dsrt_gpt2_num_params(e->model);
     e->buf.param_cap = (e->n + align - 1) / align * align;
@@ -391,8 +414,10 @@ static dsrt_status build_gpt2(dsrt_engine *e, const dsrt_engine_create_args *a)
     const dsrt_param *gp = dsrt_gpt2_params(e->model, &cnt);
     e->n_params = cnt;
     e->params = calloc(cnt, sizeof *e->params);
-    if (!e->params)
+    e->buf.tied = calloc(cnt, 1);
+    if (!e->params || !e->buf.tied)
         return dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "engine_create");
+    e->buf.tied[0] = 1; /* wte: the LM head writes its gradient first, the embedding last */
     for (size_t i = 0; i < cnt; i++) {
         e->params[i] = (eng_param){gp[i].name, NULL, gp[i].offset, gp[i].numel, gp[i].ndim, {0}};
         for (int k = 0; k < gp[i].ndim; k++)
@@ -639,7 +664,7 @@ static dsrt_status micro_end(dsrt_engine *e, double loss, dsrt_step_report *r)
     bool reduced = e->red.reducing;
     DSRT_TRY(zero_reducer_drain(&e->red));
     /* stage 2: the reduced gradients live in the partition accumulator only */
-    if (reduced && e->stage == 2)
+    if (reduced && e->stage == 2 && e->buf.grads)
         DSRT_TRY(e->be->ops->memset0(e->be, e->buf.grads, e->n * e->dsz));
     e->count.micro_steps++;
     e->count.window_loss += loss;
@@ -703,7 +728,7 @@ dsrt_status engine_param(dsrt_engine *e, int64_t index, dsrt_engine_param_args *
     const eng_param *p = &e->params[index];
     a->name = p->name;
     a->data = at(e->buf.params, p->offset, e->dsz);
-    a->grad = at(e->buf.grads, p->offset, e->dsz);
+    a->grad = e->buf.grads ? at(e->buf.grads, p->offset, e->dsz) : NULL;
     a->numel = (int64_t)p->numel;
     return DSRT_STATUS_OK;
 }
@@ -729,6 +754,22 @@ dsrt_status engine_grad_ready(dsrt_engine *e, int64_t index)
                               e->n_params - 1);
     zero_reducer_ready(&e->red, (size_t)index);
     return zero_reducer_status(&e->red);
+}
+
+dsrt_status engine_grad_slot(dsrt_engine *e, int64_t index, void **grad)
+{
+    *grad = NULL;
+    if (!e->in_micro)
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
+                              "engine_grad_slot: no micro-step is open (engine_micro_begin)");
+    if (index < 0 || (size_t)index >= e->n_params)
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT, "engine_grad_slot: index %lld outside 0..%zu",
+                              (long long)index, e->n_params - 1);
+    if (!e->buf.slots) {
+        *grad = at(e->buf.grads, e->params[index].offset, e->dsz);
+        return DSRT_STATUS_OK;
+    }
+    return zero_reducer_slot(&e->red, (size_t)index, grad);
 }
 
 dsrt_status engine_step(dsrt_engine *e, double loss, dsrt_step_report *r)
@@ -790,8 +831,8 @@ void engine_info(dsrt_engine *e, dsrt_engine_info_args *a)
     a->bytes_grad_transient = e->mem.transient;
     a->bytes_masters = e->mem.masters;
     a->bytes_moments = e->mem.moments;
-    a->bytes_buckets = e->mem.buckets;
+    a->bytes_buckets = e->use_buckets ? zero_reducer_bytes(&e->red) : 0; /* the second may come later */
     a->bytes_gather = e->mem.gather;
     a->bytes_total = e->mem.params + e->mem.grads + e->mem.transient + e->mem.masters +
-                     e->mem.moments + e->mem.buckets + e->mem.gather;
+                     e->mem.moments + a->bytes_buckets + e->mem.gather;
 }

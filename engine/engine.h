@@ -24,6 +24,7 @@ void engine_info(dsrt_engine *e, dsrt_engine_info_args *a);
 dsrt_status engine_param(dsrt_engine *e, int64_t index, dsrt_engine_param_args *a);
 dsrt_status engine_micro_begin(dsrt_engine *e, double *grad_scale);
 dsrt_status engine_grad_ready(dsrt_engine *e, int64_t index);
+dsrt_status engine_grad_slot(dsrt_engine *e, int64_t index, void **grad);
 dsrt_status engine_step(dsrt_engine *e, double loss, dsrt_step_report *report);
 /* checkpoints (engine_ckpt.c, ABI 1.3); *client_state: malloc'd JSON text */
 dsrt_status engine_save(dsrt_engine *e, const char *save_dir, const char *tag,

@@ -675,7 +675,7 @@ static dsrt_status load_from(dsrt_engine *e, ckpt_reader *r, const char *path, c
         ((st = be->ops->memset0(be, e->opt.m, e->P * sizeof(float))) ||
          (st = be->ops->memset0(be, e->opt.v, e->P * sizeof(float)))))
         return st;
-    if (!st && ((st = be->ops->memset0(be, e->buf.grads, e->n * e->dsz)) ||
+    if (!st && ((e->buf.grads && (st = be->ops->memset0(be, e->buf.grads, e->n * e->dsz))) ||
                 (e->buf.pgrad && (st = be->ops->memset0(be, e->buf.pgrad, e->P * e->dsz)))))
         return st;
     if (st) {

@@ -46,6 +46,8 @@ struct dsrt_engine {
     struct {
         void *params, *grads;    /* (n) the model's flat weights and gradients */
         bool owned;              /* ours (host model), else the GPT-2's */
+        bool slots;              /* stage 2 without `grads`: gradients go to reducer slots */
+        unsigned char *tied;     /* (n_params) gradients written twice in a backward */
         size_t param_cap;        /* params rounded up to 2N (the in-place all-gather) */
         void *pgrad;             /* (P) stage 1/2: the owned gradient, accumulated */
         void *gather;            /* (padded) all-gather staging, round_robin_gradients only */

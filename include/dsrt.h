@@ -53,7 +53,7 @@ extern "C" {
 #endif
 
 #define DSRT_ABI_MAJOR 1
-#define DSRT_ABI_MINOR 4
+#define DSRT_ABI_MINOR 5
 
 #define DSRT_GET_API_SYMBOL "dsrt_get_api"
 
@@ -306,6 +306,24 @@ typedef struct dsrt_engine_create_args {
      * tensors, in registration order (the order ZeRO flattens them in). */
     const struct dsrt_param_desc *params;
     int32_t num_params;
+    /* ABI 1.5: a host model's gradients under ZeRO stage 2.
+     * grad_slots 0: the engine keeps a full-size gradient buffer (engine_param's
+     *   grad) the host accumulates into; it costs 2 bytes per parameter in fp16
+     *   on every rank, as at stage 1.
+     * grad_slots 1: no full-size buffer at stage 2 (2 bytes per parameter less
+     *   on each rank, DeepSpeed's stage-2 saving). Each micro-step the host asks
+     *   engine_grad_slot(index) where to write a gradient (zeroed; valid until
+     *   its engine_grad_ready) right before writing it, in the order the
+     *   backward produces them, and marks it ready as soon as it is written:
+     *   a bucket is reduced only once all its slots are ready, and at most two
+     *   buckets' worth of slots can be outstanding. engine_param's grad is NULL.
+     *   Stages 0 and 1 answer engine_grad_slot from their full buffer, so one
+     *   host code runs at every stage.
+     * tied_params: indices of parameters whose gradient is written more than
+     *   once in a backward (tied weights); they keep a buffer of their own. */
+    int32_t grad_slots;
+    const int64_t *tied_params;
+    int32_t num_tied_params;
 } dsrt_engine_create_args;
 #define DSRT_ENGINE_CREATE_ARGS_MIN_SIZE DSRT_STRUCT_SIZE(dsrt_engine_create_args, engine)
 
@@ -379,7 +397,9 @@ typedef struct dsrt_engine_info_args {
     int64_t partition_size;    // out: elements this rank owns (stage >= 1; else all)
     int64_t bytes_params;      // out: model-dtype weights (all of them)
     int64_t bytes_grads;       // out: gradients kept across micro-steps (stage 2: the owned partition)
-    int64_t bytes_grad_transient; // out: stage 2: the full gradient buffer a backward writes into
+    int64_t bytes_grad_transient; // out: stage 1: the owned partition's accumulator; stage 2 with slots:
+                               //      own buffers of tied weights and the staging of parameters larger
+                               //      than a bucket; stage 2 without slots: the full gradient buffer
     int64_t bytes_masters;     // out: fp32 masters (0 when they are the fp32 weights)
     int64_t bytes_moments;     // out: Adam m and v
     int64_t bytes_buckets;     // out: reduction buckets
@@ -392,7 +412,8 @@ typedef struct dsrt_engine_info_args {
  *   engine_micro_begin          -> grad_scale: multiply the loss gradient by it
  *                                  (the fp16 loss scale / gradient_accumulation_steps)
  *   the host's forward and backward, accumulating (+=) each parameter's
- *   gradient into its engine_param grad buffer; as each one is complete:
+ *   gradient into its engine_param grad buffer (or, with grad_slots, into
+ *   the engine_grad_slot it asks for right before); as each one is complete:
  *   engine_grad_ready(index)    -> its bucket may be reduced while the backward goes on
  *   engine_step(loss)           -> the micro-step's end; at an accumulation boundary
  *                                  the optimizer step (overflow check, clipping,
@@ -422,6 +443,16 @@ typedef struct dsrt_engine_grad_ready_args {
     int64_t index;
 } dsrt_engine_grad_ready_args;
 #define DSRT_ENGINE_GRAD_READY_ARGS_MIN_SIZE DSRT_STRUCT_SIZE(dsrt_engine_grad_ready_args, index)
+
+/* ABI 1.5: where to write parameter `index`'s gradient in this micro-step
+ * (see dsrt_engine_create_args.grad_slots). */
+typedef struct dsrt_engine_grad_slot_args {
+    size_t struct_size;
+    dsrt_engine *engine;
+    int64_t index;
+    void *grad;                // out: zeroed, numel elements of the config's dtype (backend memory)
+} dsrt_engine_grad_slot_args;
+#define DSRT_ENGINE_GRAD_SLOT_ARGS_MIN_SIZE DSRT_STRUCT_SIZE(dsrt_engine_grad_slot_args, grad)
 
 typedef struct dsrt_engine_step_args {
     size_t struct_size;
@@ -506,6 +537,9 @@ typedef struct dsrt_api {
     /* ABI 1.3 */
     dsrt_status (*engine_save)(dsrt_engine_save_args *args);
     dsrt_status (*engine_load)(dsrt_engine_load_args *args);
+
+    /* ABI 1.5 */
+    dsrt_status (*engine_grad_slot)(dsrt_engine_grad_slot_args *args);
 } dsrt_api;
 
 /* The one exported symbol. Returns a pointer to a constant table that lives

@@ -61,6 +61,9 @@ struct dsrt_gpt2 {
     float *losses_host; /* (B,T) */
     int cur_B, cur_T;
     int have_train_fwd, have_eval_fwd;
+    /* no gradient buffer: the backward asks where each gradient goes */
+    dsrt_grad_slot_fn slot_fn;
+    void *slot_user;
 };
 
 static void *pofs(void *base, size_t elems, size_t dsz) { return (char *)base + elems * dsz; }
@@ -193,11 +196,11 @@ static void carve_activations(dsrt_gpt2 *m, bool count_only)
 dsrt_status dsrt_gpt2_create(const dsrt_gpt2_config *cfg, dsrt_backend *be, int B, int T,
                              dsrt_gpt2 **out)
 {
-    return dsrt_gpt2_create_ex(cfg, be, B, T, 1, out);
+    return dsrt_gpt2_create_ex(cfg, be, B, T, 1, 0, out);
 }
 
 dsrt_status dsrt_gpt2_create_ex(const dsrt_gpt2_config *cfg, dsrt_backend *be, int B, int T,
-                                size_t param_align, dsrt_gpt2 **out)
+                                size_t param_align, unsigned flags, dsrt_gpt2 **out)
 {
     if (!out)
         return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT, "gpt2_create: out is NULL");
@@ -233,7 +236,7 @@ dsrt_status dsrt_gpt2_create_ex(const dsrt_gpt2_config *cfg, dsrt_backend *be, i
     size_t align = param_align ? param_align : 1;
     size_t cap = (m->numel + align - 1) / align * align;
     if ((st = be->ops->alloc(be, cap * m->dsz, &m->param_mem)) ||
-        (st = be->ops->alloc(be, m->numel * m->dsz, &m->grad_mem)) ||
+        (!(flags & DSRT_GPT2_NO_GRAD_BUFFER) && (st = be->ops->alloc(be, m->numel * m->dsz, &m->grad_mem))) ||
         (st = be->ops->alloc(be, m->act_bytes, &m->act_mem)) ||
         (st = be->ops->alloc(be, m->stat_bytes, (void **)&m->stat_mem)) ||
         (st = be->ops->alloc(be, 2 * (size_t)B * T * sizeof(int32_t), (void **)&m->idx_mem)))
@@ -342,13 +345,31 @@ dsrt_status dsrt_gpt2_get_params_f32(dsrt_gpt2 *m, float *dst)
     return m->be->ops->download_f32(m->be, dst, m->param_mem, m->numel);
 }
 
+void dsrt_gpt2_set_grad_slots(dsrt_gpt2 *m, dsrt_grad_slot_fn fn, void *user)
+{
+    m->slot_fn = fn;
+    m->slot_user = user;
+}
+
+static dsrt_status no_grad_buffer(const char *who)
+{
+    return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
+                          "%s: this model was created without a gradient buffer (its gradients go to "
+                          "the slots the reducer hands out)",
+                          who);
+}
+
 dsrt_status dsrt_gpt2_get_grads_f32(dsrt_gpt2 *m, float *dst)
 {
+    if (!m->grad_mem)
+        return no_grad_buffer("gpt2_get_grads");
     return m->be->ops->download_f32(m->be, dst, m->grad_mem, m->numel);
 }
 
 dsrt_status dsrt_gpt2_zero_grad(dsrt_gpt2 *m)
 {
+    if (!m->grad_mem)
+        return no_grad_buffer("gpt2_zero_grad");
     return m->be->ops->memset0(m->be, m->grad_mem, m->numel * m->dsz);
 }
 
@@ -462,6 +483,17 @@ dsrt_status dsrt_gpt2_get_logits_f32(dsrt_gpt2 *m, float *dst)
 
 /* ---- backward (reverse of the forward; the residual stream's gradient
  * accumulates in one buffer since the residual add passes it through) */
+/* Where parameter i's gradient is written: the gradient buffer, or the slot
+ * the reducer hands out (asked for right before the kernel that writes it). */
+static dsrt_status grad_at(dsrt_gpt2 *m, size_t i, void **out)
+{
+    if (m->grad_mem) {
+        *out = G(m, i);
+        return DSRT_STATUS_OK;
+    }
+    return m->slot_fn(m->slot_user, i, out);
+}
+
 static void ready(dsrt_grad_ready_fn fn, void *user, size_t i)
 {
     if (fn)
@@ -474,6 +506,8 @@ dsrt_status dsrt_gpt2_backward(dsrt_gpt2 *m, dsrt_grad_ready_fn fn, void *user)
         return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
                               "gpt2_backward: needs a training forward first (each forward "
                               "allows one backward)");
+    if (!m->grad_mem && !m->slot_fn)
+        return no_grad_buffer("gpt2_backward");
     m->have_train_fwd = 0;
     dsrt_backend *be = m->be;
     const dsrt_gpt2_config *c = &m->cfg;
@@ -484,50 +518,94 @@ dsrt_status dsrt_gpt2_backward(dsrt_gpt2 *m, dsrt_grad_ready_fn fn, void *user)
 
     DSRT_TRY(be->ops->memset0(be, m->dresidual, NC * m->dsz));
     /* logits hold dlogits after the fused classifier */
-    DSRT_TRY(be->ops->matmul_backward(be, m->dln, G(m, 0), NULL, m->logits, m->lnf, P(m, 0), N, C, V,
-                            DSRT_W_NK));
-    DSRT_TRY(be->ops->layernorm_backward(be, m->dresidual, G(m, lnf), G(m, lnf + 1), m->dln,
-                               m->layers[c->n_layer - 1].residual3, P(m, lnf), m->lnf_mean,
-                               m->lnf_rstd, N, C));
+    {
+        void *g0;
+        DSRT_TRY(grad_at(m, 0, &g0));
+        DSRT_TRY(be->ops->matmul_backward(be, m->dln, g0, NULL, m->logits, m->lnf, P(m, 0), N, C, V,
+                                DSRT_W_NK));
+    }
+    {
+        void *g0, *g1;
+        DSRT_TRY(grad_at(m, lnf + 1, &g1));
+        DSRT_TRY(grad_at(m, lnf, &g0));
+        DSRT_TRY(be->ops->layernorm_backward(be, m->dresidual, g0, g1, m->dln,
+                                   m->layers[c->n_layer - 1].residual3, P(m, lnf), m->lnf_mean,
+                                   m->lnf_rstd, N, C));
+    }
     ready(fn, user, lnf + 1);
     ready(fn, user, lnf);
     for (int l = c->n_layer - 1; l >= 0; l--) {
         gpt2_layer_acts *L = &m->layers[l];
         void *res = l == 0 ? m->encoded : m->layers[l - 1].residual3;
         /* MLP: residual3 = residual2 + c_proj(gelu(c_fc(ln_2(residual2)))) */
-        DSRT_TRY(be->ops->matmul_backward(be, m->dfch, G(m, LP(l, GPT2_FCPROJ_W)), G(m, LP(l, GPT2_FCPROJ_B)),
-                                m->dresidual, L->fch_gelu, P(m, LP(l, GPT2_FCPROJ_W)), N, F, C,
-                                DSRT_W_KN));
+        {
+            void *g0, *g1;
+            DSRT_TRY(grad_at(m, LP(l, GPT2_FCPROJ_B), &g1));
+            DSRT_TRY(grad_at(m, LP(l, GPT2_FCPROJ_W), &g0));
+            DSRT_TRY(be->ops->matmul_backward(be, m->dfch, g0, g1,
+                                    m->dresidual, L->fch_gelu, P(m, LP(l, GPT2_FCPROJ_W)), N, F, C,
+                                    DSRT_W_KN));
+        }
         ready(fn, user, LP(l, GPT2_FCPROJ_B));
         ready(fn, user, LP(l, GPT2_FCPROJ_W));
         DSRT_TRY(be->ops->gelu_backward(be, m->dfch, L->fch, m->dfch, (size_t)N * F));
-        DSRT_TRY(be->ops->matmul_backward(be, m->dln, G(m, LP(l, GPT2_FC_W)), G(m, LP(l, GPT2_FC_B)), m->dfch,
-                                L->ln2, P(m, LP(l, GPT2_FC_W)), N, C, F, DSRT_W_KN));
+        {
+            void *g0, *g1;
+            DSRT_TRY(grad_at(m, LP(l, GPT2_FC_B), &g1));
+            DSRT_TRY(grad_at(m, LP(l, GPT2_FC_W), &g0));
+            DSRT_TRY(be->ops->matmul_backward(be, m->dln, g0, g1, m->dfch,
+                                    L->ln2, P(m, LP(l, GPT2_FC_W)), N, C, F, DSRT_W_KN));
+        }
         ready(fn, user, LP(l, GPT2_FC_B));
         ready(fn, user, LP(l, GPT2_FC_W));
-        DSRT_TRY(be->ops->layernorm_backward(be, m->dresidual, G(m, LP(l, GPT2_LN2_W)),
-                                   G(m, LP(l, GPT2_LN2_B)), m->dln, L->residual2,
-                                   P(m, LP(l, GPT2_LN2_W)), L->ln2_mean, L->ln2_rstd, N, C));
+        {
+            void *g0, *g1;
+            DSRT_TRY(grad_at(m, LP(l, GPT2_LN2_B), &g1));
+            DSRT_TRY(grad_at(m, LP(l, GPT2_LN2_W), &g0));
+            DSRT_TRY(be->ops->layernorm_backward(be, m->dresidual, g0,
+                                       g1, m->dln, L->residual2,
+                                       P(m, LP(l, GPT2_LN2_W)), L->ln2_mean, L->ln2_rstd, N, C));
+        }
         ready(fn, user, LP(l, GPT2_LN2_B));
         ready(fn, user, LP(l, GPT2_LN2_W));
         /* attention: residual2 = residual + c_proj(attn(c_attn(ln_1(residual)))) */
-        DSRT_TRY(be->ops->matmul_backward(be, m->datty, G(m, LP(l, GPT2_ATTPROJ_W)),
-                                G(m, LP(l, GPT2_ATTPROJ_B)), m->dresidual, L->atty,
-                                P(m, LP(l, GPT2_ATTPROJ_W)), N, C, C, DSRT_W_KN));
+        {
+            void *g0, *g1;
+            DSRT_TRY(grad_at(m, LP(l, GPT2_ATTPROJ_B), &g1));
+            DSRT_TRY(grad_at(m, LP(l, GPT2_ATTPROJ_W), &g0));
+            DSRT_TRY(be->ops->matmul_backward(be, m->datty, g0,
+                                    g1, m->dresidual, L->atty,
+                                    P(m, LP(l, GPT2_ATTPROJ_W)), N, C, C, DSRT_W_KN));
+        }
         ready(fn, user, LP(l, GPT2_ATTPROJ_B));
         ready(fn, user, LP(l, GPT2_ATTPROJ_W));
         DSRT_TRY(be->ops->attention_backward(be, m->dqkv, m->datty, L->qkv, L->att, B, T, C, NH));
-        DSRT_TRY(be->ops->matmul_backward(be, m->dln, G(m, LP(l, GPT2_QKV_W)), G(m, LP(l, GPT2_QKV_B)),
-                                m->dqkv, L->ln1, P(m, LP(l, GPT2_QKV_W)), N, C, 3 * C, DSRT_W_KN));
+        {
+            void *g0, *g1;
+            DSRT_TRY(grad_at(m, LP(l, GPT2_QKV_B), &g1));
+            DSRT_TRY(grad_at(m, LP(l, GPT2_QKV_W), &g0));
+            DSRT_TRY(be->ops->matmul_backward(be, m->dln, g0, g1,
+                                    m->dqkv, L->ln1, P(m, LP(l, GPT2_QKV_W)), N, C, 3 * C, DSRT_W_KN));
+        }
         ready(fn, user, LP(l, GPT2_QKV_B));
         ready(fn, user, LP(l, GPT2_QKV_W));
-        DSRT_TRY(be->ops->layernorm_backward(be, m->dresidual, G(m, LP(l, GPT2_LN1_W)),
-                                   G(m, LP(l, GPT2_LN1_B)), m->dln, res, P(m, LP(l, GPT2_LN1_W)),
-                                   L->ln1_mean, L->ln1_rstd, N, C));
+        {
+            void *g0, *g1;
+            DSRT_TRY(grad_at(m, LP(l, GPT2_LN1_B), &g1));
+            DSRT_TRY(grad_at(m, LP(l, GPT2_LN1_W), &g0));
+            DSRT_TRY(be->ops->layernorm_backward(be, m->dresidual, g0,
+                                       g1, m->dln, res, P(m, LP(l, GPT2_LN1_W)),
+                                       L->ln1_mean, L->ln1_rstd, N, C));
+        }
         ready(fn, user, LP(l, GPT2_LN1_B));
         ready(fn, user, LP(l, GPT2_LN1_W));
     }
-    DSRT_TRY(be->ops->encoder_backward(be, G(m, 0), G(m, 1), m->dresidual, m->tokens, B, T, C));
+    {
+        void *g0, *g1;
+        DSRT_TRY(grad_at(m, 1, &g1));
+        DSRT_TRY(grad_at(m, 0, &g0));
+        DSRT_TRY(be->ops->encoder_backward(be, g0, g1, m->dresidual, m->tokens, B, T, C));
+    }
     ready(fn, user, 1);
     ready(fn, user, 0);
     return DSRT_STATUS_OK;

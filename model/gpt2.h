@@ -60,9 +60,12 @@ dsrt_status dsrt_gpt2_create(const dsrt_gpt2_config *cfg, dsrt_backend *be, int 
                              dsrt_gpt2 **out);
 /* The same with the parameter buffer's length rounded up to a multiple of
  * param_align elements (zeros past the parameters): ZeRO all-gathers its
- * padded flat buffer straight into it. */
+ * padded flat buffer straight into it. Flags: DSRT_GPT2_NO_GRAD_BUFFER makes
+ * no gradient buffer; the backward then writes each gradient where the
+ * slot callback says (dsrt_gpt2_set_grad_slots; ZeRO stage 2). */
+enum { DSRT_GPT2_NO_GRAD_BUFFER = 1 };
 dsrt_status dsrt_gpt2_create_ex(const dsrt_gpt2_config *cfg, dsrt_backend *be, int B, int T,
-                                size_t param_align, dsrt_gpt2 **out);
+                                size_t param_align, unsigned flags, dsrt_gpt2 **out);
 void dsrt_gpt2_destroy(dsrt_gpt2 *m); /* NULL is fine */
 
 const dsrt_gpt2_config *dsrt_gpt2_get_config(const dsrt_gpt2 *m);
@@ -70,7 +73,8 @@ const dsrt_param *dsrt_gpt2_params(const dsrt_gpt2 *m, size_t *count);
 size_t dsrt_gpt2_num_params(const dsrt_gpt2 *m);
 /* Bytes of activations (and their gradient scratch) held for B x T. */
 size_t dsrt_gpt2_activation_bytes(const dsrt_gpt2 *m);
-/* The flat parameter and gradient buffers (backend memory, storage dtype). */
+/* The flat parameter and gradient buffers (backend memory, storage dtype;
+ * the gradient buffer is NULL with DSRT_GPT2_NO_GRAD_BUFFER). */
 void *dsrt_gpt2_param_buffer(dsrt_gpt2 *m);
 void *dsrt_gpt2_grad_buffer(dsrt_gpt2 *m);
 
@@ -104,8 +108,15 @@ dsrt_status dsrt_gpt2_get_logits_f32(dsrt_gpt2 *m, float *dst);
 /* Called once per parameter, in the order their gradients become final
  * during a backward (the hook ZeRO buckets on). */
 typedef void (*dsrt_grad_ready_fn)(void *user, size_t param_index);
+/* Where parameter i's gradient of this backward goes (zeroed memory of its
+ * numel elements, storage dtype), asked right before the kernel that writes
+ * it, in the order the gradients become ready; a parameter asked twice
+ * (GPT-2's tied wte, written first by the LM head and last by the
+ * embedding) gets the same place. */
+typedef dsrt_status (*dsrt_grad_slot_fn)(void *user, size_t param_index, void **out);
+void dsrt_gpt2_set_grad_slots(dsrt_gpt2 *m, dsrt_grad_slot_fn fn, void *user);
 /* Backward of the last TRAIN forward; gradients accumulate (+=) into the
- * gradient buffer. */
+ * gradient buffer (or the slots). */
 dsrt_status dsrt_gpt2_backward(dsrt_gpt2 *m, dsrt_grad_ready_fn ready, void *user);
 
 /* Parameters of a block, in HF order (index = 2 + 12 * layer + slot). */

@@ -105,7 +105,7 @@ FROZEN(dsrt_param_desc, shape, 16);
 FROZEN(dsrt_param_desc, data, 80);
 FROZEN(dsrt_param_desc, on_device, 88);
 
-FROZEN_SIZE(dsrt_engine_create_args, 80);
+FROZEN_SIZE(dsrt_engine_create_args, 96);
 FROZEN(dsrt_engine_create_args, struct_size, 0);
 FROZEN(dsrt_engine_create_args, config, 8);
 FROZEN(dsrt_engine_create_args, model, 16);
@@ -116,6 +116,9 @@ FROZEN(dsrt_engine_create_args, device, 48);
 FROZEN(dsrt_engine_create_args, dist, 56);
 FROZEN(dsrt_engine_create_args, params, 64);
 FROZEN(dsrt_engine_create_args, num_params, 72);
+FROZEN(dsrt_engine_create_args, grad_slots, 76);
+FROZEN(dsrt_engine_create_args, tied_params, 80);
+FROZEN(dsrt_engine_create_args, num_tied_params, 88);
 
 FROZEN_SIZE(dsrt_engine_destroy_args, 16);
 FROZEN(dsrt_engine_destroy_args, struct_size, 0);
@@ -194,6 +197,12 @@ FROZEN(dsrt_engine_grad_ready_args, struct_size, 0);
 FROZEN(dsrt_engine_grad_ready_args, engine, 8);
 FROZEN(dsrt_engine_grad_ready_args, index, 16);
 
+FROZEN_SIZE(dsrt_engine_grad_slot_args, 32);
+FROZEN(dsrt_engine_grad_slot_args, struct_size, 0);
+FROZEN(dsrt_engine_grad_slot_args, engine, 8);
+FROZEN(dsrt_engine_grad_slot_args, index, 16);
+FROZEN(dsrt_engine_grad_slot_args, grad, 24);
+
 FROZEN_SIZE(dsrt_engine_step_args, 104);
 FROZEN(dsrt_engine_step_args, struct_size, 0);
 FROZEN(dsrt_engine_step_args, engine, 8);
@@ -217,7 +226,7 @@ FROZEN(dsrt_engine_load_args, global_steps, 40);
 FROZEN(dsrt_engine_load_args, load_module_only, 48);
 FROZEN(dsrt_engine_load_args, skip_optimizer_states, 52);
 
-FROZEN_SIZE(dsrt_api, 184);
+FROZEN_SIZE(dsrt_api, 192);
 FROZEN(dsrt_api, struct_size, 0);
 FROZEN(dsrt_api, abi_major, 8);
 FROZEN(dsrt_api, abi_minor, 12);
@@ -242,6 +251,7 @@ FROZEN(dsrt_api, engine_grad_ready, 152);
 FROZEN(dsrt_api, engine_step, 160);
 FROZEN(dsrt_api, engine_save, 168);
 FROZEN(dsrt_api, engine_load, 176);
+FROZEN(dsrt_api, engine_grad_slot, 184);
 #endif
 
 /* ISO C wants a translation unit to declare something. */

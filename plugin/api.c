@@ -42,7 +42,8 @@
     X(engine_grad_ready, DSRT_ENGINE_GRAD_READY_ARGS_MIN_SIZE) \
     X(engine_step, DSRT_ENGINE_STEP_ARGS_MIN_SIZE) \
     X(engine_save, DSRT_ENGINE_SAVE_ARGS_MIN_SIZE) \
-    X(engine_load, DSRT_ENGINE_LOAD_ARGS_MIN_SIZE)
+    X(engine_load, DSRT_ENGINE_LOAD_ARGS_MIN_SIZE) \
+    X(engine_grad_slot, DSRT_ENGINE_GRAD_SLOT_ARGS_MIN_SIZE)
 
 /* the minimum size ARGS_IN checks, per args type */
 #define MIN_SIZE_OF(name, min) enum { dsrt_##name##_args_MIN_SIZE_ = (int)(min) };
@@ -258,6 +259,15 @@ static dsrt_status api_engine_grad_ready(dsrt_engine_grad_ready_args *args)
     ARGS_IN(dsrt_engine_grad_ready_args, args, a);
     NEED_ENGINE("engine_grad_ready");
     return engine_grad_ready(a.engine, a.index);
+}
+
+static dsrt_status api_engine_grad_slot(dsrt_engine_grad_slot_args *args)
+{
+    ARGS_IN(dsrt_engine_grad_slot_args, args, a);
+    NEED_ENGINE("engine_grad_slot");
+    dsrt_status st = engine_grad_slot(a.engine, a.index, &a.grad);
+    dsrt_args_store(args, &a, sizeof a);
+    return st;
 }
 
 static dsrt_status api_engine_step(dsrt_engine_step_args *args)

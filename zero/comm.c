@@ -49,6 +49,13 @@ static dsrt_status local_allgather(dsrt_comm *c, void *buf, size_t n, dsrt_dtype
     *ticket = 0;
     return DSRT_STATUS_OK;
 }
+static dsrt_status local_reduce_scatter(dsrt_comm *c, void *buf, const size_t *counts, dsrt_dtype dt,
+                                        const char *what, uint64_t *ticket)
+{
+    (void)c, (void)buf, (void)counts, (void)dt, (void)what;
+    *ticket = 0;
+    return DSRT_STATUS_OK;
+}
 static dsrt_status local_wait(dsrt_comm *c, uint64_t t)
 {
     (void)c, (void)t;
@@ -72,6 +79,7 @@ dsrt_status dsrt_comm_local_create(dsrt_comm **out)
     c->reserve = local_reserve;
     c->allreduce = local_allreduce;
     c->allgather = local_allgather;
+    c->reduce_scatter = local_reduce_scatter;
     c->wait = local_wait;
     c->allreduce_host_f64 = local_f64;
     *out = c;
@@ -80,7 +88,7 @@ dsrt_status dsrt_comm_local_create(dsrt_comm **out)
 
 /* ---------------------------------------------------------------- host comm */
 
-enum { JOB_ALLREDUCE, JOB_ALLGATHER, JOB_F64, JOB_STOP };
+enum { JOB_ALLREDUCE, JOB_REDUCE_SCATTER, JOB_ALLGATHER, JOB_F64, JOB_STOP };
 enum { QUEUE = 128, WHAT_LEN = 160, F64_MAX = 16 };
 
 typedef struct job {
@@ -90,6 +98,7 @@ typedef struct job {
     dsrt_dtype dt;
     dsrt_reduce_op op;
     uint64_t ticket;
+    size_t *counts; /* reduce-scatter: world block sizes (the slot's own storage) */
     char what[WHAT_LEN];
 } job;
 
@@ -101,6 +110,7 @@ typedef struct host_comm {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     job q[QUEUE];
+    size_t *counts; /* QUEUE x world: each job slot's reduce-scatter block sizes */
     uint64_t submitted, done; /* tickets: job k has ticket k (1-based) */
     dsrt_status failed;       /* sticky */
     char message[1024];
@@ -130,6 +140,17 @@ static void reduce_into(void *acc, const void *in, size_t n, dsrt_dtype dt, dsrt
     }
 }
 
+/* One transfer through the transport, counted in the comm's byte totals. */
+static dsrt_status xfer(host_comm *h, int to, const void *sbuf, size_t sbytes, int from, void *rbuf,
+                        size_t rbytes, const char *what)
+{
+    dsrt_transport *t = h->t;
+    DSRT_TRY(t->sendrecv(t, to, sbuf, sbytes, from, rbuf, rbytes, dsrt_now() + h->base.timeout_s, what));
+    __atomic_add_fetch(&h->base.bytes_sent, (uint64_t)(to >= 0 ? sbytes : 0), __ATOMIC_RELAXED);
+    __atomic_add_fetch(&h->base.bytes_recv, (uint64_t)(from >= 0 ? rbytes : 0), __ATOMIC_RELAXED);
+    return DSRT_STATUS_OK;
+}
+
 static size_t chunk_lo(size_t n, int world, int c) { return n * (size_t)c / (size_t)world; }
 
 static dsrt_status ring_allreduce(host_comm *h, job *j)
@@ -149,16 +170,60 @@ static dsrt_status ring_allreduce(host_comm *h, job *j)
             return dsrt_error_set(DSRT_STATUS_INTERNAL,
                                   "comm: %s needs %zu bytes of scratch, %zu reserved", j->what,
                                   (r1 - r0) * es, h->scratch_bytes);
-        DSRT_TRY(t->sendrecv(t, right, b + s0 * es, (s1 - s0) * es, left, h->scratch,
-                             (r1 - r0) * es, dsrt_now() + h->base.timeout_s, j->what));
+        DSRT_TRY(xfer(h, right, b + s0 * es, (s1 - s0) * es, left, h->scratch, (r1 - r0) * es, j->what));
         reduce_into(b + r0 * es, h->scratch, r1 - r0, j->dt, j->op);
     }
     for (int s = 0; s < N - 1; s++) {
         int cs = ((r + 1 - s) % N + N) % N, cr = ((r - s) % N + N) % N;
         size_t s0 = chunk_lo(j->n, N, cs), s1 = chunk_lo(j->n, N, cs + 1);
         size_t r0 = chunk_lo(j->n, N, cr), r1 = chunk_lo(j->n, N, cr + 1);
-        DSRT_TRY(t->sendrecv(t, right, b + s0 * es, (s1 - s0) * es, left, b + r0 * es,
-                             (r1 - r0) * es, dsrt_now() + h->base.timeout_s, j->what));
+        DSRT_TRY(xfer(h, right, b + s0 * es, (s1 - s0) * es, left, b + r0 * es, (r1 - r0) * es, j->what));
+    }
+    return DSRT_STATUS_OK;
+}
+
+/* Reduce-scatter with a block per rank, in place: N-1 ring steps in which
+ * block (r-s-1) mod N goes right and block (r-s-2) mod N arrives from the
+ * left and is added into the local copy, so the last block to arrive is this
+ * rank's own, reduced by every rank. Blocks larger than the scratch travel
+ * in scratch-sized pieces. Each rank sends the whole buffer but its own block:
+ * (N-1)/N of it for equal blocks, half of an all-reduce's bytes. */
+static dsrt_status ring_reduce_scatter(host_comm *h, job *j)
+{
+    dsrt_transport *t = h->t;
+    int N = t->world, r = t->rank;
+    if (N == 1)
+        return DSRT_STATUS_OK;
+    size_t es = dsrt_dtype_size(j->dt), displ[2] = {0, 0};
+    size_t piece = h->scratch_bytes / es;
+    if (piece == 0)
+        return dsrt_error_set(DSRT_STATUS_INTERNAL, "comm: %s with no scratch reserved", j->what);
+    size_t maxc = 0;
+    for (int k = 0; k < N; k++)
+        maxc = j->counts[k] > maxc ? j->counts[k] : maxc;
+    size_t iters = maxc ? (maxc + piece - 1) / piece : 1;
+    int right = (r + 1) % N, left = (r - 1 + N) % N;
+    unsigned char *b = j->buf;
+    for (int s = 0; s < N - 1; s++) {
+        int bs = ((r - s - 1) % N + N) % N, br = ((r - s - 2) % N + N) % N;
+        displ[0] = displ[1] = 0;
+        for (int k = 0; k < bs; k++)
+            displ[0] += j->counts[k];
+        for (int k = 0; k < br; k++)
+            displ[1] += j->counts[k];
+        size_t ns = j->counts[bs], nr = j->counts[br];
+        /* both directions in lockstep pieces, as many on every rank and step
+         * (the largest block's count), so every send meets its receive; a side
+         * that has run out moves 0 bytes */
+        for (size_t it = 0; it < iters; it++) {
+            size_t o = it * piece;
+            size_t ps = o < ns ? (ns - o < piece ? ns - o : piece) : 0;
+            size_t pr = o < nr ? (nr - o < piece ? nr - o : piece) : 0;
+            DSRT_TRY(xfer(h, right, b + (displ[0] + (ps ? o : 0)) * es, ps * es, left, h->scratch, pr * es,
+                          j->what));
+            if (pr)
+                reduce_into(b + (displ[1] + o) * es, h->scratch, pr, j->dt, DSRT_REDUCE_SUM);
+        }
     }
     return DSRT_STATUS_OK;
 }
@@ -171,9 +236,8 @@ static dsrt_status ring_allgather(host_comm *h, void *buf, size_t block_bytes, c
     unsigned char *b = buf;
     for (int s = 0; s < N - 1; s++) {
         int bs = ((r - s) % N + N) % N, br = ((r - s - 1) % N + N) % N;
-        DSRT_TRY(t->sendrecv(t, right, b + (size_t)bs * block_bytes, block_bytes, left,
-                             b + (size_t)br * block_bytes, block_bytes,
-                             dsrt_now() + h->base.timeout_s, what));
+        DSRT_TRY(xfer(h, right, b + (size_t)bs * block_bytes, block_bytes, left, b + (size_t)br * block_bytes,
+                      block_bytes, what));
     }
     return DSRT_STATUS_OK;
 }
@@ -190,6 +254,7 @@ static dsrt_status run_job(host_comm *h, job *j)
     }
     switch (j->kind) {
     case JOB_ALLREDUCE: return ring_allreduce(h, j);
+    case JOB_REDUCE_SCATTER: return ring_reduce_scatter(h, j);
     case JOB_ALLGATHER:
         return h->t->world == 1 ? DSRT_STATUS_OK
                                 : ring_allgather(h, j->buf, j->n * dsrt_dtype_size(j->dt), j->what);
@@ -299,6 +364,24 @@ static dsrt_status host_allgather(dsrt_comm *c, void *buf, size_t n_per_rank, ds
     return submit(c->impl, &j, ticket);
 }
 
+static dsrt_status host_reduce_scatter(dsrt_comm *c, void *buf, const size_t *counts, dsrt_dtype dt,
+                                       const char *what, uint64_t *ticket)
+{
+    host_comm *h = c->impl;
+    job j = {.kind = JOB_REDUCE_SCATTER, .buf = buf, .dt = dt, .op = DSRT_REDUCE_SUM};
+    set_what(&j, what);
+    pthread_mutex_lock(&h->mu);
+    /* the slot's counts are written under the lock, once the slot is free */
+    while (h->submitted - h->done >= QUEUE && h->failed == DSRT_STATUS_OK)
+        pthread_cond_wait(&h->cv, &h->mu);
+    j.counts = h->counts + (h->submitted % QUEUE) * (size_t)c->world;
+    for (int k = 0; k < c->world; k++)
+        j.n += j.counts[k] = counts[k];
+    dsrt_status s = submit_locked(h, &j, ticket);
+    pthread_mutex_unlock(&h->mu);
+    return s;
+}
+
 static dsrt_status host_f64(dsrt_comm *c, double *v, int n, const char *what)
 {
     if (n < 1 || n > F64_MAX || c->world > 64)
@@ -358,6 +441,7 @@ static void host_destroy(dsrt_comm *c)
     pthread_mutex_destroy(&h->mu);
     pthread_cond_destroy(&h->cv);
     free(h->scratch);
+    free(h->counts);
     free(h);
 }
 
@@ -383,8 +467,14 @@ dsrt_status dsrt_comm_host_create(dsrt_transport *t, double timeout_s, dsrt_comm
     c->reserve = host_reserve;
     c->allreduce = host_allreduce;
     c->allgather = host_allgather;
+    c->reduce_scatter = host_reduce_scatter;
     c->wait = host_wait;
     c->allreduce_host_f64 = host_f64;
+    h->counts = calloc((size_t)QUEUE * (size_t)t->world, sizeof *h->counts);
+    if (!h->counts) {
+        host_destroy(c);
+        return dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "comm");
+    }
     const char *lat = getenv("DSRT_COMM_LATENCY_US");
     h->latency_us = lat ? atol(lat) : 0;
     if (pthread_create(&h->thread, NULL, comm_thread, h) != 0) {

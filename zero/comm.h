@@ -4,7 +4,7 @@
  * backward) and NCCL on device memory (comm_nccl.cu: a comm stream ordered
  * with events). Buffers are the compute backend's memory.
  *
- * allreduce/allgather are queued and return a ticket; wait(t) returns once
+ * allreduce/reduce_scatter/allgather are queued and return a ticket; wait(t) returns once
  * every collective up to t is done (CUDA: once the compute stream is ordered
  * after them, with no host sync). Results are the same bits on every rank.
  * Sums of 16-bit values round after every addition, as NCCL's ring does.
@@ -37,9 +37,18 @@ struct dsrt_comm {
     /* in place: rank r's n_per_rank elements at buf + r * n_per_rank go to every rank */
     dsrt_status (*allgather)(dsrt_comm *c, void *buf, size_t n_per_rank, dsrt_dtype dt,
                              const char *what, uint64_t *ticket);
+    /* in place: buf holds sum(counts) elements, rank k's block of counts[k]
+     * elements right after the blocks of ranks 0..k-1; afterwards this rank's
+     * block holds the sum over ranks (the other blocks are undefined). counts
+     * (world entries, equal on every rank) is copied. */
+    dsrt_status (*reduce_scatter)(dsrt_comm *c, void *buf, const size_t *counts, dsrt_dtype dt,
+                                  const char *what, uint64_t *ticket);
     dsrt_status (*wait)(dsrt_comm *c, uint64_t ticket);
     /* blocking, host doubles: v[i] = sum over ranks, added in rank order */
     dsrt_status (*allreduce_host_f64)(dsrt_comm *c, double *v, int n, const char *what);
+    /* bytes this rank has put on and taken off the wire so far (host comms:
+     * counted by the transport calls; NCCL: 0, not measured) */
+    uint64_t bytes_sent, bytes_recv;
 };
 
 /* One rank: every collective is the identity. */

@@ -60,6 +60,9 @@ typedef struct nccl_api {
     decltype(&ncclCommInitRank) CommInitRank;
     decltype(&ncclAllReduce) AllReduce;
     decltype(&ncclAllGather) AllGather;
+    decltype(&ncclReduce) Reduce;
+    decltype(&ncclGroupStart) GroupStart;
+    decltype(&ncclGroupEnd) GroupEnd;
     decltype(&ncclCommDestroy) CommDestroy;
     decltype(&ncclCommAbort) CommAbort;
     decltype(&ncclCommGetAsyncError) CommGetAsyncError;
@@ -113,6 +116,9 @@ static void load_once(void)
     RESOLVE(CommInitRank, ncclCommInitRank);
     RESOLVE(AllReduce, ncclAllReduce);
     RESOLVE(AllGather, ncclAllGather);
+    RESOLVE(Reduce, ncclReduce);
+    RESOLVE(GroupStart, ncclGroupStart);
+    RESOLVE(GroupEnd, ncclGroupEnd);
     RESOLVE(CommDestroy, ncclCommDestroy);
     RESOLVE(CommAbort, ncclCommAbort);
     RESOLVE(CommGetAsyncError, ncclCommGetAsyncError);
@@ -380,6 +386,45 @@ static dsrt_status nc_allgather(dsrt_comm *c, void *buf, size_t n_per_rank, dsrt
     return end_collective(nc, what, ticket);
 }
 
+/* Blocks of unequal sizes, which ncclReduceScatter cannot take: one
+ * ncclReduce per block to its rank, in place, fused into one launch by a
+ * group (DeepSpeed's average_tensor reduces a bucket's pieces to their
+ * owners the same way). Each rank sends about the buffer less its own block. */
+static dsrt_status nc_reduce_scatter(dsrt_comm *c, void *buf, const size_t *counts, dsrt_dtype dt,
+                                     const char *what, uint64_t *ticket)
+{
+    nccl_comm *nc = nccl_of(c);
+    DSRT_TRY(check_usable(nc, what));
+    ncclDataType_t type;
+    if (!nccl_type(dt, &type))
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
+                              "nccl comm, rank %d: %s: reduce_scatter: bad dtype %d", c->rank,
+                              what_or(what), (int)dt);
+    size_t total = 0;
+    for (int k = 0; k < c->world; k++)
+        total += counts[k];
+    if (total == 0) {
+        *ticket = nc->ticket;
+        return DSRT_STATUS_OK;
+    }
+    DSRT_TRY(begin_collective(nc, what));
+    size_t es = dsrt_dtype_size(dt), off = 0;
+    NC_NCCL(nc, what, "ncclGroupStart", g_nccl.GroupStart());
+    for (int k = 0; k < c->world; k++) {
+        char *blk = (char *)buf + off * es;
+        if (counts[k]) {
+            ncclResult_t r = g_nccl.Reduce(blk, blk, counts[k], type, ncclSum, k, nc->comm, nc->stream);
+            if (r != ncclSuccess) {
+                (void)g_nccl.GroupEnd();
+                NC_NCCL(nc, what, "ncclReduce", r);
+            }
+        }
+        off += counts[k];
+    }
+    NC_NCCL(nc, what, "ncclGroupEnd", g_nccl.GroupEnd());
+    return end_collective(nc, what, ticket);
+}
+
 static dsrt_status nc_wait(dsrt_comm *c, uint64_t ticket)
 {
     nccl_comm *nc = nccl_of(c);
@@ -574,6 +619,7 @@ extern "C" dsrt_status dsrt_comm_nccl_create(int rank, int world, int device, do
     c->reserve = nc_reserve;
     c->allreduce = nc_allreduce;
     c->allgather = nc_allgather;
+    c->reduce_scatter = nc_reduce_scatter;
     c->wait = nc_wait;
     c->allreduce_host_f64 = nc_allreduce_host_f64;
     nc->device = device;

@@ -17,10 +17,33 @@
  * divided by gradient_predivide_factor f before and multiplied by f / N after;
  * gradient_allreduce_op "sum" makes N = 1.
  *
- * A micro-step: zero_reducer_begin, zero_reducer_ready per parameter (from
- * the hook; errors are kept and returned by zero_reducer_status), then
- * zero_reducer_drain, which reduces what no hook reported (last registered
- * first, the backward's order) and waits for every bucket. */
+ * Reduction: stages 1 and 2 with reduce_scatter send each rank only the
+ * elements of its partition (a reduce-scatter with one block per owner: the
+ * bucket is laid out in flat order, filled from its top down while the
+ * backward visits the parameters last to first); stage 0, reduce_scatter
+ * false, and a bucket whose pieces are not in flat order (round-robin
+ * layouts, a host reporting out of order) are all-reduced.
+ *
+ * Two ways to get the gradients in:
+ *   copy  (stages 0 and 1, host models that keep a gradient buffer): the
+ *         model writes a full-size gradient buffer (`grads`); each ready
+ *         parameter is copied into the open bucket.
+ *   slots (stage 2): no full-size buffer. Before it writes a gradient the
+ *         model asks zero_reducer_slot where: a zeroed place in the open
+ *         bucket (DeepSpeed's contiguous IPG buffer). A bucket that is full
+ *         is reduced once every slot in it is ready, and reused only after
+ *         that reduction completed. A parameter whose gradient accumulates
+ *         over the whole backward (`accumulates`: GPT-2's tied wte/lm_head)
+ *         keeps its own buffer; one larger than a bucket is staged in one of
+ *         two scratch halves (DeepSpeed's extra-large parameter); both are
+ *         copied into buckets when ready. Without overlap_comm the second
+ *         bucket is allocated only if a slot has to wait for one.
+ *
+ * A micro-step: zero_reducer_begin, then per parameter zero_reducer_slot (slots
+ * mode) and zero_reducer_ready (from the hook; errors are kept and returned
+ * by zero_reducer_status), then zero_reducer_drain, which reduces what no
+ * hook reported (last registered first, the backward's order) and waits for
+ * every bucket. */
 #ifndef DSRT_ZERO_REDUCER_H
 #define DSRT_ZERO_REDUCER_H
 
@@ -42,6 +65,7 @@ typedef struct zero_reducer_opts {
     bool prescale_gradients;
     double gradient_predivide_factor; /* <= 0: 1 */
     bool allreduce_sum;             /* gradient_allreduce_op "sum": no 1/N */
+    bool slots;                     /* gradients written into buckets (no `grads`) */
     dsrt_dtype dt, cdt;             /* the gradients' and the communication's dtype */
 } zero_reducer_opts;
 
@@ -53,8 +77,10 @@ typedef struct zero_piece {
 typedef struct zero_bucket {
     void *buf;          /* (cap) gradient dtype */
     void *cbuf;         /* (cap) communication dtype, when it differs */
-    zero_piece *pieces;
+    zero_piece *pieces; /* in the order they were placed (top down) */
     size_t npieces, fill;
+    size_t outstanding; /* slots handed out and not yet ready */
+    bool closed;        /* no room left: reduced once `outstanding` is 0 */
     uint64_t ticket;
     bool pending;       /* a reduction in flight */
     int seq;
@@ -68,33 +94,54 @@ typedef struct zero_reducer {
     int rank;
     size_t n_params;
     size_t *offset, *numel;       /* (n_params) each parameter in grads */
-    void *grads;                  /* the model's gradient buffer, registration order; not owned */
+    void *grads;                  /* copy mode: the model's gradient buffer; not owned */
     void *pgrad;                  /* (P) stage 1/2: this rank's accumulator; not owned */
     size_t P;
     size_t esz, csz;              /* bytes per element of dt, cdt */
     float pre, post;              /* averaging factors around the sum */
     zero_bucket bk[2];
-    int nbk, cur;
+    int nbk, cur;                 /* buckets allocated; the open one */
     size_t cap;                   /* elements per bucket */
     int seq;                      /* buckets reduced so far, for messages */
     long long step, micro;        /* labels of the micro-step, for messages */
     bool reducing;                /* this micro-step reduces */
     bool hooks_on;                /* ... from the grad-ready hook */
     unsigned char *seen;          /* (n_params) reported this micro-step */
+    /* slots mode */
+    unsigned char *state;         /* (n_params) 0 no slot, 1 slot handed out, 2 ready */
+    signed char *where;           /* (n_params) 0/1 bucket, 2 own buffer, 3/4 large half */
+    void **slot;                  /* (n_params) where the gradient is written */
+    void **own;                   /* (n_params) own buffers of accumulating parameters */
+    void *large;                  /* 2 x large_cap elements */
+    size_t large_cap;
+    long large_user[2];           /* parameter staged in each half, -1 free */
+    size_t *counts;               /* (world) reduce-scatter blocks */
+    /* what ran, for benchmarks and tests */
+    long long n_reduce_scatter, n_allreduce;
     dsrt_status err;              /* the first failure inside a hook */
     char err_msg[1024];
 } zero_reducer;
 
 /* Parameters are given by their offset and size in `grads` (in registration
- * order) and must match `lay`. */
+ * order) and must match `lay`. Copy mode needs `grads`; slots mode takes
+ * NULL, and `accumulates` (n_params flags, or NULL) names the parameters that
+ * keep their own gradient buffer. */
 dsrt_status zero_reducer_init(zero_reducer *r, const zero_reducer_opts *o, dsrt_backend *be,
                               dsrt_comm *comm, const zero_layout *lay, int rank, const size_t *offset,
-                              const size_t *numel, size_t n_params, void *grads, void *pgrad, size_t P);
+                              const size_t *numel, size_t n_params, void *grads, void *pgrad, size_t P,
+                              const unsigned char *accumulates);
 void zero_reducer_free(zero_reducer *r);
 
 /* A micro-step starts: `reduce` whether it reduces at all, `hooks` whether
- * from the grad-ready hook (else all at zero_reducer_drain). */
+ * from the grad-ready hook (else all at zero_reducer_drain). Slots mode
+ * needs both. */
 void zero_reducer_begin(zero_reducer *r, bool reduce, bool hooks, long long step, long long micro);
+/* Slots mode: where parameter p's gradient of this micro-step is written
+ * (zeroed, the model's dtype; the same place when asked again before it is
+ * ready). Valid until zero_reducer_ready(p). */
+dsrt_status zero_reducer_slot(zero_reducer *r, size_t p, void **out);
+/* The same as the model's slot callback (model/gpt2.h). */
+dsrt_status zero_reducer_slot_fn(void *reducer, size_t p, void **out);
 /* Parameter p's gradient is complete. Ignored unless hooks are on and p is
  * new this micro-step. A failure is kept for zero_reducer_status. */
 void zero_reducer_ready(zero_reducer *r, size_t p);
@@ -105,7 +152,10 @@ dsrt_status zero_reducer_status(const zero_reducer *r);
 /* Reduce every parameter not yet reported and wait for every bucket. */
 dsrt_status zero_reducer_drain(zero_reducer *r);
 
-/* Bucket memory on the backend, in bytes. */
+/* Bucket memory on the backend, in bytes (allocated so far). */
 int64_t zero_reducer_bytes(const zero_reducer *r);
+/* Slots mode: own buffers and large-parameter staging, in bytes. */
+int64_t zero_reducer_own_bytes(const zero_reducer *r);
+int64_t zero_reducer_staging_bytes(const zero_reducer *r);
 
 #endif
