@@ -14,6 +14,7 @@
  *  - the per-rank memory report against spec 7.5's formula.
  *
  * DSRT_TEST_QUICK=1 runs fewer steps (for sanitizer builds). */
+#include <malloc.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -327,6 +328,7 @@ typedef struct mlp {
     dsrt_engine *e;
     float *w1, *b1, *w2, *b2;     /* the engine's weights */
     float *gw1, *gb1, *gw2, *gb2; /* the engine's gradient buffers */
+    int slots;                    /* grad_slots: ask engine_grad_slot each micro-step */
 } mlp;
 
 static void mlp_sample(const mlp *m, long idx, float *x, float *y)
@@ -389,8 +391,72 @@ static double mlp_micro(mlp *m, long first_sample, int batch, double grad_scale,
     return loss;
 }
 
+/* The same micro-step for an engine with grad_slots (ABI 1.5): layer by
+ * layer, as an autograd backward goes, each gradient written into the slot
+ * asked for right before and marked ready right after. */
+static double mlp_micro_slots(mlp *m, long first_sample, int batch, double grad_scale)
+{
+    enum { MAXB = 4 };
+    float x[MAXB][64], t[16], h[MAXB][64], dy[MAXB][16], dh[64];
+    double loss = 0;
+    assert_true(batch <= MAXB && m->in <= 64 && m->hid <= 64 && m->out <= 16);
+    for (int b = 0; b < batch; b++) {
+        mlp_sample(m, first_sample + b, x[b], t);
+        for (int j = 0; j < m->hid; j++) {
+            float a = m->b1[j];
+            for (int i = 0; i < m->in; i++)
+                a += x[b][i] * m->w1[i * m->hid + j];
+            h[b][j] = tanhf(a);
+        }
+        for (int k = 0; k < m->out; k++) {
+            float a = m->b2[k];
+            for (int j = 0; j < m->hid; j++)
+                a += h[b][j] * m->w2[j * m->out + k];
+            loss += 0.5 * (double)(a - t[k]) * (a - t[k]) / batch;
+            dy[b][k] = (float)((a - t[k]) / batch * grad_scale);
+        }
+    }
+    float **g[4] = {&m->gw1, &m->gb1, &m->gw2, &m->gb2};
+    for (int p = 3; p >= 2; p--) {
+        dsrt_engine_grad_slot_args gs = {sizeof gs, m->e, p, NULL};
+        CHECK(api->engine_grad_slot(&gs));
+        *g[p] = gs.grad;
+    }
+    for (int b = 0; b < batch; b++)
+        for (int k = 0; k < m->out; k++) {
+            m->gb2[k] += dy[b][k];
+            for (int j = 0; j < m->hid; j++)
+                m->gw2[j * m->out + k] += h[b][j] * dy[b][k];
+        }
+    for (int p = 3; p >= 2; p--) {
+        dsrt_engine_grad_ready_args gr = {sizeof gr, m->e, p};
+        CHECK(api->engine_grad_ready(&gr));
+    }
+    for (int p = 1; p >= 0; p--) {
+        dsrt_engine_grad_slot_args gs = {sizeof gs, m->e, p, NULL};
+        CHECK(api->engine_grad_slot(&gs));
+        *g[p] = gs.grad;
+    }
+    for (int b = 0; b < batch; b++)
+        for (int j = 0; j < m->hid; j++) {
+            float a = 0;
+            for (int k = 0; k < m->out; k++)
+                a += m->w2[j * m->out + k] * dy[b][k];
+            dh[j] = a * (1 - h[b][j] * h[b][j]);
+            m->gb1[j] += dh[j];
+            for (int i = 0; i < m->in; i++)
+                m->gw1[i * m->hid + j] += x[b][i] * dh[j];
+        }
+    for (int p = 1; p >= 0; p--) {
+        dsrt_engine_grad_ready_args gr = {sizeof gr, m->e, p};
+        CHECK(api->engine_grad_ready(&gr));
+    }
+    return loss;
+}
+
 typedef struct mlp_case {
     int in, hid, out, stage, bucket, overlap, round_robin, gas;
+    int slots; /* grad_slots */
 } mlp_case;
 
 /* ckpt: optional checkpoint actions (test_checkpoint_host) */
@@ -416,7 +482,7 @@ static void mlp_run_ckpt(dsrt_dist *d, int world, int rank, const mlp_case *c, i
              3 * gas * world, c->stage, c->bucket, c->overlap ? "true" : "false",
              c->round_robin ? "true" : "false");
     dsrt_config *cfg = make_config(text, world);
-    mlp m = {c->in, c->hid, c->out, NULL, 0, 0, 0, 0, 0, 0, 0, 0};
+    mlp m = {c->in, c->hid, c->out, NULL, 0, 0, 0, 0, 0, 0, 0, 0, c->slots};
     size_t sizes[4] = {(size_t)m.in * m.hid, (size_t)m.hid, (size_t)m.hid * m.out, (size_t)m.out};
     float *init[4];
     dsrt_param_desc pd[4];
@@ -430,9 +496,20 @@ static void mlp_run_ckpt(dsrt_dist *d, int world, int rank, const mlp_case *c, i
         pd[i].shape[0] = (int64_t)sizes[i];
     }
     dsrt_engine_create_args ec = {.struct_size = sizeof ec, .config = cfg, .dist = d,
-                                  .params = pd, .num_params = 4};
+                                  .params = pd, .num_params = 4, .grad_slots = c->slots};
     CHECK(api->engine_create(&ec));
     m.e = ec.engine;
+    if (c->slots && c->stage == 2) {
+        /* no full-size gradient buffer: nothing to accumulate into outside a slot */
+        dsrt_engine_info_args in = {.struct_size = sizeof in, .engine = m.e};
+        CHECK(api->engine_info(&in));
+        size_t large = 0; /* parameters larger than a bucket are staged in two halves */
+        for (int i = 0; i < 4; i++)
+            if (sizes[i] > (size_t)c->bucket && sizes[i] > large)
+                large = sizes[i];
+        assert_int_equal(in.bytes_grad_transient, (int64_t)(2 * large * sizeof(float)));
+        assert_int_equal(in.bytes_grads, in.partition_size * (int64_t)sizeof(float));
+    }
     float **w[4] = {&m.w1, &m.b1, &m.w2, &m.b2}, **g[4] = {&m.gw1, &m.gb1, &m.gw2, &m.gb2};
     for (int i = 0; i < 4; i++) {
         dsrt_engine_param_args pa = {.struct_size = sizeof pa, .engine = m.e, .index = i};
@@ -441,6 +518,8 @@ static void mlp_run_ckpt(dsrt_dist *d, int world, int rank, const mlp_case *c, i
         assert_int_equal(pa.numel, (int64_t)sizes[i]);
         *w[i] = pa.data;
         *g[i] = pa.grad;
+        /* stage 2 with grad_slots keeps no gradient buffer to hand out */
+        assert_true((pa.grad == NULL) == (c->slots && c->stage == 2));
         free(init[i]);
     }
     int first = 0;
@@ -463,8 +542,9 @@ static void mlp_run_ckpt(dsrt_dist *d, int world, int rank, const mlp_case *c, i
         for (int i = 0; i < gas; i++, k++) {
             dsrt_engine_micro_begin_args mb = {sizeof mb, m.e, 0};
             CHECK(api->engine_micro_begin(&mb));
-            sa.loss = mlp_micro(&m, 3 * global_micro(k, gas, world, rank), 3, mb.grad_scale,
-                                (int)(k % 2));
+            sa.loss = m.slots ? mlp_micro_slots(&m, 3 * global_micro(k, gas, world, rank), 3, mb.grad_scale)
+                              : mlp_micro(&m, 3 * global_micro(k, gas, world, rank), 3, mb.grad_scale,
+                                          (int)(k % 2));
             CHECK(api->engine_step(&sa));
         }
         assert_int_equal(sa.report.boundary, 1);
@@ -485,16 +565,24 @@ static void test_host_mlp(void **state)
     static const mlp_case cases[] = {
         /* 9 elements: on 4 ranks the partition is 4 and rank 3 owns only padding;
          * every parameter is larger than the 1-element bucket */
-        {2, 2, 1, 1, 1, 0, 0, 2},
-        {2, 2, 1, 2, 1, 1, 0, 2},
-        {2, 2, 1, 2, 3, 1, 1, 1},
-        {2, 2, 1, 0, 3, 0, 0, 2},
+        {2, 2, 1, 1, 1, 0, 0, 2, 0},
+        {2, 2, 1, 2, 1, 1, 0, 2, 0},
+        {2, 2, 1, 2, 3, 1, 1, 1, 0},
+        {2, 2, 1, 0, 3, 0, 0, 2, 0},
         /* 676 elements: fc1.weight (512) is larger than the 100-element bucket */
-        {16, 32, 4, 0, 100, 1, 0, 2},
-        {16, 32, 4, 1, 100, 1, 0, 2},
-        {16, 32, 4, 2, 100, 0, 0, 2},
-        {16, 32, 4, 2, 100, 1, 1, 2},
-        {16, 32, 4, 2, 1000000, 1, 0, 1},
+        {16, 32, 4, 0, 100, 1, 0, 2, 0},
+        {16, 32, 4, 1, 100, 1, 0, 2, 0},
+        {16, 32, 4, 2, 100, 0, 0, 2, 0},
+        {16, 32, 4, 2, 100, 1, 1, 2, 0},
+        {16, 32, 4, 2, 1000000, 1, 0, 1, 0},
+        /* grad_slots: the host writes into bucket slots (stage 2: no gradient
+         * buffer; stage 1: slots answered from its buffer) */
+        {2, 2, 1, 2, 1, 1, 0, 2, 1},
+        {16, 32, 4, 2, 100, 1, 0, 2, 1},
+        {16, 32, 4, 2, 100, 0, 0, 2, 1},
+        {16, 32, 4, 2, 300, 0, 1, 1, 1},
+        {16, 32, 4, 2, 1000000, 0, 0, 2, 1},
+        {16, 32, 4, 1, 100, 1, 0, 2, 1},
     };
     int steps = steps_for(20);
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
@@ -511,10 +599,10 @@ static void test_host_mlp(void **state)
                 worst = fmax(worst, fabs(lgot[s] - lref[s]) / fabs(lref[s]));
             for (size_t i = 0; i < n; i++)
                 wworst = fmax(wworst, fabs((double)wgot[i] - wref[i]));
-            printf("mlp %dx%dx%d (%zu) stage %d bucket %d overlap %d round_robin %d gas %d, %d "
+            printf("mlp %dx%dx%d (%zu) stage %d bucket %d overlap %d round_robin %d gas %d%s, %d "
                    "ranks: worst relative loss difference %.2e, worst weight difference %.2e\n",
                    mc->in, mc->hid, mc->out, n, mc->stage, mc->bucket, mc->overlap,
-                   mc->round_robin, mc->gas, world_, worst, wworst);
+                   mc->round_robin, mc->gas, mc->slots ? " grad_slots" : "", world_, worst, wworst);
             if (worst > 1e-5 || wworst > 1e-5)
                 fail_msg("mlp case %zu: %.3e / %.3e over 1e-5", c, worst, wworst);
             /* the larger model really trains in 20 steps */
@@ -541,8 +629,8 @@ static void mlp_run(dsrt_dist *d, int world, int rank, const mlp_case *c, int ga
 static void test_checkpoint_host(void **state)
 {
     (void)state;
-    static const mlp_case cases[] = {{16, 32, 4, 2, 100, 1, 0, 2}, {2, 2, 1, 1, 1, 0, 0, 1},
-                                     {16, 32, 4, 0, 100, 1, 0, 1}};
+    static const mlp_case cases[] = {{16, 32, 4, 2, 100, 1, 0, 2, 1}, {2, 2, 1, 1, 1, 0, 0, 1, 0},
+                                     {16, 32, 4, 0, 100, 1, 0, 1, 0}};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const mlp_case *mc = &cases[c];
         size_t n = (size_t)mc->in * mc->hid + mc->hid + (size_t)mc->hid * mc->out + mc->out;
@@ -627,6 +715,80 @@ static void test_memory_report(void **state)
         }
 }
 
+/* Resident bytes of this process now (VmRSS). */
+static int64_t rss_now(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    int64_t kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmRSS:", 6))
+            kb = atoll(line + 6);
+    if (f)
+        fclose(f);
+    return kb * 1024;
+}
+
+/* Measured, not computed: the resident memory an fp16 engine adds (created
+ * and trained two steps) at stage 1 and at stage 2, on a GPT-2 of 3.7M
+ * parameters whose tied embedding is small. Stage 2 must hold no full-size
+ * gradient buffer: at 2 ranks it is at least 2Ψ(1 - 1/N) below stage 1, as
+ * DeepSpeed's formulas differ, and the difference engine_info reports is the
+ * one measured. */
+static void test_memory_measured(void **state)
+{
+    (void)state;
+    char path[128];
+    snprintf(path, sizeof path, "/tmp/dsrt_test_dist_mem_%d_%d.json", (int)getpid(), rank_);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "{\"model_type\": \"gpt2\", \"vocab_size\": 2048, \"n_positions\": 64, \"n_embd\": 256,"
+               " \"n_layer\": 4, \"n_head\": 4}");
+    fclose(f);
+    /* big host blocks come from mmap and go back to the system when freed, so
+     * one engine's leftovers do not hide in the next one's figure */
+    mallopt(M_MMAP_THRESHOLD, 64 * 1024);
+    mallopt(M_TRIM_THRESHOLD, 64 * 1024);
+    int64_t delta[3] = {0, 0, 0}, reported[3] = {0, 0, 0}, psi = 0;
+    int32_t tok[B * T], tgt[B * T];
+    /* stage 0 first: it warms what stays (thread pools, BLAS buffers) */
+    for (int stage = 0; stage <= 2; stage++) {
+        dsrt_config *cfg = make_config(gpt2_config(stage, "fp16", 1, world_, 300000, 1), world_);
+        int64_t before = rss_now();
+        dsrt_engine_create_args ec = {.struct_size = sizeof ec, .config = cfg, .model = path,
+                                      .seq_len = T, .seed = 7, .dist = dist};
+        CHECK(api->engine_create(&ec));
+        for (int s = 0; s < 2; s++) {
+            micro_batch(tok, tgt, s * world_ + rank_);
+            dsrt_engine_train_args tr = {.struct_size = sizeof tr, .engine = ec.engine, .tokens = tok,
+                                         .targets = tgt, .micro_batches = 1};
+            CHECK(api->engine_train(&tr));
+        }
+        delta[stage] = rss_now() - before;
+        dsrt_engine_info_args in = {.struct_size = sizeof in, .engine = ec.engine};
+        CHECK(api->engine_info(&in));
+        reported[stage] = in.bytes_total;
+        psi = in.num_parameters;
+        free_engine(ec.engine);
+        free_config(cfg);
+    }
+    unlink(path);
+    double N = world_, want = 2.0 * (double)psi * (1.0 - 1.0 / N);
+    double got = (double)(delta[1] - delta[2]), said = (double)(reported[1] - reported[2]);
+    printf("rank %d: measured resident growth stage 0 %.2f MB, stage 1 %.2f MB, stage 2 %.2f MB; stage 1 - "
+           "stage 2 = %.2f MB measured, %.2f MB by engine_info, at least %.2f MB wanted (2 psi (1 - 1/N), psi "
+           "%lld)\n",
+           rank_, delta[0] / 1e6, delta[1] / 1e6, delta[2] / 1e6, got / 1e6, said / 1e6, want / 1e6,
+           (long long)psi);
+    /* the issue's bound at 2 ranks; with more, stage 2's own wte buffer
+     * (1 MB here) weighs against the shrinking 2Ψ/N */
+    if (world_ == 2)
+        assert_true(got >= want);
+    assert_true(got >= 2.0 * (double)psi * 0.6);
+    /* what engine_info says the two stages differ by is what they do (within 5% of stage 1's figure) */
+    assert_true(fabs(got - said) <= 0.05 * (double)reported[1]);
+}
+
 int main(void)
 {
     api = dsrt_api_table();
@@ -642,6 +804,7 @@ int main(void)
         printf("test_dist: %d rank%s over %s\n", world_, world_ == 1 ? "" : "s", dc.backend_used);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_memory_report),
+        cmocka_unit_test(test_memory_measured),
         cmocka_unit_test(test_host_mlp),
         cmocka_unit_test(test_checkpoint_host),
         cmocka_unit_test(test_gpt2_equivalence),
