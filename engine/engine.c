@@ -211,7 +211,8 @@ static dsrt_status upload_host_params(dsrt_engine *e, const dsrt_engine_create_a
     return DSRT_STATUS_OK;
 }
 
-/* fp32 masters of the owned elements, from the (rounded) weights; padding 0 */
+/* fp32 masters of the owned elements, from the (rounded) weights; padding 0.
+ * Copied through a small host buffer, a chunk at a time. */
 static dsrt_status init_masters(dsrt_engine *e)
 {
     dsrt_backend *be = e->be;
@@ -220,29 +221,26 @@ static dsrt_status init_masters(dsrt_engine *e)
         return DSRT_STATUS_OK;
     }
     DSRT_TRY(be->ops->alloc(be, e->P * sizeof(float), (void **)&e->opt.master));
-    float *all = malloc(e->n * sizeof(float));
-    float *mine = e->stage ? calloc(e->P, sizeof(float)) : NULL;
+    enum { CHUNK = 1 << 20 };
+    float *h = malloc(CHUNK * sizeof(float));
+    if (!h)
+        return dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "engine_create: master weights");
     dsrt_status st = DSRT_STATUS_OK;
-    if (!all || (e->stage && !mine)) {
-        st = dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "engine_create: master weights");
-        goto out;
+    /* stage 0: the whole flat buffer; else this rank's slices of it */
+    zero_slice all = {0, 0, e->n, 0};
+    const zero_slice *sl = e->stage ? e->lay.slices + e->lay.rank_slices[e->rank] : &all;
+    size_t nsl = e->stage ? e->lay.rank_slices[e->rank + 1] - e->lay.rank_slices[e->rank] : 1;
+    size_t lo = e->stage ? (size_t)e->rank * e->P : 0;
+    for (size_t s = 0; s < nsl && !st; s++) {
+        size_t src = e->stage ? e->params[sl[s].param].offset + sl[s].offset_in_param : 0;
+        size_t dst = e->stage ? sl[s].flat_offset - lo : 0;
+        for (size_t j = 0; j < sl[s].n && !st; j += CHUNK) {
+            size_t n = sl[s].n - j < CHUNK ? sl[s].n - j : CHUNK;
+            if (!(st = be->ops->download_f32(be, h, at(e->buf.params, src + j, e->dsz), n)))
+                st = be->ops->upload(be, e->opt.master + dst + j, h, n * sizeof(float));
+        }
     }
-    if ((st = be->ops->download_f32(be, all, e->buf.params, e->n)))
-        goto out;
-    if (!e->stage) {
-        st = be->ops->upload(be, e->opt.master, all, e->n * sizeof(float));
-        goto out;
-    }
-    size_t lo = (size_t)e->rank * e->P;
-    for (size_t s = e->lay.rank_slices[e->rank]; s < e->lay.rank_slices[e->rank + 1]; s++) {
-        const zero_slice *z = &e->lay.slices[s];
-        memcpy(mine + (z->flat_offset - lo), all + e->params[z->param].offset + z->offset_in_param,
-               z->n * sizeof(float));
-    }
-    st = be->ops->upload(be, e->opt.master, mine, e->P * sizeof(float));
-out:
-    free(all);
-    free(mine);
+    free(h);
     return st;
 }
 

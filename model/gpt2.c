@@ -293,12 +293,24 @@ static double uniform01(uint64_t *s) /* (0, 1] */
     return ((double)(splitmix64(s) >> 11) + 1.0) * 0x1.0p-53;
 }
 
-static void fill_normal(float *dst, size_t n, double std, uint64_t seed, uint64_t stream)
+/* Normal draws (Box-Muller on a splitmix64 stream per parameter), produced in
+ * chunks of an even length: the stream's state carries over, so the values do
+ * not depend on the chunking. */
+typedef struct normal_stream {
+    uint64_t s;
+} normal_stream;
+
+static normal_stream normal_start(uint64_t seed, uint64_t stream)
 {
-    uint64_t s = seed ^ (0xd1b54a32d192ed03ull * (stream + 1));
-    (void)splitmix64(&s);
+    normal_stream ns = {seed ^ (0xd1b54a32d192ed03ull * (stream + 1))};
+    (void)splitmix64(&ns.s);
+    return ns;
+}
+
+static void fill_normal(normal_stream *ns, float *dst, size_t n, double std)
+{
     for (size_t i = 0; i < n; i += 2) {
-        double u1 = uniform01(&s), u2 = uniform01(&s);
+        double u1 = uniform01(&ns->s), u2 = uniform01(&ns->s);
         double r = sqrt(-2.0 * log(u1)), th = 6.283185307179586 * u2;
         dst[i] = (float)(std * r * cos(th));
         if (i + 1 < n)
@@ -308,29 +320,34 @@ static void fill_normal(float *dst, size_t n, double std, uint64_t seed, uint64_
 
 dsrt_status dsrt_gpt2_init(dsrt_gpt2 *m, uint64_t seed)
 {
-    float *h = malloc(m->numel * sizeof(float));
+    /* drawn and uploaded in chunks: the host holds 4 MiB, not a float per parameter */
+    enum { CHUNK = 1 << 20 };
+    float *h = malloc(CHUNK * sizeof(float));
     if (!h)
-        return dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "gpt2_init: %zu parameters", m->numel);
+        return dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "gpt2_init");
     double std = m->cfg.initializer_range;
     double proj_std = std / sqrt(2.0 * m->cfg.n_layer);
-    for (size_t i = 0; i < m->n_params; i++) {
+    dsrt_status st = DSRT_STATUS_OK;
+    for (size_t i = 0; i < m->n_params && !st; i++) {
         const dsrt_param *p = &m->params[i];
-        float *d = h + p->offset;
         const char *nm = p->name;
         size_t len = strlen(nm);
         bool is_bias = len > 5 && strcmp(nm + len - 5, ".bias") == 0;
         bool is_ln = strstr(nm, ".ln_") != NULL;
-        if (is_ln && !is_bias) {
-            for (size_t j = 0; j < p->numel; j++)
-                d[j] = 1.0f;
-        } else if (is_bias) {
-            memset(d, 0, p->numel * sizeof(float));
-        } else {
-            bool is_proj = strstr(nm, "c_proj.weight") != NULL;
-            fill_normal(d, p->numel, is_proj ? proj_std : std, seed, i);
+        bool is_proj = strstr(nm, "c_proj.weight") != NULL;
+        normal_stream ns = normal_start(seed, i);
+        for (size_t j = 0; j < p->numel && !st; j += CHUNK) {
+            size_t n = p->numel - j < CHUNK ? p->numel - j : CHUNK;
+            if (is_ln && !is_bias)
+                for (size_t k = 0; k < n; k++)
+                    h[k] = 1.0f;
+            else if (is_bias)
+                memset(h, 0, n * sizeof(float));
+            else
+                fill_normal(&ns, h, n, is_proj ? proj_std : std);
+            st = m->be->ops->upload_f32(m->be, pofs(m->param_mem, p->offset + j, m->dsz), h, n);
         }
     }
-    dsrt_status st = dsrt_gpt2_set_params_f32(m, h);
     free(h);
     return st;
 }
