@@ -52,10 +52,14 @@ END {
     printf "%-9s %-5s %-5s | %9s %9s %9s %9s | %7s %7s | %9s %9s | %10s %10s %6s\n", "model", "ranks", "stage", "peak MB", "formula", "+act+bkt", "transient", "ratio", "vs info", "info MB", "act MB", "sent MB", "formula", "ratio"
     for (i = 1; i <= no; i++) {
         k = order[i]; split(k, f, SUBSEP); N = f[2]; s = f[3]; P = psi[k]
-        form = s == 0 ? 16 * P : s == 1 ? (4 + 12 / N) * P : (2 + 14 / N) * P
+        # 16-bit: 2-byte weights and gradients, fp32 masters + Adam moments (K = 12);
+        # fp32: 4-byte weights and gradients, moments 8, and at stages 1/2 the
+        # optimizer partition's own fp32 copy (single_partition_of_fp32_groups in DeepSpeed)
+        pb = ds[k] == "fp32" ? 4 : 2
+        form = s == 0 ? 16 * P : s == 1 ? (2 * pb + 12 / N) * P : (pb + (pb + 12) / N) * P
         want = form + act[k] + bk[k]
         # traffic per step: stage 0 all-reduce 2(N-1)/N x grads; stages 1/2 reduce-scatter (N-1)/N x grads + all-gather (N-1)/N x weights (2 bytes each in fp16)
-        tf = N == 1 ? 0 : (s == 0 ? 2 * (N - 1) / N * 2 * P : 2 * (N - 1) / N * 2 * P)
+        tf = N == 1 ? 0 : 2 * (N - 1) / N * pb * P
         printf "%-9s %-5s %-5s | %9.1f %9.1f %9.1f %9.1f | %7.3f %7.3f | %9.1f %9.1f | %10.2f %10.2f %6.3f\n", f[1], N, s, peak[k] / 1e6, form / 1e6, want / 1e6, tr[k] / 1e6, peak[k] / want, peak[k] / (tot[k] + act[k]), tot[k] / 1e6, act[k] / 1e6, sent[k] / 1e6, tf / 1e6, (tf > 0 ? sent[k] / tf : 0)
     }
     print ""

@@ -12,7 +12,7 @@ build=${BUILD_DIR:-build}
 cmd=${1:-}
 
 packages=(build-essential cmake ninja-build pkg-config git
-          libcmocka-dev libcjson-dev libhdf5-dev hdf5-tools libopenblas-openmp-dev libopenmpi-dev openmpi-bin
+          libcmocka-dev libcjson-dev libhdf5-dev hdf5-tools libopenblas-openmp-dev libopenmpi-dev openmpi-bin mpich
           valgrind clang libclang-rt-14-dev bible-kjv python3-h5py)
 
 install_missing() {

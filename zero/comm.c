@@ -5,7 +5,9 @@
  * ring of jobs, no allocation per call) and goes on with its backward while
  * the thread runs them in order; wait(ticket) blocks until they are done.
  *
- * The algorithms are rings, as NCCL's are for few ranks:
+ * A transport may bring its own collectives (MPI's, for fp32 sums and for
+ * moving bytes); the rest, and every 16-bit sum, run here as rings, as
+ * NCCL's are for few ranks:
  *   all-reduce = reduce-scatter (N-1 steps: chunk (r-s-1) mod N arrives from
  *                the left and is added into the local copy) then all-gather
  *                of the reduced chunks (N-1 steps);
@@ -242,8 +244,23 @@ static dsrt_status ring_allgather(host_comm *h, void *buf, size_t block_bytes, c
     return DSRT_STATUS_OK;
 }
 
+/* The transport's own collective when it has one for this job (MPI's, for
+ * fp32 sums and bytes), else comm.c's ring. */
+static dsrt_status all_gather_bytes(host_comm *h, void *buf, size_t block_bytes, const char *what)
+{
+    dsrt_transport *t = h->t;
+    if (t->allgather) {
+        dsrt_status st = t->allgather(t, buf, block_bytes, dsrt_now() + h->base.timeout_s, what);
+        if (st != DSRT_STATUS_UNSUPPORTED)
+            return st;
+    }
+    return ring_allgather(h, buf, block_bytes, what);
+}
+
 static dsrt_status run_job(host_comm *h, job *j)
 {
+    dsrt_transport *t = h->t;
+    double deadline = dsrt_now() + h->base.timeout_s;
     if (h->latency_us > 0 && j->kind != JOB_F64) {
         /* the comm thread waits, as it would for a slow network: no CPU is
          * used, so the overlap of buckets with the backward can hide it (the
@@ -252,18 +269,27 @@ static dsrt_status run_job(host_comm *h, job *j)
         struct timespec ts = {h->latency_us / 1000000, (h->latency_us % 1000000) * 1000};
         nanosleep(&ts, NULL);
     }
+    if (t->world == 1 && j->kind != JOB_F64)
+        return DSRT_STATUS_OK;
+    dsrt_status st = DSRT_STATUS_UNSUPPORTED;
     switch (j->kind) {
-    case JOB_ALLREDUCE: return ring_allreduce(h, j);
-    case JOB_REDUCE_SCATTER: return ring_reduce_scatter(h, j);
+    case JOB_ALLREDUCE:
+        if (t->allreduce && j->op == DSRT_REDUCE_SUM && j->n)
+            st = t->allreduce(t, j->buf, j->n, j->dt, deadline, j->what);
+        return st != DSRT_STATUS_UNSUPPORTED ? st : ring_allreduce(h, j);
+    case JOB_REDUCE_SCATTER:
+        if (t->reduce_scatter && j->n)
+            st = t->reduce_scatter(t, j->buf, j->counts, j->dt, deadline, j->what);
+        return st != DSRT_STATUS_UNSUPPORTED ? st : ring_reduce_scatter(h, j);
     case JOB_ALLGATHER:
-        return h->t->world == 1 ? DSRT_STATUS_OK
-                                : ring_allgather(h, j->buf, j->n * dsrt_dtype_size(j->dt), j->what);
+        return all_gather_bytes(h, j->buf, j->n * dsrt_dtype_size(j->dt), j->what);
     case JOB_F64: {
         int N = h->t->world, r = h->t->rank;
         size_t n = j->n;
         double *g = h->f64_gather, *v = j->buf;
         memcpy(g + (size_t)r * n, v, n * sizeof(double));
-        DSRT_TRY(ring_allgather(h, g, n * sizeof(double), j->what));
+        if (N > 1)
+            DSRT_TRY(all_gather_bytes(h, g, n * sizeof(double), j->what));
         for (size_t i = 0; i < n; i++) {
             double s = 0;
             for (int k = 0; k < N; k++)

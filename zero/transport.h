@@ -9,6 +9,7 @@
 #include <stddef.h>
 
 #include "dsrt.h"
+#include "kernels/common/dtype.h"
 
 typedef struct dsrt_transport dsrt_transport;
 struct dsrt_transport {
@@ -24,14 +25,25 @@ struct dsrt_transport {
      * by `deadline` (CLOCK_MONOTONIC seconds). Called from one thread at a time. */
     dsrt_status (*sendrecv)(dsrt_transport *t, int to, const void *sbuf, size_t sbytes, int from,
                             void *rbuf, size_t rbytes, double deadline, const char *what);
+    /* Optional (NULL, or DSRT_STATUS_UNSUPPORTED for a type or size it does
+     * not take: comm.c then runs its ring): the transport's own collectives,
+     * same semantics as comm.h's, sums only, polled against the deadline.
+     * Called from the comm thread, like sendrecv. */
+    dsrt_status (*allreduce)(dsrt_transport *t, void *buf, size_t n, dsrt_dtype dt, double deadline,
+                             const char *what);
+    dsrt_status (*reduce_scatter)(dsrt_transport *t, void *buf, const size_t *counts, dsrt_dtype dt,
+                                  double deadline, const char *what);
+    dsrt_status (*allgather)(dsrt_transport *t, void *buf, size_t block_bytes, double deadline,
+                             const char *what);
     void (*destroy)(dsrt_transport *t);
 };
 
 /* MPI_COMM_WORLD of the running MPI job (libmpi is dlopen()ed; the library
- * never links it). DSRT_STATUS_UNSUPPORTED when no MPI library can be loaded. */
+ * never links it): Open MPI's ABI or the MPICH ABI (MPICH, Intel MPI, Cray
+ * MPICH, MVAPICH). DSRT_STATUS_UNSUPPORTED when no MPI library can be loaded. */
 dsrt_status dsrt_transport_mpi_create(dsrt_transport **out);
-/* True when this process looks started by mpirun/srun (OMPI_COMM_WORLD_SIZE,
- * PMI_SIZE or PMIX_RANK in the environment). */
+/* True when this process looks started by mpirun/mpiexec/srun
+ * (OMPI_COMM_WORLD_SIZE, PMI_SIZE, PMI_RANK or PMIX_RANK in the environment). */
 int dsrt_transport_mpi_launched(void);
 
 /* TCP: rank, world from the caller (RANK / WORLD_SIZE), rendezvous at
