@@ -13,7 +13,8 @@
  *    the median of S steps, timed on rank 0 (every train call ends with the
  *    step's all-gather, so the ranks leave it together).
  *  - the same step's communication alone, with no compute, on the process
- *    group's comm (zero/comm.h): the gradient all-reduces in the engine's
+ *    group's comm (zero/comm.h): the gradient reduce-scatters (stage 0:
+ *    all-reduces) in the engine's
  *    bucket schedule (the parameters in backward order, DeepSpeed's rule that
  *    a parameter which does not fit closes the bucket first, buckets of
  *    reduce_bucket_size elements in the communication dtype), the all-reduce
@@ -29,6 +30,7 @@
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -166,6 +168,8 @@ static double train_step(dsrt_engine *e, const int32_t *tok, const int32_t *tgt)
 
 typedef struct comm_plan {
     size_t *bucket; /* elements of each bucket, in reduction order */
+    size_t *counts; /* (nbuckets x N) stages 1/2: each owner's elements of the bucket (reduce-scatter) */
+    bool scatter;
     int nbuckets;
     size_t P;       /* partition elements per rank */
     dsrt_dtype dt;  /* model (and, with no communication_data_type, gradient) dtype */
@@ -181,7 +185,12 @@ static void plan_buckets(dsrt_engine *e, const dsrt_engine_info_args *in, size_t
     /* every bucket holds at least one piece: pieces <= tensors + elements / cap */
     size_t most = (size_t)in->num_param_tensors + (size_t)in->num_parameters / cap + 2, fill = 0;
     cp->bucket = xmalloc(most * sizeof(size_t));
+    cp->counts = xmalloc(most * (size_t)world_ * sizeof(size_t));
+    memset(cp->counts, 0, most * (size_t)world_ * sizeof(size_t));
     cp->nbuckets = 0;
+    /* the flat offset where the backward is: parameters in registration order,
+     * visited last first, so each bucket holds one contiguous flat range */
+    size_t flat = (size_t)in->num_parameters;
     for (int64_t i = in->num_param_tensors; i-- > 0;) {
         dsrt_engine_param_args pa = {.struct_size = sizeof pa, .engine = e, .index = i};
         CHECK(api->engine_param(&pa));
@@ -194,8 +203,17 @@ static void plan_buckets(dsrt_engine *e, const dsrt_engine_info_args *in, size_t
                 continue;
             }
             size_t take = len < room ? len : room;
+            /* elements [flat - len, flat - len + take) of the flat buffer, by owner */
+            size_t *cnt = cp->counts + (size_t)cp->nbuckets * world_;
+            for (size_t f = flat - len, f1 = f + take; f < f1;) {
+                size_t owner = f / cp->P, end = (owner + 1) * cp->P;
+                size_t n = (f1 < end ? f1 : end) - f;
+                cnt[owner] += n;
+                f += n;
+            }
             fill += take, off += take, len -= take;
         }
+        flat -= (size_t)pa.numel;
     }
     if (fill)
         cp->bucket[cp->nbuckets++] = fill;
@@ -207,6 +225,7 @@ static void plan_create(dsrt_engine *e, const dsrt_engine_info_args *in, size_t 
     memset(cp, 0, sizeof *cp);
     cp->dt = dt;
     cp->P = (size_t)in->partition_size;
+    cp->scatter = in->zero_stage > 0; /* stages 1/2 reduce-scatter (reduce_scatter: true) */
     if (cap > (size_t)in->num_parameters)
         cap = (size_t)in->num_parameters;
     plan_buckets(e, in, cap, cp);
@@ -226,6 +245,7 @@ static void plan_create(dsrt_engine *e, const dsrt_engine_info_args *in, size_t 
 static void plan_free(comm_plan *cp)
 {
     free(cp->bucket);
+    free(cp->counts);
     free(cp->bk[0]);
     free(cp->bk[1]);
     free(cp->flat);
@@ -238,8 +258,12 @@ static void comm_step(const comm_plan *cp, double *t_reduce, double *t_norm, dou
     uint64_t t;
     double t0 = bench_now();
     for (int b = 0; b < cp->nbuckets; b++) {
-        CHECK(c->allreduce(c, cp->bk[b % 2], cp->bucket[b], cp->dt, DSRT_REDUCE_SUM,
-                           "bench_zero gradient bucket", &t));
+        if (cp->scatter)
+            CHECK(c->reduce_scatter(c, cp->bk[b % 2], cp->counts + (size_t)b * world_, cp->dt,
+                                    "bench_zero gradient bucket", &t));
+        else
+            CHECK(c->allreduce(c, cp->bk[b % 2], cp->bucket[b], cp->dt, DSRT_REDUCE_SUM,
+                               "bench_zero gradient bucket", &t));
         CHECK(c->wait(c, t));
     }
     double t1 = bench_now();

@@ -55,6 +55,8 @@ void engine_destroy(dsrt_engine *e)
     dsrt_backend *be = e->be;
     if (be) {
         /* nothing may still be in flight on our buffers */
+        if (e->ag.pending)
+            (void)engine_params_settle(e);
         zero_reducer_free(&e->red);
         if (e->opt.master && e->opt.master != e->buf.params)
             be->ops->free(be, e->opt.master);
@@ -76,6 +78,8 @@ void engine_destroy(dsrt_engine *e)
         free(e->params[i].owned_name);
     free(e->params);
     free(e->buf.tied);
+    free(e->ag.ticket);
+    free(e->ag.need);
     free(e->config_json);
     free(e->client_state);
     zero_layout_free(&e->lay);
@@ -244,6 +248,60 @@ static dsrt_status init_masters(dsrt_engine *e)
     return st;
 }
 
+/* The all-gather buckets: ranges of offsets of every partition, and for each
+ * parameter the last bucket its elements fall in (in whichever partition). */
+static dsrt_status init_allgather(dsrt_engine *e)
+{
+    size_t P = e->P, c = (size_t)e->cfg.zero.allgather_bucket_size;
+    if (c < 1 || c > P)
+        c = P;
+    e->ag.bucket = c;
+    e->ag.nbk = (int)((P + c - 1) / c);
+    e->ag.ticket = calloc((size_t)e->ag.nbk, sizeof *e->ag.ticket);
+    e->ag.need = calloc(e->n_params, sizeof *e->ag.need);
+    if (!e->ag.ticket || !e->ag.need)
+        return dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "engine_create: all-gather buckets");
+    for (size_t p = 0; p < e->n_params; p++) {
+        size_t f0 = e->lay.param_offset[p], f1 = f0 + e->params[p].numel;
+        size_t r0 = f0 / P, r1 = (f1 - 1) / P;
+        /* the largest offset it covers in any partition */
+        size_t last = r1 > r0 ? P - 1 : (f1 - 1) - r0 * P;
+        if (r1 > r0 && (f1 - 1) - r1 * P > last)
+            last = (f1 - 1) - r1 * P;
+        e->ag.need[p] = (int)(last / c);
+    }
+    return DSRT_STATUS_OK;
+}
+
+/* Wait for all-gather buckets up to k (tickets complete in order). */
+static dsrt_status ag_wait_upto(dsrt_engine *e, int k)
+{
+    if (!e->ag.pending || k < e->ag.done)
+        return DSRT_STATUS_OK;
+    if (k >= e->ag.nbk)
+        k = e->ag.nbk - 1;
+    DSRT_TRY(e->comm->wait(e->comm, e->ag.ticket[k]));
+    e->ag.done = k + 1;
+    if (e->ag.done == e->ag.nbk)
+        e->ag.pending = false;
+    return DSRT_STATUS_OK;
+}
+
+dsrt_status engine_params_settle(dsrt_engine *e) { return ag_wait_upto(e, e->ag.nbk - 1); }
+
+/* The forward's wait (model/gpt2.h): parameters first..last are about to be read. */
+static dsrt_status params_wait(void *user, size_t first, size_t last)
+{
+    dsrt_engine *e = user;
+    if (!e->ag.pending)
+        return DSRT_STATUS_OK;
+    int k = -1;
+    for (size_t p = first; p <= last && p < e->n_params; p++)
+        if (e->ag.need[p] > k)
+            k = e->ag.need[p];
+    return ag_wait_upto(e, k);
+}
+
 static dsrt_status init_zero(dsrt_engine *e)
 {
     dsrt_backend *be = e->be;
@@ -305,7 +363,11 @@ static dsrt_status init_zero(dsrt_engine *e)
         DSRT_TRY(e->comm->reserve(e->comm, need));
         if (e->buf.slots && e->model)
             dsrt_gpt2_set_grad_slots(e->model, zero_reducer_slot_fn, &e->red);
+        if (e->model)
+            dsrt_gpt2_set_param_wait(e->model, params_wait, e);
     }
+    if (e->stage && e->world > 1)
+        DSRT_TRY(init_allgather(e));
     /* model-state bytes of this rank (spec 7.5; docs/api.md) */
     e->mem.params = (int64_t)(e->n * e->dsz);
     e->mem.grads = (int64_t)((e->stage == 2 ? e->P : e->n) * e->dsz);
@@ -522,6 +584,7 @@ enum { DEAD_RUN_SKIPS = 100 };
 static dsrt_status boundary(dsrt_engine *e, dsrt_step_report *r)
 {
     dsrt_backend *be = e->be;
+    DSRT_TRY(engine_params_settle(e)); /* buckets no layer needed (padding) */
     const void *grads = e->stage ? e->buf.pgrad : e->buf.grads;
     double sumsq = 0;
     int nonfinite = 0;
@@ -613,12 +676,21 @@ static dsrt_status boundary(dsrt_engine *e, dsrt_step_report *r)
             DSRT_TRY(dsrt_backend_adamw_step(be, at(flat, (size_t)e->rank * e->P, e->dsz), e->opt.master, e->opt.m,
                                     e->opt.v, grads, e->P, &aa));
             if (e->world > 1) {
-                char what[96];
-                uint64_t t;
-                snprintf(what, sizeof what, "all-gather of the updated weights (step %lld)",
-                         (long long)e->count.global_steps);
-                DSRT_TRY(e->comm->allgather(e->comm, flat, e->P, e->dt, what, &t));
-                DSRT_TRY(e->comm->wait(e->comm, t));
+                /* in buckets of allgather_bucket_size offsets of every
+                 * partition; with overlap_comm the next forward waits for a
+                 * layer's buckets only (DeepSpeed waits for all of them here) */
+                for (int k = 0; k < e->ag.nbk; k++) {
+                    char what[128];
+                    size_t a = (size_t)k * e->ag.bucket, n = e->P - a < e->ag.bucket ? e->P - a : e->ag.bucket;
+                    snprintf(what, sizeof what, "all-gather of the updated weights, bucket %d of %d (step %lld)",
+                             k + 1, e->ag.nbk, (long long)e->count.global_steps);
+                    DSRT_TRY(e->comm->allgather_strided(e->comm, at(flat, a, e->dsz), n, e->P, e->dt, what,
+                                                        &e->ag.ticket[k]));
+                }
+                e->ag.done = 0;
+                e->ag.pending = true;
+                if (!e->cfg.zero.overlap_comm || !e->buf.gather_in_place || !e->model)
+                    DSRT_TRY(engine_params_settle(e));
             }
             if (!e->buf.gather_in_place)
                 for (size_t p = 0; p < e->n_params; p++)
@@ -723,6 +795,7 @@ dsrt_status engine_param(dsrt_engine *e, int64_t index, dsrt_engine_param_args *
         return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
                               "engine_param: index %lld outside 0..%zu", (long long)index,
                               e->n_params - 1);
+    DSRT_TRY(engine_params_settle(e));
     const eng_param *p = &e->params[index];
     a->name = p->name;
     a->data = at(e->buf.params, p->offset, e->dsz);
@@ -737,6 +810,7 @@ dsrt_status engine_micro_begin(dsrt_engine *e, double *grad_scale)
         return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
                               "engine_micro_begin: the previous micro-step has not ended "
                               "(engine_step)");
+    DSRT_TRY(engine_params_settle(e)); /* the host's forward reads the weights */
     *grad_scale = micro_begin(e);
     return DSRT_STATUS_OK;
 }
@@ -790,6 +864,7 @@ dsrt_status engine_evaluate(dsrt_engine *e, const int32_t *tokens, const int32_t
     if (!tokens || !targets || batch < 1)
         return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
                               "engine_evaluate: tokens, targets and batch >= 1 are required");
+    DSRT_TRY(engine_params_settle(e));
     double sum = 0;
     long long counted = 0;
     for (int b0 = 0; b0 < batch; b0 += e->B) {

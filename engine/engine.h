@@ -24,6 +24,9 @@ void engine_info(dsrt_engine *e, dsrt_engine_info_args *a);
 dsrt_status engine_param(dsrt_engine *e, int64_t index, dsrt_engine_param_args *a);
 dsrt_status engine_micro_begin(dsrt_engine *e, double *grad_scale);
 dsrt_status engine_grad_ready(dsrt_engine *e, int64_t index);
+/* Wait for the last boundary's all-gather (before anything reads the weights
+ * outside the forward's per-layer waits). */
+dsrt_status engine_params_settle(dsrt_engine *e);
 dsrt_status engine_grad_slot(dsrt_engine *e, int64_t index, void **grad);
 dsrt_status engine_step(dsrt_engine *e, double loss, dsrt_step_report *report);
 /* checkpoints (engine_ckpt.c, ABI 1.3); *client_state: malloc'd JSON text */

@@ -322,6 +322,7 @@ dsrt_status engine_save(dsrt_engine *e, const char *save_dir, const char *tag_in
                               "engine_save: inside a gradient accumulation window (micro-step "
                               "%lld of %d): save at an optimizer boundary",
                               (long long)(e->count.micro_steps % e->gas), e->gas);
+    DSRT_TRY(engine_params_settle(e));
     char tag[256];
     if (tag_in && *tag_in)
         snprintf(tag, sizeof tag, "%s", tag_in);
@@ -748,6 +749,7 @@ dsrt_status engine_load(dsrt_engine *e, const char *load_dir, const char *tag_in
     if (!opts)
         opts = &all;
     *client_state = NULL;
+    DSRT_TRY(engine_params_settle(e)); /* nothing may still write the weights */
     if (!load_dir || !*load_dir)
         return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT, "engine_load: load_dir is required");
     if (e->in_micro || e->count.micro_steps % e->gas)

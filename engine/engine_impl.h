@@ -59,6 +59,17 @@ struct dsrt_engine {
         int64_t step;            /* Adam steps taken (bias correction) */
     } opt;
     zero_reducer red;            /* the gradient buckets (zero/reducer.h) */
+    /* ---- the all-gather of updated weights, in buckets of allgather_bucket_size
+     * offsets of every partition; with overlap_comm the next forward waits per
+     * layer for the buckets holding its parameters only */
+    struct {
+        size_t bucket;           /* offsets per bucket */
+        int nbk;
+        uint64_t *ticket;        /* (nbk) of the last boundary */
+        int *need;               /* (n_params) the last bucket a parameter's elements are in */
+        int done;                /* buckets known complete */
+        bool pending;
+    } ag;
     bool use_buckets;            /* several ranks, or stage >= 1 */
     dsrt_lr_sched sched;
     dsrt_loss_scaler scaler;

@@ -151,6 +151,9 @@ struct dsrt_backend {
 
 /* The CPU backend (OpenBLAS + OpenMP). Always available. */
 dsrt_status dsrt_backend_cpu_create(dsrt_dtype dt, dsrt_backend **out);
+/* Bytes the CPU backends hold mapped now (every block they allocated and have
+ * not freed, headers included): what tests measure allocations with. */
+size_t dsrt_cpu_allocated_bytes(void);
 /* The CUDA backend on the given device; DSRT_STATUS_UNSUPPORTED with a message
  * when the build has no CUDA or the machine has no usable GPU. */
 dsrt_status dsrt_backend_cuda_create(dsrt_dtype dt, int device, dsrt_backend **out);

@@ -64,6 +64,9 @@ struct dsrt_gpt2 {
     /* no gradient buffer: the backward asks where each gradient goes */
     dsrt_grad_slot_fn slot_fn;
     void *slot_user;
+    /* the weights may still be arriving: wait per layer */
+    dsrt_param_wait_fn wait_fn;
+    void *wait_user;
 };
 
 static void *pofs(void *base, size_t elems, size_t dsz) { return (char *)base + elems * dsz; }
@@ -362,6 +365,17 @@ dsrt_status dsrt_gpt2_get_params_f32(dsrt_gpt2 *m, float *dst)
     return m->be->ops->download_f32(m->be, dst, m->param_mem, m->numel);
 }
 
+void dsrt_gpt2_set_param_wait(dsrt_gpt2 *m, dsrt_param_wait_fn fn, void *user)
+{
+    m->wait_fn = fn;
+    m->wait_user = user;
+}
+
+static dsrt_status params_ready(dsrt_gpt2 *m, size_t first, size_t last)
+{
+    return m->wait_fn ? m->wait_fn(m->wait_user, first, last) : DSRT_STATUS_OK;
+}
+
 void dsrt_gpt2_set_grad_slots(dsrt_gpt2 *m, dsrt_grad_slot_fn fn, void *user)
 {
     m->slot_fn = fn;
@@ -439,9 +453,11 @@ dsrt_status dsrt_gpt2_forward(dsrt_gpt2 *m, const int32_t *tokens, const int32_t
     if (targets)
         DSRT_TRY(be->ops->upload(be, m->targets, targets, (size_t)N * sizeof(int32_t)));
 
+    DSRT_TRY(params_ready(m, 0, 1));
     DSRT_TRY(be->ops->encoder_forward(be, m->encoded, m->tokens, P(m, 0), P(m, 1), B, T, C));
     for (int l = 0; l < c->n_layer; l++) {
         gpt2_layer_acts *L = &m->layers[l];
+        DSRT_TRY(params_ready(m, LP(l, 0), LP(l, GPT2_PER_LAYER - 1)));
         void *res = l == 0 ? m->encoded : m->layers[l - 1].residual3;
         float eps = c->layer_norm_epsilon;
         DSRT_TRY(be->ops->layernorm_forward(be, L->ln1, L->ln1_mean, L->ln1_rstd, res,
@@ -462,6 +478,7 @@ dsrt_status dsrt_gpt2_forward(dsrt_gpt2 *m, const int32_t *tokens, const int32_t
         DSRT_TRY(be->ops->residual_forward(be, L->residual3, L->residual2, m->proj, (size_t)N * C));
     }
     size_t lnf = m->n_params - 2;
+    DSRT_TRY(params_ready(m, lnf, lnf + 1));
     DSRT_TRY(be->ops->layernorm_forward(be, m->lnf, m->lnf_mean, m->lnf_rstd,
                               m->layers[c->n_layer - 1].residual3, P(m, lnf), P(m, lnf + 1), N, C,
                               c->layer_norm_epsilon));

@@ -113,6 +113,11 @@ typedef void (*dsrt_grad_ready_fn)(void *user, size_t param_index);
  * it, in the order the gradients become ready; a parameter asked twice
  * (GPT-2's tied wte, written first by the LM head and last by the
  * embedding) gets the same place. */
+/* Called by the forward before it reads parameters first..last (their
+ * indices; a layer at a time): ZeRO's bucketed all-gather of the last
+ * update may still be writing them. */
+typedef dsrt_status (*dsrt_param_wait_fn)(void *user, size_t first, size_t last);
+void dsrt_gpt2_set_param_wait(dsrt_gpt2 *m, dsrt_param_wait_fn fn, void *user);
 typedef dsrt_status (*dsrt_grad_slot_fn)(void *user, size_t param_index, void **out);
 void dsrt_gpt2_set_grad_slots(dsrt_gpt2 *m, dsrt_grad_slot_fn fn, void *user);
 /* Backward of the last TRAIN forward; gradients accumulate (+=) into the

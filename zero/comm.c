@@ -51,6 +51,13 @@ static dsrt_status local_allgather(dsrt_comm *c, void *buf, size_t n, dsrt_dtype
     *ticket = 0;
     return DSRT_STATUS_OK;
 }
+static dsrt_status local_allgather_strided(dsrt_comm *c, void *buf, size_t n, size_t stride, dsrt_dtype dt,
+                                           const char *what, uint64_t *ticket)
+{
+    (void)c, (void)buf, (void)n, (void)stride, (void)dt, (void)what;
+    *ticket = 0;
+    return DSRT_STATUS_OK;
+}
 static dsrt_status local_reduce_scatter(dsrt_comm *c, void *buf, const size_t *counts, dsrt_dtype dt,
                                         const char *what, uint64_t *ticket)
 {
@@ -81,6 +88,7 @@ dsrt_status dsrt_comm_local_create(dsrt_comm **out)
     c->reserve = local_reserve;
     c->allreduce = local_allreduce;
     c->allgather = local_allgather;
+    c->allgather_strided = local_allgather_strided;
     c->reduce_scatter = local_reduce_scatter;
     c->wait = local_wait;
     c->allreduce_host_f64 = local_f64;
@@ -100,6 +108,7 @@ typedef struct job {
     dsrt_dtype dt;
     dsrt_reduce_op op;
     uint64_t ticket;
+    size_t stride;  /* all-gather: elements from one rank's block to the next (n: contiguous) */
     size_t *counts; /* reduce-scatter: world block sizes (the slot's own storage) */
     char what[WHAT_LEN];
 } job;
@@ -230,6 +239,21 @@ static dsrt_status ring_reduce_scatter(host_comm *h, job *j)
     return DSRT_STATUS_OK;
 }
 
+static dsrt_status ring_allgather_strided(host_comm *h, void *buf, size_t block_bytes, size_t stride_bytes,
+                                          const char *what)
+{
+    dsrt_transport *t = h->t;
+    int N = t->world, r = t->rank;
+    int right = (r + 1) % N, left = (r - 1 + N) % N;
+    unsigned char *b = buf;
+    for (int s = 0; s < N - 1; s++) {
+        int bs = ((r - s) % N + N) % N, br = ((r - s - 1) % N + N) % N;
+        DSRT_TRY(xfer(h, right, b + (size_t)bs * stride_bytes, block_bytes, left, b + (size_t)br * stride_bytes,
+                      block_bytes, what));
+    }
+    return DSRT_STATUS_OK;
+}
+
 static dsrt_status ring_allgather(host_comm *h, void *buf, size_t block_bytes, const char *what)
 {
     dsrt_transport *t = h->t;
@@ -282,6 +306,9 @@ static dsrt_status run_job(host_comm *h, job *j)
             st = t->reduce_scatter(t, j->buf, j->counts, j->dt, deadline, j->what);
         return st != DSRT_STATUS_UNSUPPORTED ? st : ring_reduce_scatter(h, j);
     case JOB_ALLGATHER:
+        if (j->stride != j->n) /* MPI's all-gather takes contiguous blocks only */
+            return ring_allgather_strided(h, j->buf, j->n * dsrt_dtype_size(j->dt), j->stride * dsrt_dtype_size(j->dt),
+                                          j->what);
         return all_gather_bytes(h, j->buf, j->n * dsrt_dtype_size(j->dt), j->what);
     case JOB_F64: {
         int N = h->t->world, r = h->t->rank;
@@ -385,7 +412,15 @@ static dsrt_status host_allreduce(dsrt_comm *c, void *buf, size_t n, dsrt_dtype 
 static dsrt_status host_allgather(dsrt_comm *c, void *buf, size_t n_per_rank, dsrt_dtype dt,
                                   const char *what, uint64_t *ticket)
 {
-    job j = {.kind = JOB_ALLGATHER, .buf = buf, .n = n_per_rank, .dt = dt};
+    job j = {.kind = JOB_ALLGATHER, .buf = buf, .n = n_per_rank, .stride = n_per_rank, .dt = dt};
+    set_what(&j, what);
+    return submit(c->impl, &j, ticket);
+}
+
+static dsrt_status host_allgather_strided(dsrt_comm *c, void *buf, size_t n_per_rank, size_t stride, dsrt_dtype dt,
+                                          const char *what, uint64_t *ticket)
+{
+    job j = {.kind = JOB_ALLGATHER, .buf = buf, .n = n_per_rank, .stride = stride, .dt = dt};
     set_what(&j, what);
     return submit(c->impl, &j, ticket);
 }
@@ -493,6 +528,7 @@ dsrt_status dsrt_comm_host_create(dsrt_transport *t, double timeout_s, dsrt_comm
     c->reserve = host_reserve;
     c->allreduce = host_allreduce;
     c->allgather = host_allgather;
+    c->allgather_strided = host_allgather_strided;
     c->reduce_scatter = host_reduce_scatter;
     c->wait = host_wait;
     c->allreduce_host_f64 = host_f64;

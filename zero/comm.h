@@ -37,6 +37,11 @@ struct dsrt_comm {
     /* in place: rank r's n_per_rank elements at buf + r * n_per_rank go to every rank */
     dsrt_status (*allgather)(dsrt_comm *c, void *buf, size_t n_per_rank, dsrt_dtype dt,
                              const char *what, uint64_t *ticket);
+    /* the same with rank r's block at buf + r * stride elements (stride >=
+     * n_per_rank): one bucket of the ZeRO all-gather, a range of offsets of
+     * every rank's partition */
+    dsrt_status (*allgather_strided)(dsrt_comm *c, void *buf, size_t n_per_rank, size_t stride, dsrt_dtype dt,
+                                     const char *what, uint64_t *ticket);
     /* in place: buf holds sum(counts) elements, rank k's block of counts[k]
      * elements right after the blocks of ranks 0..k-1; afterwards this rank's
      * block holds the sum over ranks (the other blocks are undefined). counts

@@ -61,6 +61,7 @@ typedef struct nccl_api {
     decltype(&ncclAllReduce) AllReduce;
     decltype(&ncclAllGather) AllGather;
     decltype(&ncclReduce) Reduce;
+    decltype(&ncclBroadcast) Broadcast;
     decltype(&ncclGroupStart) GroupStart;
     decltype(&ncclGroupEnd) GroupEnd;
     decltype(&ncclCommDestroy) CommDestroy;
@@ -117,6 +118,7 @@ static void load_once(void)
     RESOLVE(AllReduce, ncclAllReduce);
     RESOLVE(AllGather, ncclAllGather);
     RESOLVE(Reduce, ncclReduce);
+    RESOLVE(Broadcast, ncclBroadcast);
     RESOLVE(GroupStart, ncclGroupStart);
     RESOLVE(GroupEnd, ncclGroupEnd);
     RESOLVE(CommDestroy, ncclCommDestroy);
@@ -425,6 +427,40 @@ static dsrt_status nc_reduce_scatter(dsrt_comm *c, void *buf, const size_t *coun
     return end_collective(nc, what, ticket);
 }
 
+/* Blocks at a stride, which ncclAllGather cannot write: one in-place
+ * ncclBroadcast per rank's block, fused by a group (the same bytes as an
+ * all-gather: each rank receives the N-1 other blocks). */
+static dsrt_status nc_allgather_strided(dsrt_comm *c, void *buf, size_t n_per_rank, size_t stride, dsrt_dtype dt,
+                                        const char *what, uint64_t *ticket)
+{
+    nccl_comm *nc = nccl_of(c);
+    DSRT_TRY(check_usable(nc, what));
+    ncclDataType_t type;
+    if (!nccl_type(dt, &type) || stride < n_per_rank)
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
+                              "nccl comm, rank %d: %s: allgather_strided: bad dtype %d or stride %zu < %zu", c->rank,
+                              what_or(what), (int)dt, stride, n_per_rank);
+    if (n_per_rank == 0) {
+        *ticket = nc->ticket;
+        return DSRT_STATUS_OK;
+    }
+    if (stride == n_per_rank)
+        return nc_allgather(c, buf, n_per_rank, dt, what, ticket);
+    DSRT_TRY(begin_collective(nc, what));
+    size_t es = dsrt_dtype_size(dt);
+    NC_NCCL(nc, what, "ncclGroupStart", g_nccl.GroupStart());
+    for (int k = 0; k < c->world; k++) {
+        char *blk = (char *)buf + (size_t)k * stride * es;
+        ncclResult_t r = g_nccl.Broadcast(blk, blk, n_per_rank, type, k, nc->comm, nc->stream);
+        if (r != ncclSuccess) {
+            (void)g_nccl.GroupEnd();
+            NC_NCCL(nc, what, "ncclBroadcast", r);
+        }
+    }
+    NC_NCCL(nc, what, "ncclGroupEnd", g_nccl.GroupEnd());
+    return end_collective(nc, what, ticket);
+}
+
 static dsrt_status nc_wait(dsrt_comm *c, uint64_t ticket)
 {
     nccl_comm *nc = nccl_of(c);
@@ -620,6 +656,7 @@ extern "C" dsrt_status dsrt_comm_nccl_create(int rank, int world, int device, do
     c->allreduce = nc_allreduce;
     c->allgather = nc_allgather;
     c->reduce_scatter = nc_reduce_scatter;
+    c->allgather_strided = nc_allgather_strided;
     c->wait = nc_wait;
     c->allreduce_host_f64 = nc_allreduce_host_f64;
     nc->device = device;

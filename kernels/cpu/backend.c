@@ -12,6 +12,11 @@
 /* ---- memory. A 256-byte header in front of each block keeps its mapping size. */
 enum { CPU_ALLOC_HEADER = 256 };
 
+/* bytes of blocks mapped and not yet unmapped, over every CPU backend */
+static size_t cpu_live_bytes;
+
+size_t dsrt_cpu_allocated_bytes(void) { return __atomic_load_n(&cpu_live_bytes, __ATOMIC_RELAXED); }
+
 void *dsrt_cpu_alloc(size_t bytes)
 {
     size_t total = bytes + CPU_ALLOC_HEADER;
@@ -23,6 +28,7 @@ void *dsrt_cpu_alloc(size_t bytes)
         (void)madvise(base, total, MADV_HUGEPAGE);
 #endif
     *(size_t *)base = total;
+    __atomic_add_fetch(&cpu_live_bytes, total, __ATOMIC_RELAXED);
     return (char *)base + CPU_ALLOC_HEADER;
 }
 
@@ -31,6 +37,7 @@ void dsrt_cpu_free(void *p)
     if (!p)
         return;
     char *base = (char *)p - CPU_ALLOC_HEADER;
+    __atomic_sub_fetch(&cpu_live_bytes, *(size_t *)base, __ATOMIC_RELAXED);
     munmap(base, *(size_t *)base);
 }
 
