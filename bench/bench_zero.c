@@ -127,8 +127,8 @@ static dsrt_config *make_config(int stage, const char *dtype, int B, int bucket,
              " \"gradient_clipping\": 1.0,"
              " \"optimizer\": {\"type\": \"AdamW\", \"params\": {\"lr\": 1e-4, \"weight_decay\": 0.01}},"
              " \"zero_optimization\": {\"stage\": %d, \"reduce_bucket_size\": %d,"
-             "   \"overlap_comm\": %s}}",
-             B * world_, B, prec, stage, bucket, overlap ? "true" : "false");
+             "   \"allgather_bucket_size\": %d, \"overlap_comm\": %s}}",
+             B * world_, B, prec, stage, bucket, bucket, overlap ? "true" : "false");
     dsrt_config_create_args cc = {.struct_size = sizeof cc, .text = text,
                                   .text_length = strlen(text), .world_size = world_};
     CHECK(api->config_create(&cc));
@@ -172,6 +172,7 @@ typedef struct comm_plan {
     bool scatter;
     int nbuckets;
     size_t P;       /* partition elements per rank */
+    size_t ag_bucket; /* allgather_bucket_size */
     dsrt_dtype dt;  /* model (and, with no communication_data_type, gradient) dtype */
     void *bk[2];    /* the two bucket buffers the engine alternates between */
     void *flat;     /* padded = P * N elements, the all-gather's buffer */
@@ -226,6 +227,7 @@ static void plan_create(dsrt_engine *e, const dsrt_engine_info_args *in, size_t 
     cp->dt = dt;
     cp->P = (size_t)in->partition_size;
     cp->scatter = in->zero_stage > 0; /* stages 1/2 reduce-scatter (reduce_scatter: true) */
+    cp->ag_bucket = cap < cp->P ? cap : cp->P; /* the bench sets allgather_bucket_size = reduce_bucket_size */
     if (cap > (size_t)in->num_parameters)
         cap = (size_t)in->num_parameters;
     plan_buckets(e, in, cap, cp);
@@ -270,8 +272,13 @@ static void comm_step(const comm_plan *cp, double *t_reduce, double *t_norm, dou
     double v[4] = {1, 0, 2, 1};
     CHECK(c->allreduce_host_f64(c, v, 4, "bench_zero norm"));
     double t2 = bench_now();
-    CHECK(c->allgather(c, cp->flat, cp->P, cp->dt, "bench_zero all-gather", &t));
-    CHECK(c->wait(c, t));
+    /* the engine's all-gather buckets: allgather_bucket_size offsets of every partition */
+    for (size_t a = 0; a < cp->P; a += cp->ag_bucket) {
+        size_t n = cp->P - a < cp->ag_bucket ? cp->P - a : cp->ag_bucket;
+        CHECK(c->allgather_strided(c, (char *)cp->flat + a * dsrt_dtype_size(cp->dt), n, cp->P, cp->dt,
+                                   "bench_zero all-gather", &t));
+        CHECK(c->wait(c, t));
+    }
     double t3 = bench_now();
     *t_reduce = t1 - t0;
     *t_norm = t2 - t1;

@@ -93,6 +93,8 @@ typedef struct mpi_fns {
            (const void *, void *, int, int, int, int, int *));
     MPI_FN(Ireduce_scatter, int, (const void *, void *, const int *, void *, void *, void *, void **),
            (const void *, void *, const int *, int, int, int, int *));
+    MPI_FN(Cancel, int, (void **), (int *));
+    MPI_FN(Request_free, int, (void **), (int *));
     MPI_FN(Iallgather, int, (const void *, int, void *, void *, int, void *, void *, void **),
            (const void *, int, int, void *, int, int, int, int *));
     mpi_h world, byte, flt, dbl, sum, errors_return;
@@ -175,6 +177,17 @@ static int x_iallgather(void *buf, int n, mpi_h dt, mpi_h c, mpi_req *r)
                              : M.Iallgather.m(M.in_place, 0, HM(dt), buf, n, HM(dt), HM(c), &r->i);
 }
 
+static void x_cancel_free(mpi_req *r)
+{
+    if (M.abi == ABI_OMPI) {
+        M.Cancel.o(&r->p);
+        M.Request_free.o(&r->p);
+    } else {
+        M.Cancel.m(&r->i);
+        M.Request_free.m(&r->i);
+    }
+}
+
 /* ---------------------------------------------------------------- loading */
 
 static void *open_lib(const char *path, int flags) { return dlopen(path, flags | RTLD_GLOBAL | RTLD_NODELETE); }
@@ -245,6 +258,8 @@ static dsrt_status mpi_load(void)
     SYMU(Iallreduce, "MPI_Iallreduce");
     SYMU(Ireduce_scatter, "MPI_Ireduce_scatter");
     SYMU(Iallgather, "MPI_Iallgather");
+    SYMU(Cancel, "MPI_Cancel");
+    SYMU(Request_free, "MPI_Request_free");
     if (M.abi == ABI_OMPI) {
         void *p;
 #define OBJ(field, name)                                                                           \
@@ -285,6 +300,18 @@ typedef struct mpi_transport {
     dsrt_transport base;
     mpi_h comm;
     int *counts; /* (world) reduce-scatter counts as MPI's int */
+    /* beacons: entering MPI collective k, each rank sends k to every peer, so
+     * a collective that times out can name the ranks that never reached it */
+    uint64_t seq, beacon_out;
+    uint64_t *beacon_in; /* (world) */
+    mpi_req *reqs;       /* (2 * world + 1) */
+    int *active, *peer;  /* (2 * world + 1) */
+    /* pings: while polling, every rank answers a peer's ping with a pong, so
+     * after a timeout in which every rank entered the collective the ranks
+     * still alive can be told from a stopped one */
+    mpi_req *ping_rx, *pong_tx;  /* (world) */
+    int *ping_posted, *pong_busy;
+    uint64_t *ping_in, pong_out;
 } mpi_transport;
 
 static const char *mpi_err(int code, char *buf)
@@ -293,6 +320,32 @@ static const char *mpi_err(int code, char *buf)
     if (M.Error_string(code, buf, &len) != MPI_OK)
         snprintf(buf, 64, "MPI error %d", code);
     return buf;
+}
+
+enum { TAG_DATA = 7, TAG_BEACON = 8, TAG_PING = 9, TAG_PONG = 10 };
+
+/* Answer the pings that arrived (a pong each) and keep one receive posted per peer. */
+static void service_pings(mpi_transport *mt)
+{
+    dsrt_transport *t = &mt->base;
+    for (int p = 0; p < t->world; p++) {
+        if (p == t->rank)
+            continue;
+        int flag = 0;
+        if (mt->pong_busy[p] && x_test(&mt->pong_tx[p], &flag) == MPI_OK && flag)
+            mt->pong_busy[p] = 0;
+        if (!mt->ping_posted[p]) {
+            if (x_irecv(&mt->ping_in[p], 8, M.byte, p, TAG_PING, mt->comm, &mt->ping_rx[p]) == MPI_OK)
+                mt->ping_posted[p] = 1;
+            continue;
+        }
+        flag = 0;
+        if (x_test(&mt->ping_rx[p], &flag) == MPI_OK && flag) {
+            mt->ping_posted[p] = 0;
+            if (!mt->pong_busy[p] && x_isend(&mt->pong_out, 8, M.byte, p, TAG_PONG, mt->comm, &mt->pong_tx[p]) == MPI_OK)
+                mt->pong_busy[p] = 1;
+        }
+    }
 }
 
 /* Largest piece per message: MPI counts are int. */
@@ -312,6 +365,7 @@ static dsrt_status poll_reqs(dsrt_transport *t, mpi_req *req, int *active, int n
     double t0 = dsrt_now();
     long spins = 0;
     for (;;) {
+        service_pings((mpi_transport *)t);
         int left = 0;
         for (int k = 0; k < n; k++) {
             if (!active[k])
@@ -369,7 +423,7 @@ static dsrt_status mpi_sendrecv(dsrt_transport *t, int to, const void *sbuf, siz
         size_t sn = 0, rn = 0;
         if (to >= 0 && (soff < sbytes || sfirst)) {
             sn = sbytes - soff < PIECE ? sbytes - soff : PIECE;
-            int rc = x_isend((const char *)sbuf + soff, (int)sn, M.byte, to, 7, mt->comm, &req[0]);
+            int rc = x_isend((const char *)sbuf + soff, (int)sn, M.byte, to, TAG_DATA, mt->comm, &req[0]);
             if (rc != MPI_OK)
                 return dsrt_error_set(DSRT_STATUS_IO_ERROR, "rank %d: sending to rank %d during %s: %s",
                                       t->rank, to, what, mpi_err(rc, eb));
@@ -377,7 +431,7 @@ static dsrt_status mpi_sendrecv(dsrt_transport *t, int to, const void *sbuf, siz
         }
         if (from >= 0 && (roff < rbytes || rfirst)) {
             rn = rbytes - roff < PIECE ? rbytes - roff : PIECE;
-            int rc = x_irecv((char *)rbuf + roff, (int)rn, M.byte, from, 7, mt->comm, &req[1]);
+            int rc = x_irecv((char *)rbuf + roff, (int)rn, M.byte, from, TAG_DATA, mt->comm, &req[1]);
             if (rc != MPI_OK)
                 return dsrt_error_set(DSRT_STATUS_IO_ERROR,
                                       "rank %d: receiving from rank %d during %s: %s", t->rank,
@@ -390,6 +444,78 @@ static dsrt_status mpi_sendrecv(dsrt_transport *t, int to, const void *sbuf, siz
         sfirst = rfirst = false;
     }
     return DSRT_STATUS_OK;
+}
+
+/* Run MPI collective `coll` (already started, request *r) with the beacons
+ * of this collective, polled against the deadline. */
+static dsrt_status run_native(dsrt_transport *t, mpi_req *r, double deadline, const char *what)
+{
+    mpi_transport *mt = (mpi_transport *)t;
+    char eb[ERR_STRING_MAX];
+    int N = t->world, n = 0;
+    mt->reqs[n] = *r;
+    mt->active[n] = 1;
+    mt->peer[n++] = -1;
+    for (int p = 0; p < N; p++) {
+        if (p == t->rank)
+            continue;
+        int rc = x_irecv(&mt->beacon_in[p], 8, M.byte, p, TAG_BEACON, mt->comm, &mt->reqs[n]);
+        if (rc != MPI_OK)
+            return dsrt_error_set(DSRT_STATUS_IO_ERROR, "rank %d: MPI_Irecv from rank %d during %s: %s", t->rank, p,
+                                  what, mpi_err(rc, eb));
+        mt->active[n] = 1;
+        mt->peer[n++] = p;
+        rc = x_isend(&mt->beacon_out, 8, M.byte, p, TAG_BEACON, mt->comm, &mt->reqs[n]);
+        if (rc != MPI_OK)
+            return dsrt_error_set(DSRT_STATUS_IO_ERROR, "rank %d: MPI_Isend to rank %d during %s: %s", t->rank, p,
+                                  what, mpi_err(rc, eb));
+        mt->active[n] = 1;
+        mt->peer[n++] = -1; /* a send completes locally; the receive names the peer */
+    }
+    double t0 = dsrt_now();
+    dsrt_status st = poll_reqs(t, mt->reqs, mt->active, n, deadline, what, mt->peer);
+    if (st == DSRT_STATUS_IO_ERROR && dsrt_now() > deadline) {
+        /* name the ranks whose beacon for this collective never came */
+        char missing[256] = "";
+        int nm = 0;
+        for (int k = 1; k < n; k++)
+            if (mt->active[k] && mt->peer[k] >= 0 && strlen(missing) < sizeof missing - 16)
+                snprintf(missing + strlen(missing), sizeof missing - strlen(missing), "%s%d", nm++ ? ", " : "",
+                         mt->peer[k]);
+        if (nm)
+            return dsrt_error_set(DSRT_STATUS_IO_ERROR,
+                                  "rank %d: %s timed out after %.0f s waiting for rank%s %s (MPI): %s never "
+                                  "reached this collective (failed, hung, or itself waiting on a failed rank)",
+                                  t->rank, what, dsrt_now() - t0, nm > 1 ? "s" : "", missing, nm > 1 ? "they" : "it");
+        /* every rank entered it: ping them; one that was stopped inside it does not answer */
+        static uint64_t ping_out = 1;
+        int m = 0;
+        for (int p = 0; p < N; p++) {
+            if (p == t->rank)
+                continue;
+            if (x_irecv(&mt->beacon_in[p], 8, M.byte, p, TAG_PONG, mt->comm, &mt->reqs[m]) != MPI_OK)
+                continue;
+            mt->active[m] = 1;
+            mt->peer[m++] = p;
+            mpi_req sreq;
+            (void)x_isend(&ping_out, 8, M.byte, p, TAG_PING, mt->comm, &sreq);
+        }
+        (void)poll_reqs(t, mt->reqs, mt->active, m, dsrt_now() + 3.0, what, mt->peer);
+        for (int k = 0; k < m; k++)
+            if (mt->active[k] && strlen(missing) < sizeof missing - 16)
+                snprintf(missing + strlen(missing), sizeof missing - strlen(missing), "%s%d", nm++ ? ", " : "",
+                         mt->peer[k]);
+        if (nm)
+            return dsrt_error_set(DSRT_STATUS_IO_ERROR,
+                                  "rank %d: %s timed out after %.0f s waiting for rank%s %s (MPI): every rank "
+                                  "entered this collective and %s not answer since (stopped or hung)",
+                                  t->rank, what, dsrt_now() - t0, nm > 1 ? "s" : "", missing, nm > 1 ? "they do" : "it does");
+        return dsrt_error_set(DSRT_STATUS_IO_ERROR,
+                              "rank %d: %s timed out after %.0f s (MPI): every rank entered it and answers, but it "
+                              "did not complete (the network or MPI failed)",
+                              t->rank, what, dsrt_now() - t0);
+    }
+    return st;
 }
 
 /* MPI's type for a sum of dt, or 0 where MPI has none (16-bit floats). */
@@ -412,9 +538,9 @@ static dsrt_status mpi_allreduce(dsrt_transport *t, void *buf, size_t n, dsrt_dt
     if (!type || n > INT_MAX)
         return DSRT_STATUS_UNSUPPORTED;
     mpi_req r;
-    int active = 1, peer = -1;
+    mt->beacon_out = ++mt->seq;
     DSRT_TRY(started(t, x_iallreduce(buf, (int)n, type, mt->comm, &r), "MPI_Iallreduce", what));
-    return poll_reqs(t, &r, &active, 1, deadline, what, &peer);
+    return run_native(t, &r, deadline, what);
 }
 
 static dsrt_status mpi_reduce_scatter(dsrt_transport *t, void *buf, const size_t *counts, dsrt_dtype dt,
@@ -434,10 +560,10 @@ static dsrt_status mpi_reduce_scatter(dsrt_transport *t, void *buf, const size_t
     if (!type || total > INT_MAX)
         return DSRT_STATUS_UNSUPPORTED;
     mpi_req r;
-    int active = 1, peer = -1;
+    mt->beacon_out = ++mt->seq;
     /* in place: the whole buffer goes in, this rank's block comes back at its start */
     DSRT_TRY(started(t, x_ireduce_scatter(buf, mt->counts, type, mt->comm, &r), "MPI_Ireduce_scatter", what));
-    DSRT_TRY(poll_reqs(t, &r, &active, 1, deadline, what, &peer));
+    DSRT_TRY(run_native(t, &r, deadline, what));
     if (before && counts[t->rank])
         memmove((char *)buf + before * sizeof(float), buf, counts[t->rank] * sizeof(float));
     return DSRT_STATUS_OK;
@@ -450,14 +576,18 @@ static dsrt_status mpi_allgather(dsrt_transport *t, void *buf, size_t block_byte
     if (block_bytes > INT_MAX || block_bytes * (size_t)t->world > INT_MAX)
         return DSRT_STATUS_UNSUPPORTED;
     mpi_req r;
-    int active = 1, peer = -1;
+    mt->beacon_out = ++mt->seq;
     DSRT_TRY(started(t, x_iallgather(buf, (int)block_bytes, M.byte, mt->comm, &r), "MPI_Iallgather", what));
-    return poll_reqs(t, &r, &active, 1, deadline, what, &peer);
+    return run_native(t, &r, deadline, what);
 }
 
 static void mpi_destroy(dsrt_transport *t)
 {
     mpi_transport *mt = (mpi_transport *)t;
+    /* the ping receives still posted */
+    for (int p = 0; mt->ping_posted && p < t->world; p++)
+        if (mt->ping_posted[p])
+            x_cancel_free(&mt->ping_rx[p]);
     if (mt->comm)
         x_comm_free(&mt->comm);
     if (--M.users == 0 && M.we_initialized && !t->failed) {
@@ -469,6 +599,15 @@ static void mpi_destroy(dsrt_transport *t)
             M.Finalize();
     }
     free(mt->counts);
+    free(mt->beacon_in);
+    free(mt->reqs);
+    free(mt->active);
+    free(mt->peer);
+    free(mt->ping_rx);
+    free(mt->pong_tx);
+    free(mt->ping_posted);
+    free(mt->pong_busy);
+    free(mt->ping_in);
     free(mt);
 }
 
@@ -539,8 +678,19 @@ dsrt_status dsrt_transport_mpi_create(dsrt_transport **out)
     x_comm_rank(mt->comm, &t->rank);
     x_comm_size(mt->comm, &t->world);
     t->local_rank = local_rank_from_env(t->rank);
-    mt->counts = calloc((size_t)t->world, sizeof *mt->counts);
-    if (!mt->counts) {
+    size_t W = (size_t)t->world;
+    mt->counts = calloc(W, sizeof *mt->counts);
+    mt->beacon_in = calloc(W, sizeof *mt->beacon_in);
+    mt->reqs = calloc(2 * W + 1, sizeof *mt->reqs);
+    mt->active = calloc(2 * W + 1, sizeof *mt->active);
+    mt->peer = calloc(2 * W + 1, sizeof *mt->peer);
+    mt->ping_rx = calloc(W, sizeof *mt->ping_rx);
+    mt->pong_tx = calloc(W, sizeof *mt->pong_tx);
+    mt->ping_posted = calloc(W, sizeof *mt->ping_posted);
+    mt->pong_busy = calloc(W, sizeof *mt->pong_busy);
+    mt->ping_in = calloc(W, sizeof *mt->ping_in);
+    if (!mt->counts || !mt->beacon_in || !mt->reqs || !mt->active || !mt->peer || !mt->ping_rx || !mt->pong_tx ||
+        !mt->ping_posted || !mt->pong_busy || !mt->ping_in) {
         mpi_destroy(t);
         return dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "MPI transport");
     }
