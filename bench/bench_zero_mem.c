@@ -136,8 +136,12 @@ int main(int argc, char **argv)
     CHECK(api->engine_create(&ec), "engine_create");
     dsrt_comm *comm = dc.dist->comm;
     uint64_t s0 = 0, r0 = 0;
+    /* engine_param waits for the last step's all-gather, which overlaps the
+     * next forward: the counters are read between whole steps */
+    dsrt_engine_param_args settle = {.struct_size = sizeof settle, .engine = ec.engine, .index = 0};
     for (int s = 0; s < steps; s++) {
         if (s == 1 && comm) {
+            CHECK(api->engine_param(&settle), "engine_param");
             s0 = comm->bytes_sent;
             r0 = comm->bytes_recv;
         }
@@ -145,6 +149,7 @@ int main(int argc, char **argv)
                                      .targets = tgt, .micro_batches = 1};
         CHECK(api->engine_train(&tr), "engine_train");
     }
+    CHECK(api->engine_param(&settle), "engine_param");
     double sent = comm ? (double)(comm->bytes_sent - s0) / (steps - 1) : 0;
     double recv = comm ? (double)(comm->bytes_recv - r0) / (steps - 1) : 0;
     int64_t peak_kb = status_kb("VmHWM:");

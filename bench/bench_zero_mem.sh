@@ -7,7 +7,7 @@
 # (reduce-scatter) plus (N-1)/N of the weight bytes (all-gather).
 #   bench/bench_zero_mem.sh [BUILD_DIR]        (from the repository root)
 # Environment: MODELS (default "gpt2-tiny gpt2"), RANKS ("1 2 4"), STAGES ("0 1 2"),
-# DTYPE (fp16), SEQ (64), BUCKET (5000000 elements), STEPS (3).
+# DTYPE (fp16), SEQ (64), BUCKET (5000000 elements), STEPS (3); RAW=file keeps the records (appended).
 set -euo pipefail
 build=${1:-build}
 bin=$build/bench/bench_zero_mem
@@ -15,11 +15,16 @@ bin=$build/bench/bench_zero_mem
 command -v mpiexec > /dev/null || { echo "bench_zero_mem: mpiexec not found"; exit 1; }
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 export OMP_NUM_THREADS=1
+# rings for every collective, so each byte on the wire is counted where it is
+# sent (MPI's own collectives move bytes by algorithms of MPI's choosing,
+# which dsrt does not see); memory does not depend on it
+export DSRT_MPI_COLLECTIVES=${DSRT_MPI_COLLECTIVES:-ring}
 models=${MODELS:-"gpt2-tiny gpt2"} ranks=${RANKS:-"1 2 4"} stages=${STAGES:-"0 1 2"}
 dtype=${DTYPE:-fp16} seq=${SEQ:-64} bucket=${BUCKET:-5000000} steps=${STEPS:-3}
-raw=$(mktemp)
-trap 'rm -f "$raw"' EXIT
+raw=${RAW:-$(mktemp)}
+[ -n "${RAW:-}" ] || trap 'rm -f "$raw"' EXIT
 t0=$(date +%s)
+[ -n "${REPORT_ONLY:-}" ] && models=""   # RAW=file REPORT_ONLY=1: tabulate an earlier run's records
 for m in $models; do
     for n in $ranks; do
         for s in $stages; do
@@ -29,9 +34,9 @@ for m in $models; do
     done
 done
 t1=$(date +%s)
-echo "== ZeRO per-rank memory and traffic, measured: $dtype, micro batch 1 x $seq, reduce_bucket_size $bucket, overlap_comm true"
-echo "mpiexec -n N ($(mpiexec --version 2>/dev/null | head -1)), $(getconf _NPROCESSORS_ONLN) vCPUs, host comm over MPI;" \
-     "peak = VmHWM - VmRSS before engine_create (per rank; the worst rank shown)"
+echo "== ZeRO per-rank memory and traffic, measured: $dtype (DTYPE), micro batch 1 x $seq, reduce_bucket_size $bucket, overlap_comm true"
+echo "mpiexec -n N ($(mpiexec --version 2>/dev/null | head -1)), $(getconf _NPROCESSORS_ONLN) vCPUs, host comm over MPI" \
+     "(DSRT_MPI_COLLECTIVES=$DSRT_MPI_COLLECTIVES); peak = VmHWM - VmRSS before engine_create (per rank; the worst rank shown)"
 awk '
 function kv(line, a,   n, i, f, p) {
     delete a
@@ -43,9 +48,11 @@ $1 == "mem" {
     k = a["model"] SUBSEP a["ranks"] SUBSEP a["stage"]
     if (!(k in peak) || a["peak"] + 0 > peak[k] + 0) {
         peak[k] = a["peak"]; tot[k] = a["info_total"]; act[k] = a["activations"]; bk[k] = a["info_buckets"]
-        tr[k] = a["info_transient"]; psi[k] = a["params"]; sent[k] = a["sent_per_step"]; recv[k] = a["recv_per_step"]
+        tr[k] = a["info_transient"]; psi[k] = a["params"]
         ds[k] = a["dtype"]
     }
+    # traffic: the mean over ranks (a rank sends the buckets less its own blocks, which vary)
+    sent[k] += a["sent_per_step"] / a["ranks"]
     if (!(k in seen)) { seen[k] = 1; order[++no] = k }
 }
 END {
@@ -54,7 +61,7 @@ END {
         k = order[i]; split(k, f, SUBSEP); N = f[2]; s = f[3]; P = psi[k]
         # 16-bit: 2-byte weights and gradients, fp32 masters + Adam moments (K = 12);
         # fp32: 4-byte weights and gradients, moments 8, and at stages 1/2 the
-        # optimizer partition's own fp32 copy (single_partition_of_fp32_groups in DeepSpeed)
+        # own fp32 copy of the optimizer partition (single_partition_of_fp32_groups in DeepSpeed)
         pb = ds[k] == "fp32" ? 4 : 2
         form = s == 0 ? 16 * P : s == 1 ? (2 * pb + 12 / N) * P : (pb + (pb + 12) / N) * P
         want = form + act[k] + bk[k]
@@ -66,7 +73,7 @@ END {
     print "formula: DeepSpeed mixed-precision Adam bytes (16Ψ / 4Ψ+12Ψ/N / 2Ψ+14Ψ/N); +act+bkt adds the activations of 1 x seq and the buckets engine_info reports"
     print "transient: what dsrt holds beyond the formula (stage 1: the owned gradient partition; stage 2: the tied wte own buffer and the staging of parameters larger than a bucket)"
     print "ratio = peak / (formula + act + buckets); vs info = peak / (engine_info total + activations)"
-    print "sent: bytes this rank put on the wire per optimizer step (counted by the host comm); formula: stage 0 all-reduce 2(N-1)/N of the gradient bytes, stages 1/2 reduce-scatter (N-1)/N of the gradients + all-gather (N-1)/N of the weights"
+    print "sent: bytes a rank put on the wire per optimizer step (counted by the host comm, mean over ranks); formula: stage 0 all-reduce 2(N-1)/N of the gradient bytes, stages 1/2 reduce-scatter (N-1)/N of the gradients + all-gather (N-1)/N of the weights"
     for (i = 1; i <= no; i++) { k = order[i]; split(k, f, SUBSEP); if (f[2] == 2 && f[3] == 1) s1[f[1]] = peak[k]; if (f[2] == 2 && f[3] == 2) { s2[f[1]] = peak[k]; p2[f[1]] = psi[k] } }
     for (m in s2) if (m in s1) printf "%s at 2 ranks: stage 1 - stage 2 = %.1f MB measured, 2Psi(1-1/N) = %.1f MB wanted (ratio %.2f)\n", m, (s1[m] - s2[m]) / 1e6, p2[m] / 1e6, (s1[m] - s2[m]) / p2[m]
 }' "$raw"
