@@ -71,7 +71,7 @@ END {
     }
     print ""
     print "formula: DeepSpeed mixed-precision Adam bytes (16Ψ / 4Ψ+12Ψ/N / 2Ψ+14Ψ/N); +act+bkt adds the activations of 1 x seq and the buckets engine_info reports"
-    print "transient: what dsrt holds beyond the formula (stage 1: the owned gradient partition; stage 2: the tied wte own buffer and the staging of parameters larger than a bucket)"
+    print "transient: what dsrt holds beyond the formula (stage 1: none, the reduced partition lives in the gradient buffer; stage 2: the tied wte own buffer and the staging of parameters larger than a bucket)"
     print "ratio = peak / (formula + act + buckets); vs info = peak / (engine_info total + activations)"
     print "sent: bytes a rank put on the wire per optimizer step (counted by the host comm, mean over ranks); formula: stage 0 all-reduce 2(N-1)/N of the gradient bytes, stages 1/2 reduce-scatter (N-1)/N of the gradients + all-gather (N-1)/N of the weights"
     for (i = 1; i <= no; i++) { k = order[i]; split(k, f, SUBSEP); if (f[2] == 2 && f[3] == 1) s1[f[1]] = peak[k]; if (f[2] == 2 && f[3] == 2) { s2[f[1]] = peak[k]; p2[f[1]] = psi[k] } }

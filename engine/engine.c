@@ -8,7 +8,10 @@
  *                        the padded flat buffer (spec 7.1); stage-0 fp32
  *                        masters are the weights themselves
  *   pgrad           (P)  stage 1/2: the reduced gradient slice this rank owns,
- *                        accumulated across micro-steps in the model dtype
+ *                        accumulated across micro-steps in the model dtype;
+ *                        at stage 1 this rank's range of `grads` itself
+ *                        (stage 2 has no `grads`: the backward writes into
+ *                        bucket slots)
  *   buckets    (1 or 2)  reduce_bucket_size elements each (two with overlap_comm)
  *
  * Micro-step: the loss gradient is seeded with S / gas. As each parameter's
@@ -62,7 +65,8 @@ void engine_destroy(dsrt_engine *e)
             be->ops->free(be, e->opt.master);
         be->ops->free(be, e->opt.m);
         be->ops->free(be, e->opt.v);
-        be->ops->free(be, e->buf.pgrad);
+        if (!e->buf.pgrad_in_grads)
+            be->ops->free(be, e->buf.pgrad);
         be->ops->free(be, e->buf.gather);
         if (e->buf.owned) {
             be->ops->free(be, e->buf.params);
@@ -184,8 +188,8 @@ static dsrt_status upload_host_params(dsrt_engine *e, const dsrt_engine_create_a
     e->buf.owned = true;
     DSRT_TRY(be->ops->alloc(be, e->buf.param_cap * e->dsz, &e->buf.params));
     e->buf.slots = e->stage == 2 && a->grad_slots;
-    if (!e->buf.slots)
-        DSRT_TRY(be->ops->alloc(be, e->n * e->dsz, &e->buf.grads));
+    if (!e->buf.slots) /* as long as the padded flat buffer: stage 1 keeps its reduced partition in it */
+        DSRT_TRY(be->ops->alloc(be, e->buf.param_cap * e->dsz, &e->buf.grads));
     if (a->num_tied_params < 0 || (a->num_tied_params > 0 && !a->tied_params))
         return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
                               "engine_create: num_tied_params %d needs tied_params", (int)a->num_tied_params);
@@ -320,7 +324,16 @@ static dsrt_status init_zero(dsrt_engine *e)
     DSRT_TRY(be->ops->alloc(be, e->P * sizeof(float), (void **)&e->opt.m));
     DSRT_TRY(be->ops->alloc(be, e->P * sizeof(float), (void **)&e->opt.v));
     if (e->stage) {
-        DSRT_TRY(be->ops->alloc(be, e->P * e->dsz, &e->buf.pgrad));
+        /* stage 1 reduces once per accumulation window, each element after the
+         * backward is done with it: the reduced partition can overwrite this
+         * rank's own range of the full gradient buffer (flat order, padded
+         * capacity), as DeepSpeed's stage-1 figure (4 + 12/N) assumes */
+        e->buf.pgrad_in_grads = e->stage == 1 && e->buf.grads && !c->zero.round_robin_gradients &&
+                                e->buf.param_cap >= e->lay.padded;
+        if (e->buf.pgrad_in_grads)
+            e->buf.pgrad = at(e->buf.grads, (size_t)e->rank * e->P, e->dsz);
+        else
+            DSRT_TRY(be->ops->alloc(be, e->P * e->dsz, &e->buf.pgrad));
         e->buf.gather_in_place = !c->zero.round_robin_gradients && e->buf.param_cap >= e->lay.padded;
         if (!e->buf.gather_in_place)
             DSRT_TRY(be->ops->alloc(be, e->lay.padded * e->dsz, &e->buf.gather));
@@ -339,6 +352,7 @@ static dsrt_status init_zero(dsrt_engine *e)
             .gradient_predivide_factor = c->gradient_predivide_factor,
             .allreduce_sum = c->gradient_allreduce_sum,
             .slots = e->buf.slots,
+            .partition_in_grads = e->buf.pgrad_in_grads,
             .dt = e->dt,
             .cdt = e->cdt,
         };
@@ -371,7 +385,7 @@ static dsrt_status init_zero(dsrt_engine *e)
     /* model-state bytes of this rank (spec 7.5; docs/api.md) */
     e->mem.params = (int64_t)(e->n * e->dsz);
     e->mem.grads = (int64_t)((e->stage == 2 ? e->P : e->n) * e->dsz);
-    e->mem.transient = e->stage == 1      ? (int64_t)(e->P * e->dsz)
+    e->mem.transient = e->stage == 1      ? (e->buf.pgrad_in_grads ? 0 : (int64_t)(e->P * e->dsz))
                        : e->buf.slots     ? zero_reducer_own_bytes(&e->red) + zero_reducer_staging_bytes(&e->red)
                        : e->stage == 2    ? (int64_t)(e->n * e->dsz)
                                           : 0;

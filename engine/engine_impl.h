@@ -50,6 +50,7 @@ struct dsrt_engine {
         unsigned char *tied;     /* (n_params) gradients written twice in a backward */
         size_t param_cap;        /* params rounded up to 2N (the in-place all-gather) */
         void *pgrad;             /* (P) stage 1/2: the owned gradient, accumulated */
+        bool pgrad_in_grads;     /* stage 1: pgrad is the owned range of `grads` itself */
         void *gather;            /* (padded) all-gather staging, round_robin_gradients only */
         bool gather_in_place;
     } buf;

@@ -397,7 +397,8 @@ typedef struct dsrt_engine_info_args {
     int64_t partition_size;    // out: elements this rank owns (stage >= 1; else all)
     int64_t bytes_params;      // out: model-dtype weights (all of them)
     int64_t bytes_grads;       // out: gradients kept across micro-steps (stage 2: the owned partition)
-    int64_t bytes_grad_transient; // out: stage 1: the owned partition's accumulator; stage 2 with slots:
+    int64_t bytes_grad_transient; // out: stage 1: 0 (the reduced partition lives in the gradient buffer;
+                               //      P·d with round_robin_gradients); stage 2 with slots:
                                //      own buffers of tied weights and the staging of parameters larger
                                //      than a bucket; stage 2 without slots: the full gradient buffer
     int64_t bytes_masters;     // out: fp32 masters (0 when they are the fp32 weights)

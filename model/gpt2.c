@@ -239,7 +239,7 @@ dsrt_status dsrt_gpt2_create_ex(const dsrt_gpt2_config *cfg, dsrt_backend *be, i
     size_t align = param_align ? param_align : 1;
     size_t cap = (m->numel + align - 1) / align * align;
     if ((st = be->ops->alloc(be, cap * m->dsz, &m->param_mem)) ||
-        (!(flags & DSRT_GPT2_NO_GRAD_BUFFER) && (st = be->ops->alloc(be, m->numel * m->dsz, &m->grad_mem))) ||
+        (!(flags & DSRT_GPT2_NO_GRAD_BUFFER) && (st = be->ops->alloc(be, cap * m->dsz, &m->grad_mem))) ||
         (st = be->ops->alloc(be, m->act_bytes, &m->act_mem)) ||
         (st = be->ops->alloc(be, m->stat_bytes, (void **)&m->stat_mem)) ||
         (st = be->ops->alloc(be, 2 * (size_t)B * T * sizeof(int32_t), (void **)&m->idx_mem)))

@@ -60,7 +60,8 @@ dsrt_status dsrt_gpt2_create(const dsrt_gpt2_config *cfg, dsrt_backend *be, int 
                              dsrt_gpt2 **out);
 /* The same with the parameter buffer's length rounded up to a multiple of
  * param_align elements (zeros past the parameters): ZeRO all-gathers its
- * padded flat buffer straight into it. Flags: DSRT_GPT2_NO_GRAD_BUFFER makes
+ * padded flat buffer straight into it (the gradient buffer is as long, so
+ * ZeRO stage 1 can keep its reduced partition in it). Flags: DSRT_GPT2_NO_GRAD_BUFFER makes
  * no gradient buffer; the backward then writes each gradient where the
  * slot callback says (dsrt_gpt2_set_grad_slots; ZeRO stage 2). */
 enum { DSRT_GPT2_NO_GRAD_BUFFER = 1 };

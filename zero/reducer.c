@@ -181,7 +181,10 @@ static dsrt_status finish(zero_reducer *r, int b)
          * (after a reduce-scatter only that part is valid) */
         size_t f0 = r->lay->param_offset[p->param] + p->off, f1 = f0 + p->n;
         size_t a = f0 > lo ? f0 : lo, z = f1 < hi ? f1 : hi;
-        if (a < z)
+        if (a < z && r->o.partition_in_grads) /* each element once per window, after its copy into a bucket */
+            DSRT_TRY(be->ops->copy(be, at(r->pgrad, a - lo, r->esz), at(k->buf, p->at + (a - f0), r->esz),
+                                   (z - a) * r->esz));
+        else if (a < z)
             DSRT_TRY(be->ops->accumulate(be, at(r->pgrad, a - lo, r->esz), at(k->buf, p->at + (a - f0), r->esz),
                                          r->o.dt, z - a));
     }

@@ -66,6 +66,8 @@ typedef struct zero_reducer_opts {
     double gradient_predivide_factor; /* <= 0: 1 */
     bool allreduce_sum;             /* gradient_allreduce_op "sum": no 1/N */
     bool slots;                     /* gradients written into buckets (no `grads`) */
+    bool partition_in_grads;        /* stage 1: pgrad is this rank's range of `grads`: one
+                                       reduction per window, written over the local values */
     dsrt_dtype dt, cdt;             /* the gradients' and the communication's dtype */
 } zero_reducer_opts;
 
