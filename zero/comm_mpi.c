@@ -493,8 +493,13 @@ static dsrt_status run_native(dsrt_transport *t, mpi_req *r, double deadline, co
         for (int p = 0; p < N; p++) {
             if (p == t->rank)
                 continue;
-            if (x_irecv(&mt->beacon_in[p], 8, M.byte, p, TAG_PONG, mt->comm, &mt->reqs[m]) != MPI_OK)
+            if (x_irecv(&mt->beacon_in[p], 8, M.byte, p, TAG_PONG, mt->comm, &mt->reqs[m]) != MPI_OK) {
+                /* no way to hear it: count it as silent */
+                if (strlen(missing) < sizeof missing - 16)
+                    snprintf(missing + strlen(missing), sizeof missing - strlen(missing), "%s%d", nm++ ? ", " : "",
+                             p);
                 continue;
+            }
             mt->active[m] = 1;
             mt->peer[m++] = p;
             mpi_req sreq;
