@@ -391,7 +391,6 @@ static dsrt_status init_zero(dsrt_engine *e)
                                           : 0;
     e->mem.masters = e->opt.master == e->buf.params ? 0 : (int64_t)(e->P * 4);
     e->mem.moments = (int64_t)(e->P * 8);
-    e->mem.buckets = e->use_buckets ? zero_reducer_bytes(&e->red) : 0;
     e->mem.gather = e->buf.gather ? (int64_t)(e->lay.padded * e->dsz) : 0;
     return DSRT_STATUS_OK;
 }

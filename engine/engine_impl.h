@@ -89,7 +89,7 @@ struct dsrt_engine {
     uint64_t seed;
     /* ---- model-state bytes of this rank (engine_info) */
     struct {
-        int64_t params, grads, transient, masters, moments, buckets, gather;
+        int64_t params, grads, transient, masters, moments, gather; /* buckets: zero_reducer_bytes, live (stage 2 may add one) */
     } mem;
 };
 

@@ -256,16 +256,7 @@ static dsrt_status ring_allgather_strided(host_comm *h, void *buf, size_t block_
 
 static dsrt_status ring_allgather(host_comm *h, void *buf, size_t block_bytes, const char *what)
 {
-    dsrt_transport *t = h->t;
-    int N = t->world, r = t->rank;
-    int right = (r + 1) % N, left = (r - 1 + N) % N;
-    unsigned char *b = buf;
-    for (int s = 0; s < N - 1; s++) {
-        int bs = ((r - s) % N + N) % N, br = ((r - s - 1) % N + N) % N;
-        DSRT_TRY(xfer(h, right, b + (size_t)bs * block_bytes, block_bytes, left, b + (size_t)br * block_bytes,
-                      block_bytes, what));
-    }
-    return DSRT_STATUS_OK;
+    return ring_allgather_strided(h, buf, block_bytes, block_bytes, what);
 }
 
 /* The transport's own collective when it has one for this job (MPI's, for

@@ -446,6 +446,14 @@ static dsrt_status mpi_sendrecv(dsrt_transport *t, int to, const void *sbuf, siz
     return DSRT_STATUS_OK;
 }
 
+/* Append rank p to a message's list of ranks ("0, 1"), counting them in *n. */
+static void add_rank(char *list, size_t cap, int *n, int p)
+{
+    size_t len = strlen(list);
+    if (len < cap - 16)
+        snprintf(list + len, cap - len, "%s%d", (*n)++ ? ", " : "", p);
+}
+
 /* Run MPI collective `coll` (already started, request *r) with the beacons
  * of this collective, polled against the deadline. */
 static dsrt_status run_native(dsrt_transport *t, mpi_req *r, double deadline, const char *what)
@@ -479,9 +487,8 @@ static dsrt_status run_native(dsrt_transport *t, mpi_req *r, double deadline, co
         char missing[256] = "";
         int nm = 0;
         for (int k = 1; k < n; k++)
-            if (mt->active[k] && mt->peer[k] >= 0 && strlen(missing) < sizeof missing - 16)
-                snprintf(missing + strlen(missing), sizeof missing - strlen(missing), "%s%d", nm++ ? ", " : "",
-                         mt->peer[k]);
+            if (mt->active[k] && mt->peer[k] >= 0)
+                add_rank(missing, sizeof missing, &nm, mt->peer[k]);
         if (nm)
             return dsrt_error_set(DSRT_STATUS_IO_ERROR,
                                   "rank %d: %s timed out after %.0f s waiting for rank%s %s (MPI): %s never "
@@ -494,10 +501,7 @@ static dsrt_status run_native(dsrt_transport *t, mpi_req *r, double deadline, co
             if (p == t->rank)
                 continue;
             if (x_irecv(&mt->beacon_in[p], 8, M.byte, p, TAG_PONG, mt->comm, &mt->reqs[m]) != MPI_OK) {
-                /* no way to hear it: count it as silent */
-                if (strlen(missing) < sizeof missing - 16)
-                    snprintf(missing + strlen(missing), sizeof missing - strlen(missing), "%s%d", nm++ ? ", " : "",
-                             p);
+                add_rank(missing, sizeof missing, &nm, p); /* no way to hear it: count it as silent */
                 continue;
             }
             mt->active[m] = 1;
@@ -507,9 +511,8 @@ static dsrt_status run_native(dsrt_transport *t, mpi_req *r, double deadline, co
         }
         (void)poll_reqs(t, mt->reqs, mt->active, m, dsrt_now() + 3.0, what, mt->peer);
         for (int k = 0; k < m; k++)
-            if (mt->active[k] && strlen(missing) < sizeof missing - 16)
-                snprintf(missing + strlen(missing), sizeof missing - strlen(missing), "%s%d", nm++ ? ", " : "",
-                         mt->peer[k]);
+            if (mt->active[k])
+                add_rank(missing, sizeof missing, &nm, mt->peer[k]);
         if (nm)
             return dsrt_error_set(DSRT_STATUS_IO_ERROR,
                                   "rank %d: %s timed out after %.0f s waiting for rank%s %s (MPI): every rank "
