@@ -129,6 +129,7 @@ typedef struct host_comm {
     size_t scratch_bytes;
     double f64_gather[F64_MAX * 64];
     long latency_us; /* DSRT_COMM_LATENCY_US: an emulated wire delay per collective */
+    int lost;        /* a peer seen gone while idle (transport's closed_peer), else -1 */
 } host_comm;
 
 /* acc[i] = acc[i] (op) in[i], rounded to dt once */
@@ -276,6 +277,8 @@ static dsrt_status run_job(host_comm *h, job *j)
 {
     dsrt_transport *t = h->t;
     double deadline = dsrt_now() + h->base.timeout_s;
+    if (h->lost >= 0) /* seen while idle: this collective cannot complete */
+        return t->peer_gone(t, h->lost, j->what);
     if (h->latency_us > 0 && j->kind != JOB_F64) {
         /* the comm thread waits, as it would for a slow network: no CPU is
          * used, so the overlap of buckets with the backward can hide it (the
@@ -325,8 +328,26 @@ static void *comm_thread(void *arg)
     host_comm *h = arg;
     pthread_mutex_lock(&h->mu);
     for (;;) {
-        while (h->done == h->submitted)
-            pthread_cond_wait(&h->cv, &h->mu);
+        while (h->done == h->submitted) {
+            if (!h->t->closed_peer || h->lost >= 0) {
+                pthread_cond_wait(&h->cv, &h->mu);
+                continue;
+            }
+            /* idle: look at the peers' connections every 50 ms */
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 50 * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            if (pthread_cond_timedwait(&h->cv, &h->mu, &ts) == ETIMEDOUT && h->done == h->submitted) {
+                pthread_mutex_unlock(&h->mu);
+                int p = h->t->closed_peer(h->t);
+                pthread_mutex_lock(&h->mu);
+                h->lost = p;
+            }
+        }
         job *j = &h->q[h->done % QUEUE];
         if (j->kind == JOB_STOP) {
             h->done++;
@@ -506,6 +527,7 @@ dsrt_status dsrt_comm_host_create(dsrt_transport *t, double timeout_s, dsrt_comm
         return dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "comm");
     }
     h->t = t;
+    h->lost = -1;
     pthread_mutex_init(&h->mu, NULL);
     pthread_cond_init(&h->cv, NULL);
     dsrt_comm *c = &h->base;

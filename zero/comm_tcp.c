@@ -730,16 +730,54 @@ static dsrt_status rendezvous(tcp_transport *tt, const dsrt_tcp_options *o)
 
 /* ---------------------------------------------------------------- transfers */
 
-static dsrt_status peer_lost(const tcp_transport *tt, int p, const char *what, int err)
+/* p and every other peer whose connection is closed now (a poll with no
+ * wait), in rank order, as "0, 1"; returns how many. */
+static int closed_list(tcp_transport *tt, int p, char *list, size_t cap)
+{
+    int n = 0, count = 0;
+    for (int q = 0; q < tt->base.world; q++) {
+        if (q == tt->base.rank || q == p || tt->fds[q] < 0)
+            continue;
+        tt->pfd[n] = (struct pollfd){.fd = tt->fds[q], .events = POLLRDHUP};
+        tt->pfd_rank[n++] = q;
+    }
+    if (n > 0 && poll(tt->pfd, (nfds_t)n, 0) < 0)
+        n = 0;
+    list[0] = 0;
+    for (int q = 0, k = 0; q < tt->base.world; q++) {
+        bool closed = q == p;
+        if (k < n && tt->pfd_rank[k] == q)
+            closed = closed || (tt->pfd[k++].revents & (POLLRDHUP | POLLHUP | POLLERR));
+        size_t len = strlen(list);
+        if (closed && len < cap - 16) {
+            snprintf(list + len, cap - len, "%s%d", count ? ", " : "", q);
+            count++;
+        }
+    }
+    return count;
+}
+
+static dsrt_status peer_lost(tcp_transport *tt, int p, const char *what, int err)
 {
     char eb[128];
     /* a reset or a broken pipe is the same event as an end of file: the
      * process is gone (the kernel resets when unread data was pending) */
-    if (!err || err == ECONNRESET || err == EPIPE)
+    if (!err || err == ECONNRESET || err == EPIPE) {
+        /* A rank that fails hangs up on everyone at once, so by the time this
+         * rank looks, the one that died first and the ones that failed because
+         * of it may all be closed: name them all (rank order; which went first
+         * a socket cannot tell). */
+        char list[256];
+        if (closed_list(tt, p, list, sizeof list) > 1)
+            return dsrt_error_set(DSRT_STATUS_IO_ERROR,
+                                  "rank %d: ranks %s closed their connections during %s (their processes "
+                                  "exited or were killed; one that died can make the others fail and exit)",
+                                  tt->base.rank, list, what);
         return dsrt_error_set(DSRT_STATUS_IO_ERROR,
                               "rank %d: rank %d closed its connection during %s (its process "
                               "exited or was killed)",
                               tt->base.rank, p, what);
+    }
     return dsrt_error_set(DSRT_STATUS_IO_ERROR,
                           "rank %d: the connection to rank %d failed during %s: %s (its process "
                           "exited or was killed, or its host went away)",
@@ -748,7 +786,7 @@ static dsrt_status peer_lost(const tcp_transport *tt, int p, const char *what, i
 
 /* Read what is there of the frame from `p`: header, then payload into rbuf.
  * *done counts header bytes too. */
-static dsrt_status pump_recv(const tcp_transport *tt, int p, unsigned char hdr[8], void *rbuf,
+static dsrt_status pump_recv(tcp_transport *tt, int p, unsigned char hdr[8], void *rbuf,
                              size_t rbytes, size_t *done, const char *what)
 {
     int fd = tt->fds[p];
@@ -788,7 +826,7 @@ static dsrt_status pump_recv(const tcp_transport *tt, int p, unsigned char hdr[8
     return DSRT_STATUS_OK;
 }
 
-static dsrt_status pump_send(const tcp_transport *tt, int p, const unsigned char hdr[8],
+static dsrt_status pump_send(tcp_transport *tt, int p, const unsigned char hdr[8],
                              const void *sbuf, size_t sbytes, size_t *done, const char *what)
 {
     int fd = tt->fds[p];
@@ -901,6 +939,30 @@ static dsrt_status transfer(dsrt_transport *t, int to, const void *sbuf, size_t 
         }
     }
     return DSRT_STATUS_OK;
+}
+
+static int tcp_closed_peer(dsrt_transport *t)
+{
+    tcp_transport *tt = t->impl;
+    int n = 0;
+    for (int p = 0; p < t->world; p++) {
+        if (p == t->rank || tt->fds[p] < 0)
+            continue;
+        tt->pfd[n] = (struct pollfd){.fd = tt->fds[p], .events = POLLRDHUP};
+        tt->pfd_rank[n++] = p;
+    }
+    if (poll(tt->pfd, (nfds_t)n, 0) <= 0)
+        return -1;
+    for (int k = 0; k < n; k++)
+        if (tt->pfd[k].revents & (POLLRDHUP | POLLHUP | POLLERR))
+            return tt->pfd_rank[k];
+    return -1;
+}
+
+static dsrt_status tcp_peer_gone(dsrt_transport *t, int p, const char *what)
+{
+    ((tcp_transport *)t->impl)->broken = 1;
+    return peer_lost(t->impl, p, what, 0);
 }
 
 static dsrt_status tcp_sendrecv(dsrt_transport *t, int to, const void *sbuf, size_t sbytes,
@@ -1046,6 +1108,8 @@ dsrt_status dsrt_transport_tcp_create(const dsrt_tcp_options *o, dsrt_transport 
     t->local_rank = o->local_rank;
     t->impl = tt;
     t->sendrecv = tcp_sendrecv;
+    t->closed_peer = tcp_closed_peer;
+    t->peer_gone = tcp_peer_gone;
     t->destroy = tcp_destroy;
     tt->listen_fd = -1;
     tt->timeout_s = o->timeout_s;

@@ -35,6 +35,13 @@ struct dsrt_transport {
                                   double deadline, const char *what);
     dsrt_status (*allgather)(dsrt_transport *t, void *buf, size_t block_bytes, double deadline,
                              const char *what);
+    /* Optional: the first peer whose connection is closed (its process died,
+     * or it failed and hung up), or -1; returns at once. The comm thread asks
+     * while it has no collective to run, so a death is pinned on the rank that
+     * died even when the ranks that saw it first have exited since. */
+    int (*closed_peer)(dsrt_transport *t);
+    /* With closed_peer: the error for peer p gone, during collective `what`. */
+    dsrt_status (*peer_gone)(dsrt_transport *t, int p, const char *what);
     void (*destroy)(dsrt_transport *t);
 };
 
