@@ -366,6 +366,11 @@ static dsrt_status init_zero(dsrt_engine *e)
             offset[i] = e->params[i].offset;
             numel[i] = e->params[i].numel;
         }
+        /* GPT-2's tied wte: its gradient is made at the end of the backward,
+         * through the buckets a block of rows at a time when a bucket holds a
+         * row, else in its own buffer */
+        if (e->model && e->buf.slots)
+            e->buf.tied[0] = ro.bucket_elems >= (size_t)e->mcfg.n_embd ? ZERO_GRAD_PIECES : ZERO_GRAD_OWN;
         st = zero_reducer_init(&e->red, &ro, be, e->comm, &e->lay, e->rank, offset, numel, e->n_params,
                                e->buf.grads, e->buf.pgrad, e->P, e->buf.tied);
         free(offset);
@@ -377,6 +382,8 @@ static dsrt_status init_zero(dsrt_engine *e)
         DSRT_TRY(e->comm->reserve(e->comm, need));
         if (e->buf.slots && e->model)
             dsrt_gpt2_set_grad_slots(e->model, zero_reducer_slot_fn, &e->red);
+        if (e->buf.slots && e->model && e->buf.tied[0] == ZERO_GRAD_PIECES)
+            dsrt_gpt2_set_grad_pieces(e->model, zero_reducer_piece_fn, zero_reducer_piece_done_fn, &e->red);
         if (e->model)
             dsrt_gpt2_set_param_wait(e->model, params_wait, e);
     }
@@ -490,7 +497,7 @@ static dsrt_status build_gpt2(dsrt_engine *e, const dsrt_engine_create_args *a)
     e->buf.tied = calloc(cnt, 1);
     if (!e->params || !e->buf.tied)
         return dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "engine_create");
-    e->buf.tied[0] = 1; /* wte: the LM head writes its gradient first, the embedding last */
+    e->buf.tied[0] = ZERO_GRAD_OWN; /* wte, at stage 2: pieces when a bucket holds a row (reducer setup) */
     for (size_t i = 0; i < cnt; i++) {
         e->params[i] = (eng_param){gp[i].name, NULL, gp[i].offset, gp[i].numel, gp[i].ndim, {0}};
         for (int k = 0; k < gp[i].ndim; k++)

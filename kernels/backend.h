@@ -70,11 +70,15 @@ typedef struct dsrt_backend_ops {
     dsrt_status (*download_f32)(dsrt_backend *be, float *host_dst, const void *src, size_t n);
 
     /* ---- ops (see kernels/cpu/<op>.c for the readable definition of each) */
-    /* out (B,T,C) = wte[tokens] + wpe[t];  dwte, dwpe += */
+    /* out (B,T,C) = wte[tokens] + wpe[t];  dwte, dwpe +=.
+     * backward: dwte holds rows v0 .. v1-1 of the embedding's gradient (its
+     * first element is row v0's): only tokens in [v0, v1) are added, so a
+     * caller can fill the gradient a piece at a time. dwte or dwpe may be
+     * NULL (not computed). */
     dsrt_status (*encoder_forward)(dsrt_backend *be, void *out, const int32_t *tokens,
                                    const void *wte, const void *wpe, int B, int T, int C);
     dsrt_status (*encoder_backward)(dsrt_backend *be, void *dwte, void *dwpe, const void *dout,
-                                    const int32_t *tokens, int B, int T, int C);
+                                    const int32_t *tokens, int B, int T, int C, int v0, int v1);
     /* out (N,C); mean, rstd (N) fp32, saved for backward. dinp +=, dw +=, db += */
     dsrt_status (*layernorm_forward)(dsrt_backend *be, void *out, float *mean, float *rstd,
                                      const void *inp, const void *w, const void *b, int N, int C,
@@ -83,12 +87,19 @@ typedef struct dsrt_backend_ops {
                                       const void *dout, const void *inp, const void *w,
                                       const float *mean, const float *rstd, int N, int C);
     /* out (N,OC) = inp (N,K) . W + bias (bias may be NULL).
-     * backward: dinp (N,K) = dout . W^T (skipped when dinp is NULL), dw +=, dbias += */
+     * backward: dinp (N,K) = dout . W^T (skipped when dinp is NULL), dw += (skipped
+     * when NULL), dbias += */
     dsrt_status (*matmul_forward)(dsrt_backend *be, void *out, const void *inp, const void *w,
                                   const void *bias, int N, int K, int OC, dsrt_wlayout wl);
     dsrt_status (*matmul_backward)(dsrt_backend *be, void *dinp, void *dw, void *dbias,
                                    const void *dout, const void *inp, const void *w, int N, int K,
                                    int OC, dsrt_wlayout wl);
+    /* Row-major C (M,N) = op(A) (M,K) . op(B) (K,N), plus the old C when
+     * `accumulate`; op transposes when ta / tb is set; leading dimensions in
+     * elements. Every operand in the storage type, fp32 accumulation, each C
+     * element rounded once (what a piece of a matmul_backward's dW needs). */
+    dsrt_status (*gemm)(dsrt_backend *be, int ta, int tb, int M, int N, int K, const void *A,
+                        int lda, const void *B, int ldb, void *C, int ldc, int accumulate);
     /* qkv (B,T,3C) -> out (B,T,C); att (B,NH,T,T) softmax probabilities, saved.
      * backward: dqkv (B,T,3C) = */
     dsrt_status (*attention_forward)(dsrt_backend *be, void *out, void *att, const void *qkv, int B,
@@ -154,6 +165,9 @@ dsrt_status dsrt_backend_cpu_create(dsrt_dtype dt, dsrt_backend **out);
 /* Bytes the CPU backends hold mapped now (every block they allocated and have
  * not freed, headers included): what tests measure allocations with. */
 size_t dsrt_cpu_allocated_bytes(void);
+/* Tests: the CPU backend's 16-bit GEMM tile sizes (0 or out of range: the
+ * default, which is also the largest allowed) */
+void dsrt_cpu_set_gemm_tiles(dsrt_backend *be, int tm, int tn, int tk);
 /* The CUDA backend on the given device; DSRT_STATUS_UNSUPPORTED with a message
  * when the build has no CUDA or the machine has no usable GPU. */
 dsrt_status dsrt_backend_cuda_create(dsrt_dtype dt, int device, dsrt_backend **out);

@@ -64,6 +64,9 @@ struct dsrt_gpt2 {
     /* no gradient buffer: the backward asks where each gradient goes */
     dsrt_grad_slot_fn slot_fn;
     void *slot_user;
+    dsrt_grad_piece_fn piece_fn; /* parameter 0 in pieces (optional) */
+    dsrt_grad_piece_done_fn piece_done;
+    void *piece_user;
     /* the weights may still be arriving: wait per layer */
     dsrt_param_wait_fn wait_fn;
     void *wait_user;
@@ -382,6 +385,14 @@ void dsrt_gpt2_set_grad_slots(dsrt_gpt2 *m, dsrt_grad_slot_fn fn, void *user)
     m->slot_user = user;
 }
 
+void dsrt_gpt2_set_grad_pieces(dsrt_gpt2 *m, dsrt_grad_piece_fn piece, dsrt_grad_piece_done_fn done,
+                               void *user)
+{
+    m->piece_fn = piece;
+    m->piece_done = done;
+    m->piece_user = user;
+}
+
 static dsrt_status no_grad_buffer(const char *who)
 {
     return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
@@ -534,6 +545,43 @@ static void ready(dsrt_grad_ready_fn fn, void *user, size_t i)
         fn(user, i);
 }
 
+/* The tied wte's gradient, rows [v0, v1) into g (row v0 first): the LM head's
+ * part dlogits[:, v0:v1]^T . ln_f(x), then the embedding's (one rounding
+ * each, in that order, as before the split) */
+static dsrt_status wte_rows(dsrt_gpt2 *m, void *g, int v0, int v1)
+{
+    dsrt_backend *be = m->be;
+    int N = m->cur_B * m->cur_T, C = m->cfg.n_embd, V = m->cfg.vocab_size;
+    DSRT_TRY(be->ops->gemm(be, 1, 0, v1 - v0, C, N, (char *)m->logits + (size_t)v0 * m->dsz, V,
+                           m->lnf, C, g, C, 1));
+    return be->ops->encoder_backward(be, g, NULL, m->dresidual, m->tokens, m->cur_B, m->cur_T, C,
+                                     v0, v1);
+}
+
+static dsrt_status wte_grad(dsrt_gpt2 *m)
+{
+    int C = m->cfg.n_embd, V = m->cfg.vocab_size;
+    if (m->grad_mem || !m->piece_fn) {
+        void *g0;
+        DSRT_TRY(grad_at(m, 0, &g0));
+        return wte_rows(m, g0, 0, V);
+    }
+    size_t end = (size_t)V * C;
+    while (end) {
+        size_t off = 0;
+        void *g = NULL;
+        DSRT_TRY(m->piece_fn(m->piece_user, 0, end, (size_t)C, &off, &g));
+        if (off >= end || off % (size_t)C)
+            return dsrt_error_set(DSRT_STATUS_INTERNAL,
+                                  "gpt2_backward: gradient piece [%zu, %zu) of wte is not whole rows",
+                                  off, end);
+        DSRT_TRY(wte_rows(m, g, (int)(off / (size_t)C), (int)(end / (size_t)C)));
+        DSRT_TRY(m->piece_done(m->piece_user, 0, off));
+        end = off;
+    }
+    return DSRT_STATUS_OK;
+}
+
 dsrt_status dsrt_gpt2_backward(dsrt_gpt2 *m, dsrt_grad_ready_fn fn, void *user)
 {
     if (!m->have_train_fwd)
@@ -551,13 +599,11 @@ dsrt_status dsrt_gpt2_backward(dsrt_gpt2 *m, dsrt_grad_ready_fn fn, void *user)
     size_t lnf = m->n_params - 2;
 
     DSRT_TRY(be->ops->memset0(be, m->dresidual, NC * m->dsz));
-    /* logits hold dlogits after the fused classifier */
-    {
-        void *g0;
-        DSRT_TRY(grad_at(m, 0, &g0));
-        DSRT_TRY(be->ops->matmul_backward(be, m->dln, g0, NULL, m->logits, m->lnf, P(m, 0), N, C, V,
-                                DSRT_W_NK));
-    }
+    /* logits hold dlogits after the fused classifier. Only ln_f's input
+     * gradient here: the LM head's weight gradient (the tied wte's) is made
+     * at the end, next to the embedding's part, so no one holds it meanwhile */
+    DSRT_TRY(be->ops->matmul_backward(be, m->dln, NULL, NULL, m->logits, m->lnf, P(m, 0), N, C, V,
+                                      DSRT_W_NK));
     {
         void *g0, *g1;
         DSRT_TRY(grad_at(m, lnf + 1, &g1));
@@ -635,12 +681,12 @@ dsrt_status dsrt_gpt2_backward(dsrt_gpt2 *m, dsrt_grad_ready_fn fn, void *user)
         ready(fn, user, LP(l, GPT2_LN1_W));
     }
     {
-        void *g0, *g1;
+        void *g1;
         DSRT_TRY(grad_at(m, 1, &g1));
-        DSRT_TRY(grad_at(m, 0, &g0));
-        DSRT_TRY(be->ops->encoder_backward(be, g0, g1, m->dresidual, m->tokens, B, T, C));
+        DSRT_TRY(be->ops->encoder_backward(be, NULL, g1, m->dresidual, m->tokens, B, T, C, 0, 0));
     }
     ready(fn, user, 1);
+    DSRT_TRY(wte_grad(m));
     ready(fn, user, 0);
     return DSRT_STATUS_OK;
 }

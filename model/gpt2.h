@@ -109,18 +109,30 @@ dsrt_status dsrt_gpt2_get_logits_f32(dsrt_gpt2 *m, float *dst);
 /* Called once per parameter, in the order their gradients become final
  * during a backward (the hook ZeRO buckets on). */
 typedef void (*dsrt_grad_ready_fn)(void *user, size_t param_index);
-/* Where parameter i's gradient of this backward goes (zeroed memory of its
- * numel elements, storage dtype), asked right before the kernel that writes
- * it, in the order the gradients become ready; a parameter asked twice
- * (GPT-2's tied wte, written first by the LM head and last by the
- * embedding) gets the same place. */
 /* Called by the forward before it reads parameters first..last (their
  * indices; a layer at a time): ZeRO's bucketed all-gather of the last
  * update may still be writing them. */
 typedef dsrt_status (*dsrt_param_wait_fn)(void *user, size_t first, size_t last);
 void dsrt_gpt2_set_param_wait(dsrt_gpt2 *m, dsrt_param_wait_fn fn, void *user);
+/* Where parameter i's gradient of this backward goes (zeroed memory of its
+ * numel elements, storage dtype), asked right before the kernel that writes
+ * it, in the order the gradients become ready. */
 typedef dsrt_status (*dsrt_grad_slot_fn)(void *user, size_t param_index, void **out);
 void dsrt_gpt2_set_grad_slots(dsrt_gpt2 *m, dsrt_grad_slot_fn fn, void *user);
+/* Optional with slots: the embedding's gradient (parameter 0, the tied
+ * wte/lm_head) is then filled a piece at a time at the end of the backward,
+ * whole rows from the last down: `piece` hands out zeroed memory for its
+ * elements [*off, end) (a multiple of `unit` = n_embd elements, as many as
+ * fit where it puts them) and `done` says that piece is written. Without
+ * pieces parameter 0 takes one slot of its whole size. The LM head's part of
+ * that gradient is computed at the end of the backward in every mode (the
+ * logits' gradient and ln_f's output stay intact until then), so nothing
+ * holds it across the backward. */
+typedef dsrt_status (*dsrt_grad_piece_fn)(void *user, size_t param_index, size_t end, size_t unit,
+                                          size_t *off, void **out);
+typedef dsrt_status (*dsrt_grad_piece_done_fn)(void *user, size_t param_index, size_t off);
+void dsrt_gpt2_set_grad_pieces(dsrt_gpt2 *m, dsrt_grad_piece_fn piece, dsrt_grad_piece_done_fn done,
+                               void *user);
 /* Backward of the last TRAIN forward; gradients accumulate (+=) into the
  * gradient buffer (or the slots). */
 dsrt_status dsrt_gpt2_backward(dsrt_gpt2 *m, dsrt_grad_ready_fn ready, void *user);

@@ -24,6 +24,7 @@
 #include "test_util.h"
 
 #include "kernels/backend.h"
+#include "kernels/cpu/cpu_common.h"
 #include "kernels/common/gelu.h"
 #include "base/internal.h"
 
@@ -375,7 +376,7 @@ static void test_fd_encoder(void **state)
     c.out = zeros(c.nout);
     c.w = rnd_array(c.nout, 1.0f);
     float *dwte = zeros((size_t)c.V * c.C), *dwpe = zeros((size_t)c.T * c.C);
-    assert_int_equal(c.be->ops->encoder_backward(c.be, dwte, dwpe, c.w, c.tok, c.B, c.T, c.C),
+    assert_int_equal(c.be->ops->encoder_backward(c.be, dwte, dwpe, c.w, c.tok, c.B, c.T, c.C, 0, c.V),
                      DSRT_STATUS_OK);
     fd_check("encoder dwte", c.x[0], (size_t)c.V * c.C, dwte, loss_encoder, &c, 20);
     fd_check("encoder dwpe", c.x[1], (size_t)c.T * c.C, dwpe, loss_encoder, &c, 20);
@@ -567,8 +568,8 @@ static void run_16bit(dsrt_dtype dt)
     void *gte16 = up(b16, NULL, (size_t)V * C), *gpe16 = up(b16, NULL, (size_t)T * C);
     float *de = rnd_exact(NC, 1.0f);
     void *de16 = up(b16, de, NC);
-    assert_int_equal(b32->ops->encoder_backward(b32, gte, gpe, de, tok, B, T, C), 0);
-    assert_int_equal(b16->ops->encoder_backward(b16, gte16, gpe16, de16, tok, B, T, C), 0);
+    assert_int_equal(b32->ops->encoder_backward(b32, gte, gpe, de, tok, B, T, C, 0, V), 0);
+    assert_int_equal(b16->ops->encoder_backward(b16, gte16, gpe16, de16, tok, B, T, C, 0, V), 0);
     expect_rounded("encoder dwte", b16, gte16, gte, (size_t)V * C);
     expect_rounded("encoder dwpe", b16, gpe16, gpe, (size_t)T * C);
 
@@ -594,6 +595,138 @@ static void run_16bit(dsrt_dtype dt)
     free(tg), free(tok);
     b32->ops->destroy(b32);
     b16->ops->destroy(b16);
+}
+
+/* The 16-bit GEMM in tiles (kernels/cpu/gemm.c): every transpose, C from zero,
+ * from its old values and from a bias, shapes that cross tile edges and
+ * chunks of the inner dimension: always within one rounding of the 16-bit
+ * type from the exact (double) result. (Not bit for bit against one tile:
+ * OpenBLAS's edge kernels may order a sum differently.) */
+/* out: the exact result; mag: the sum of the magnitudes of its terms (what
+ * fp32 accumulation errors scale with) */
+static void gemm_ref(int ta, int tb, int M, int N, int K, const float *A, const float *B,
+                     const float *C0, double *out, double *mag)
+{
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            double s = C0 ? C0[(size_t)i * N + j] : 0.0, a = fabs(s);
+            for (int k = 0; k < K; k++) {
+                double t = (double)(ta ? A[(size_t)k * M + i] : A[(size_t)i * K + k]) *
+                           (tb ? B[(size_t)j * K + k] : B[(size_t)k * N + j]);
+                s += t;
+                a += fabs(t);
+            }
+            out[(size_t)i * N + j] = s;
+            mag[(size_t)i * N + j] = a;
+        }
+}
+
+/* within one rounding of the 16-bit type from the exact result, plus what
+ * fp32 accumulation of the terms may add */
+static void expect_near_exact(dsrt_dtype dt, const void *c16, dsrt_backend *b16, const double *ref,
+                              const double *mag, float *got, size_t n, int ta, int tb, int init,
+                              int tiles)
+{
+    assert_int_equal(b16->ops->download_f32(b16, got, c16, n), 0);
+    double ulp = dt == DSRT_F16 ? 0x1p-10 : 0x1p-7;
+    for (size_t i = 0; i < n; i++) {
+        double tol = ulp * fmax(fabs(ref[i]), 0x1p-14) * 1.01 + 0x1p-20 * mag[i];
+        if (fabs((double)got[i] - ref[i]) > tol)
+            fail_msg("%s gemm ta=%d tb=%d init=%d tiles %d [%zu]: %.8g, exact %.8g",
+                     dsrt_dtype_name(dt), ta, tb, init, tiles, i, (double)got[i], ref[i]);
+    }
+}
+
+static void run_gemm_tiles(dsrt_dtype dt)
+{
+    g_dt16 = dt;
+    int M = 37, N = 29, K = 61;
+    dsrt_backend *b16 = make_cpu(dt, 1, 4, 8, 1, 8, 8, 8);
+    float *A = rnd_exact((size_t)M * K, 1.0f), *B = rnd_exact((size_t)K * N, 1.0f);
+    float *C0 = rnd_exact((size_t)M * N, 4.0f), *bias = rnd_exact(N, 2.0f);
+    float *got = zeros((size_t)M * N), *brow = zeros((size_t)M * N);
+    double *ref = malloc((size_t)M * N * sizeof(double)), *mag = malloc((size_t)M * N * sizeof(double));
+    for (int i = 0; i < M; i++)
+        memcpy(brow + (size_t)i * N, bias, (size_t)N * sizeof(float));
+    void *A16 = up(b16, A, (size_t)M * K), *B16 = up(b16, B, (size_t)K * N);
+    void *C16 = up(b16, NULL, (size_t)M * N), *W16 = up(b16, NULL, (size_t)M * N);
+    void *bias16 = up(b16, bias, N);
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++)
+            for (int init = 0; init < 3; init++) {
+                gemm_ref(ta, tb, M, N, K, A, B, init == 1 ? C0 : init == 2 ? brow : NULL, ref,
+                         mag);
+                /* one tile (the default sizes); rows and columns in tiles of
+                 * 8 x 5; and the inner dimension in chunks of at most 16 */
+                int tiles[3][3] = {{0, 0, 0}, {8, 5, 0}, {8, 5, 16}};
+                for (int t = 0; t < 3; t++) {
+                    dsrt_cpu_set_gemm_tiles(b16, tiles[t][0], tiles[t][1], tiles[t][2]);
+                    assert_int_equal(b16->ops->upload_f32(b16, C16, C0, (size_t)M * N), 0);
+                    assert_int_equal(cpu_gemm_typed(b16, ta, tb, M, N, K, A16, ta ? M : K, B16,
+                                                    tb ? K : N, C16, N, (cpu_c_init)init, bias16),
+                                     0);
+                    expect_near_exact(dt, C16, b16, ref, mag, got, (size_t)M * N, ta, tb, init,
+                                      t);
+                }
+            }
+    /* the op table's gemm accumulates or overwrites */
+    dsrt_cpu_set_gemm_tiles(b16, 0, 0, 0);
+    assert_int_equal(b16->ops->upload_f32(b16, W16, C0, (size_t)M * N), 0);
+    assert_int_equal(b16->ops->gemm(b16, 0, 0, M, N, K, A16, K, B16, N, W16, N, 1), 0);
+    assert_int_equal(b16->ops->upload_f32(b16, C16, C0, (size_t)M * N), 0);
+    assert_int_equal(cpu_gemm_typed(b16, 0, 0, M, N, K, A16, K, B16, N, C16, N, CPU_C_LOAD, NULL),
+                     0);
+    assert_memory_equal(C16, W16, (size_t)M * N * 2);
+    void *all16[] = {A16, B16, C16, W16, bias16};
+    for (size_t i = 0; i < 5; i++)
+        b16->ops->free(b16, all16[i]);
+    free(A), free(B), free(C0), free(bias), free(got), free(brow), free(ref), free(mag);
+    b16->ops->destroy(b16);
+}
+
+static void test_gemm_tiles(void **state)
+{
+    (void)state;
+    run_gemm_tiles(DSRT_F16);
+    run_gemm_tiles(DSRT_BF16);
+}
+
+/* The embedding's gradient filled a piece at a time (rows [v0, v1) per call,
+ * as the GPT-2 backward does at ZeRO stage 2) has the bits of one call. */
+static void test_encoder_pieces(void **state)
+{
+    (void)state;
+    dsrt_dtype dts[] = {DSRT_F32, DSRT_F16};
+    for (int d = 0; d < 2; d++) {
+        g_dt16 = dts[d] == DSRT_F32 ? DSRT_BF16 : dts[d];
+        int B = 2, T = 7, C = 6, V = 11, N = B * T;
+        size_t esz = dts[d] == DSRT_F32 ? 4 : 2;
+        dsrt_backend *be = make_cpu(dts[d], B, T, C, 1, V, C, C);
+        int32_t tok[14];
+        for (int i = 0; i < N; i++)
+            tok[i] = (int32_t)(rnd_u64() % (uint64_t)V);
+        tok[3] = tok[9] = 10; /* a repeated token in the last piece */
+        float *de = rnd_exact((size_t)N * C, 1.0f), *g0 = rnd_exact((size_t)V * C, 1.0f);
+        void *de_b = NULL, *whole = NULL, *pieces = NULL;
+        assert_int_equal(be->ops->alloc(be, (size_t)N * C * esz, &de_b), 0);
+        assert_int_equal(be->ops->alloc(be, (size_t)V * C * esz, &whole), 0);
+        assert_int_equal(be->ops->alloc(be, (size_t)V * C * esz, &pieces), 0);
+        assert_int_equal(be->ops->upload_f32(be, de_b, de, (size_t)N * C), 0);
+        assert_int_equal(be->ops->upload_f32(be, whole, g0, (size_t)V * C), 0);
+        assert_int_equal(be->ops->upload_f32(be, pieces, g0, (size_t)V * C), 0);
+        assert_int_equal(be->ops->encoder_backward(be, whole, NULL, de_b, tok, B, T, C, 0, V), 0);
+        int cuts[] = {11, 8, 3, 0}; /* last rows first, as the backward asks */
+        for (int k = 0; k < 3; k++) {
+            int v1 = cuts[k], v0 = cuts[k + 1];
+            assert_int_equal(be->ops->encoder_backward(be, (char *)pieces + (size_t)v0 * C * esz,
+                                                       NULL, de_b, tok, B, T, C, v0, v1),
+                             0);
+        }
+        assert_memory_equal(whole, pieces, (size_t)V * C * esz);
+        be->ops->free(be, de_b), be->ops->free(be, whole), be->ops->free(be, pieces);
+        free(de), free(g0);
+        be->ops->destroy(be);
+    }
 }
 
 static void test_fp16_storage(void **state)
@@ -622,6 +755,8 @@ int main(void)
         cmocka_unit_test(test_fd_classifier),
         cmocka_unit_test(test_fp16_storage),
         cmocka_unit_test(test_bf16_storage),
+        cmocka_unit_test(test_gemm_tiles),
+        cmocka_unit_test(test_encoder_pieces),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

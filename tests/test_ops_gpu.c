@@ -266,8 +266,8 @@ static void test_encoder(void **state)
     tens_set(&p, &dwte, dwte0);
     tens_set(&p, &dwpe, dwpe0);
     tens dout = tens_rand(&p, (size_t)NT * C, 0.0f, 1.0f);
-    OK(p.cpu->ops->encoder_backward(p.cpu, dwte.c, dwpe.c, dout.c, tokens.c, B, T, C));
-    OK(p.gpu->ops->encoder_backward(p.gpu, dwte.g, dwpe.g, dout.g, tokens.g, B, T, C));
+    OK(p.cpu->ops->encoder_backward(p.cpu, dwte.c, dwpe.c, dout.c, tokens.c, B, T, C, 0, V));
+    OK(p.gpu->ops->encoder_backward(p.gpu, dwte.g, dwpe.g, dout.g, tokens.g, B, T, C, 0, V));
     check(&p, &dwte, "encoder dwte", tol_for(p.dt, 1, 1));
     check(&p, &dwpe, "encoder dwpe", tol_for(p.dt, 0, 1));
 
@@ -275,7 +275,7 @@ static void test_encoder(void **state)
     void *w1 = gpu_bits(&p, &dwte), *e1 = gpu_bits(&p, &dwpe);
     tens_set_one(p.gpu, &dwte, dwte.g, dwte0);
     tens_set_one(p.gpu, &dwpe, dwpe.g, dwpe0);
-    OK(p.gpu->ops->encoder_backward(p.gpu, dwte.g, dwpe.g, dout.g, tokens.g, B, T, C));
+    OK(p.gpu->ops->encoder_backward(p.gpu, dwte.g, dwpe.g, dout.g, tokens.g, B, T, C, 0, V));
     void *w2 = gpu_bits(&p, &dwte), *e2 = gpu_bits(&p, &dwpe);
     expect_same_bits(&p, w1, w2, &dwte, "encoder dwte");
     expect_same_bits(&p, e1, e2, &dwpe, "encoder dwpe");

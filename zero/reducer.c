@@ -7,7 +7,7 @@
 #include "zero/reducer.h"
 
 enum { IN_BUCKET0 = 0, IN_BUCKET1 = 1, IN_OWN = 2, IN_LARGE0 = 3 };
-enum { NO_SLOT = 0, SLOT_OUT = 1, SLOT_READY = 2 };
+enum { NO_SLOT = 0, SLOT_OUT = 1, SLOT_READY = 2, SLOT_PIECES = 3 /* some pieces written */ };
 
 static void *at(void *base, size_t elems, size_t esz) { return (char *)base + elems * esz; }
 
@@ -72,10 +72,14 @@ dsrt_status zero_reducer_init(zero_reducer *r, const zero_reducer_opts *o, dsrt_
         r->where = calloc(n_params, 1);
         r->slot = calloc(n_params, sizeof *r->slot);
         r->own = calloc(n_params, sizeof *r->own);
-        if (!r->state || !r->where || !r->slot || !r->own)
+        r->next_end = calloc(n_params, sizeof *r->next_end);
+        r->pieces_ok = calloc(n_params, 1);
+        if (!r->state || !r->where || !r->slot || !r->own || !r->next_end || !r->pieces_ok)
             return dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "engine_create: gradient slots");
         for (size_t i = 0; i < n_params; i++) {
-            if (accumulates && accumulates[i])
+            if (accumulates && accumulates[i] == ZERO_GRAD_PIECES)
+                r->pieces_ok[i] = 1; /* through the buckets a piece at a time: no staging */
+            else if (accumulates && accumulates[i])
                 DSRT_TRY(be->ops->alloc(be, numel[i] * r->esz, &r->own[i]));
             else if (numel[i] > r->cap && numel[i] > r->large_cap)
                 r->large_cap = numel[i];
@@ -118,6 +122,8 @@ void zero_reducer_free(zero_reducer *r)
     free(r->where);
     free(r->slot);
     free(r->own);
+    free(r->next_end);
+    free(r->pieces_ok);
     free(r->counts);
     memset(r, 0, sizeof *r);
 }
@@ -343,6 +349,10 @@ dsrt_status zero_reducer_slot(zero_reducer *r, size_t p, void **out)
     if (r->state[p] == SLOT_READY)
         return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
                               "gradient slot: parameter %zu was already marked ready in this micro-step", p);
+    if (r->state[p] == SLOT_PIECES)
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
+                              "gradient slot: parameter %zu is half delivered in pieces (%zu elements left)", p,
+                              r->next_end[p]);
     size_t n = r->numel[p];
     dsrt_backend *be = r->be;
     void *s;
@@ -388,6 +398,95 @@ dsrt_status zero_reducer_slot_fn(void *reducer, size_t p, void **out)
     return st;
 }
 
+dsrt_status zero_reducer_slot_piece(zero_reducer *r, size_t p, size_t end, size_t unit, size_t *off,
+                                    void **out)
+{
+    *out = NULL;
+    *off = end;
+    if (!r->o.slots || !r->hooks_on)
+        return dsrt_error_set(DSRT_STATUS_INTERNAL, "gradient pieces asked for outside a reducing micro-step");
+    if (p >= r->n_params || !r->pieces_ok[p])
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
+                              "gradient piece: parameter %zu was not registered to come in pieces", p);
+    size_t n_all = r->numel[p];
+    if (unit == 0 || unit > r->cap || end == 0 || end > n_all)
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
+                              "gradient piece of parameter %zu: end %zu of %zu, unit %zu, buckets of %zu "
+                              "elements",
+                              p, end, n_all, unit, r->cap);
+    if (r->state[p] == SLOT_OUT || r->state[p] == SLOT_READY)
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
+                              "gradient piece of parameter %zu asked while %s", p,
+                              r->state[p] == SLOT_OUT ? "its previous piece is not done"
+                                                      : "it is already complete in this micro-step");
+    size_t want_end = r->state[p] == SLOT_PIECES ? r->next_end[p] : n_all;
+    if (end != want_end)
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
+                              "gradient piece of parameter %zu: pieces go from its end down; asked to end "
+                              "at %zu, the next ends at %zu",
+                              p, end, want_end);
+    zero_bucket *k = &r->bk[r->cur];
+    size_t room = k->closed ? 0 : r->cap - k->fill;
+    if (room < end && room < unit) {
+        DSRT_TRY(advance(r));
+        k = &r->bk[r->cur];
+        room = r->cap - k->fill;
+    }
+    size_t n = end <= room ? end : room / unit * unit;
+    size_t pos = r->cap - k->fill - n;
+    k->pieces[k->npieces++] = (zero_piece){p, end - n, n, pos};
+    k->fill += n;
+    k->outstanding++;
+    r->where[p] = (signed char)r->cur;
+    void *s = at(k->buf, pos, r->esz);
+    DSRT_TRY(r->be->ops->memset0(r->be, s, n * r->esz));
+    r->state[p] = SLOT_OUT;
+    r->slot[p] = s;
+    r->next_end[p] = end - n;
+    *off = end - n;
+    *out = s;
+    return DSRT_STATUS_OK;
+}
+
+dsrt_status zero_reducer_piece_done(zero_reducer *r, size_t p, size_t off)
+{
+    if (p >= r->n_params || !r->pieces_ok || !r->pieces_ok[p] || r->state[p] != SLOT_OUT ||
+        off != r->next_end[p])
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
+                              "gradient piece of parameter %zu starting at %zu: no such piece is out", p, off);
+    int w = r->where[p];
+    zero_bucket *k = &r->bk[w];
+    k->outstanding--;
+    if (off == 0) { /* the last piece: the parameter is complete */
+        r->state[p] = SLOT_READY;
+        r->seen[p] = 1;
+    } else
+        r->state[p] = SLOT_PIECES;
+    if (k->fill == r->cap && w == r->cur && !k->outstanding)
+        return advance(r);
+    if (k->closed && !k->outstanding && w != r->cur)
+        return flush(r, w);
+    return DSRT_STATUS_OK;
+}
+
+dsrt_status zero_reducer_piece_fn(void *reducer, size_t p, size_t end, size_t unit, size_t *off, void **out)
+{
+    zero_reducer *r = reducer;
+    dsrt_status st = zero_reducer_slot_piece(r, p, end, unit, off, out);
+    if (st)
+        keep_failure(r, st);
+    return st;
+}
+
+dsrt_status zero_reducer_piece_done_fn(void *reducer, size_t p, size_t off)
+{
+    zero_reducer *r = reducer;
+    dsrt_status st = zero_reducer_piece_done(r, p, off);
+    if (st)
+        keep_failure(r, st);
+    return st;
+}
+
 /* Slots mode: parameter p's slot is written. */
 static dsrt_status slot_ready(zero_reducer *r, size_t p)
 {
@@ -408,10 +507,29 @@ static dsrt_status slot_ready(zero_reducer *r, size_t p)
     return DSRT_STATUS_OK;
 }
 
+/* What is left of a parameter that comes in pieces, delivered as zeros
+ * (nothing wrote it this micro-step). */
+static dsrt_status pieces_rest_zero(zero_reducer *r, size_t p)
+{
+    if (r->state[p] == SLOT_OUT)
+        DSRT_TRY(zero_reducer_piece_done(r, p, r->next_end[p]));
+    size_t end = r->state[p] == SLOT_PIECES ? r->next_end[p] : r->numel[p];
+    while (r->state[p] != SLOT_READY && end) {
+        size_t off;
+        void *s;
+        DSRT_TRY(zero_reducer_slot_piece(r, p, end, 1, &off, &s));
+        DSRT_TRY(zero_reducer_piece_done(r, p, off));
+        end = off;
+    }
+    return DSRT_STATUS_OK;
+}
+
 static dsrt_status ready(zero_reducer *r, size_t p)
 {
     if (!r->o.slots)
         return add_param(r, p, at(r->grads, r->offset[p], r->esz));
+    if (r->pieces_ok[p])
+        return pieces_rest_zero(r, p);
     if (r->state[p] == NO_SLOT) {
         /* nothing was written for it this micro-step: its gradient is zero */
         void *s;
@@ -443,7 +561,7 @@ dsrt_status zero_reducer_drain(zero_reducer *r)
     for (size_t i = r->n_params; r->o.slots && i-- > 0;)
         if (!r->seen[i] && r->state[i] == SLOT_OUT) {
             r->seen[i] = 1;
-            DSRT_TRY(slot_ready(r, i));
+            DSRT_TRY(r->pieces_ok[i] ? pieces_rest_zero(r, i) : slot_ready(r, i));
         }
     for (size_t i = r->n_params; i-- > 0;)
         if (!r->seen[i]) {

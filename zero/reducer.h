@@ -33,10 +33,13 @@
  *         bucket (DeepSpeed's contiguous IPG buffer). A bucket that is full
  *         is reduced once every slot in it is ready, and reused only after
  *         that reduction completed. A parameter whose gradient accumulates
- *         over the whole backward (`accumulates`: GPT-2's tied wte/lm_head)
- *         keeps its own buffer; one larger than a bucket is staged in one of
- *         two scratch halves (DeepSpeed's extra-large parameter); both are
- *         copied into buckets when ready. Without overlap_comm the second
+ *         over the whole backward (ZERO_GRAD_OWN) keeps its own buffer; one
+ *         larger than a bucket is staged in one of two scratch halves
+ *         (DeepSpeed's extra-large parameter); both are copied into buckets
+ *         when ready. A model that can write a gradient in pieces
+ *         (ZERO_GRAD_PIECES: GPT-2's tied wte/lm_head, made at the end of
+ *         the backward a block of rows at a time) gets bucket room for one
+ *         piece at a time and needs neither. Without overlap_comm the second
  *         bucket is allocated only if a slot has to wait for one.
  *
  * A micro-step: zero_reducer_begin, then per parameter zero_reducer_slot (slots
@@ -114,6 +117,8 @@ typedef struct zero_reducer {
     signed char *where;           /* (n_params) 0/1 bucket, 2 own buffer, 3/4 large half */
     void **slot;                  /* (n_params) where the gradient is written */
     void **own;                   /* (n_params) own buffers of accumulating parameters */
+    unsigned char *pieces_ok;     /* (n_params) delivered in pieces (zero_reducer_slot_piece) */
+    size_t *next_end;             /* (n_params) where the next piece ends */
     void *large;                  /* 2 x large_cap elements */
     size_t large_cap;
     long large_user[2];           /* parameter staged in each half, -1 free */
@@ -124,10 +129,16 @@ typedef struct zero_reducer {
     char err_msg[1024];
 } zero_reducer;
 
+/* How a parameter's gradient arrives in slots mode (zero_reducer_init's
+ * `accumulates`): in one slot (0), in its own buffer (ZERO_GRAD_OWN), or a
+ * piece at a time from its end down (ZERO_GRAD_PIECES: no staging, however
+ * large; GPT-2's tied wte). */
+enum { ZERO_GRAD_SLOT = 0, ZERO_GRAD_OWN = 1, ZERO_GRAD_PIECES = 2 };
+
 /* Parameters are given by their offset and size in `grads` (in registration
  * order) and must match `lay`. Copy mode needs `grads`; slots mode takes
- * NULL, and `accumulates` (n_params flags, or NULL) names the parameters that
- * keep their own gradient buffer. */
+ * NULL, and `accumulates` (n_params ZERO_GRAD_* values, or NULL: all slots)
+ * says how each gradient arrives. */
 dsrt_status zero_reducer_init(zero_reducer *r, const zero_reducer_opts *o, dsrt_backend *be,
                               dsrt_comm *comm, const zero_layout *lay, int rank, const size_t *offset,
                               const size_t *numel, size_t n_params, void *grads, void *pgrad, size_t P,
@@ -144,6 +155,19 @@ void zero_reducer_begin(zero_reducer *r, bool reduce, bool hooks, long long step
 dsrt_status zero_reducer_slot(zero_reducer *r, size_t p, void **out);
 /* The same as the model's slot callback (model/gpt2.h). */
 dsrt_status zero_reducer_slot_fn(void *reducer, size_t p, void **out);
+/* Slots mode, a parameter registered ZERO_GRAD_PIECES: zeroed memory for its
+ * elements [*off, end), as many as fit the open bucket in multiples of `unit`
+ * (at least one unit: a bucket with less room is reduced first; unit <= the
+ * bucket size). The first piece ends at numel, each next one where the last
+ * began; each is marked written with zero_reducer_piece_done before the next
+ * is asked. The piece starting at 0 completes the parameter (its hook's
+ * ready is then ignored). */
+dsrt_status zero_reducer_slot_piece(zero_reducer *r, size_t p, size_t end, size_t unit, size_t *off,
+                                    void **out);
+dsrt_status zero_reducer_piece_done(zero_reducer *r, size_t p, size_t off);
+/* The same as the model's piece callbacks (model/gpt2.h); failures are kept. */
+dsrt_status zero_reducer_piece_fn(void *reducer, size_t p, size_t end, size_t unit, size_t *off, void **out);
+dsrt_status zero_reducer_piece_done_fn(void *reducer, size_t p, size_t off);
 /* Parameter p's gradient is complete. Ignored unless hooks are on and p is
  * new this micro-step. A failure is kept for zero_reducer_status. */
 void zero_reducer_ready(zero_reducer *r, size_t p);

@@ -108,13 +108,11 @@ static dsrt_status cpu_reserve(dsrt_backend *be, const dsrt_backend_shapes *s)
     if (!cb->att_work)
         return dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "cpu backend: attention work rows");
     if (be->dt != DSRT_F32) {
+        /* what layernorm and attention widen whole (activation-sized); the
+         * matmuls go through gemm.c's tiles, the classifier a row at a time */
         size_t n = 0;
-        n = max_sz(n, N * (size_t)max_sz(s->max_K, s->max_OC));
-        n = max_sz(n, (size_t)s->max_K * s->max_OC);
-        n = max_sz(n, att);
         n = max_sz(n, N * 3 * (size_t)s->C);
-        n = max_sz(n, N * (size_t)s->V);
-        n = max_sz(n, (size_t)s->V * s->C);
+        n = max_sz(n, att);
         cb->slot_n = n;
         for (int i = 0; i < CPU_SCRATCH_SLOTS; i++) {
             cb->slot[i] = dsrt_cpu_alloc(n * sizeof(float));
@@ -123,6 +121,14 @@ static dsrt_status cpu_reserve(dsrt_backend *be, const dsrt_backend_shapes *s)
                                       "cpu backend: fp32 staging for %s (%zu bytes)",
                                       dsrt_dtype_name(be->dt), n * sizeof(float));
         }
+        size_t ab = (size_t)CPU_GEMM_TK * (CPU_GEMM_TM > CPU_GEMM_TN ? CPU_GEMM_TM : CPU_GEMM_TN);
+        cb->gemm_a = dsrt_cpu_alloc(ab * sizeof(float));
+        cb->gemm_b = dsrt_cpu_alloc(ab * sizeof(float));
+        cb->gemm_c = dsrt_cpu_alloc((size_t)CPU_GEMM_TM * CPU_GEMM_TN * sizeof(float));
+        cb->cls_work = dsrt_cpu_alloc((size_t)threads * (size_t)(s->V > 0 ? s->V : 1) * sizeof(float));
+        if (!cb->gemm_a || !cb->gemm_b || !cb->gemm_c || !cb->cls_work)
+            return dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "cpu backend: fp32 tiles for %s",
+                                  dsrt_dtype_name(be->dt));
     }
     cb->reserved = true;
     return DSRT_STATUS_OK;
@@ -141,6 +147,10 @@ static void cpu_destroy(dsrt_backend *be)
     cpu_backend *cb = cpu_of(be);
     for (int i = 0; i < CPU_SCRATCH_SLOTS; i++)
         dsrt_cpu_free(cb->slot[i]);
+    dsrt_cpu_free(cb->gemm_a);
+    dsrt_cpu_free(cb->gemm_b);
+    dsrt_cpu_free(cb->gemm_c);
+    dsrt_cpu_free(cb->cls_work);
     dsrt_cpu_free(cb->att_work);
     free(cb);
 }
@@ -162,6 +172,7 @@ static const dsrt_backend_ops cpu_ops = {
     .layernorm_backward = cpu_layernorm_backward,
     .matmul_forward = cpu_matmul_forward,
     .matmul_backward = cpu_matmul_backward,
+    .gemm = cpu_gemm,
     .attention_forward = cpu_attention_forward,
     .attention_backward = cpu_attention_backward,
     .gelu_forward = cpu_gelu_forward,
@@ -191,6 +202,7 @@ dsrt_status dsrt_backend_cpu_create(dsrt_dtype dt, dsrt_backend **out)
     be->dt = dt;
     be->impl = cb;
     be->ops = &cpu_ops;
+    dsrt_cpu_set_gemm_tiles(be, 0, 0, 0);
     *out = be;
     return DSRT_STATUS_OK;
 }

@@ -4,29 +4,43 @@
  *   grad:     logits[i] <- (softmax(logits[i]) - onehot(target[i])) * dloss
  *             (a zero row when the target is ignored)
  * dloss carries the loss scale and the 1/(number of counted targets) of the
- * mean, so the gradient is that of the scaled mean loss. */
+ * mean, so the gradient is that of the scaled mean loss. 16-bit logits are
+ * widened a row at a time into the thread's fp32 row (reserve()d) and the
+ * gradient row rounded once on the way back. */
 #include <math.h>
 
 #include "kernels/common/softmax.h"
+#include <omp.h>
+
 #include "kernels/cpu/cpu_common.h"
 
 dsrt_status cpu_classifier_forward(dsrt_backend *be, float *losses, void *logits,
                                    const int32_t *targets, int N, int V, float dloss, int grad)
 {
-    size_t n = (size_t)N * V;
-    dsrt_status st = cpu_check_reserved(be, n, "classifier_forward");
-    if (st)
-        return st;
-    float *lg = cpu_out(be, 0, logits, n, true);
-#pragma omp parallel for schedule(static)
+    cpu_backend *cb = cpu_of(be);
+    dsrt_dtype dt = be->dt;
+    if (dt != DSRT_F32 && (!cb->cls_work || V > cb->shapes.V))
+        return dsrt_error_set(DSRT_STATUS_INTERNAL,
+                              "cpu backend: classifier_forward over %d classes exceeds the "
+                              "reserved shapes; call reserve() with the largest shapes",
+                              V);
+#pragma omp parallel for schedule(static) num_threads(dt == DSRT_F32 ? omp_get_max_threads() : cb->threads)
     for (int i = 0; i < N; i++) {
-        float *row = lg + (size_t)i * V;
+        float *row;
+        if (dt == DSRT_F32)
+            row = (float *)logits + (size_t)i * V;
+        else {
+            row = cb->cls_work + (size_t)omp_get_thread_num() * cb->shapes.V;
+            cpu_convert_in(dt, row, (const uint16_t *)logits + (size_t)i * V, (size_t)V);
+        }
         int tgt = targets[i];
         if (tgt == DSRT_IGNORE_INDEX) {
             losses[i] = 0.0f;
             if (grad)
                 for (int j = 0; j < V; j++)
                     row[j] = 0.0f;
+            if (grad && dt != DSRT_F32)
+                cpu_convert_out(dt, (uint16_t *)logits + (size_t)i * V, row, (size_t)V);
             continue;
         }
         float mx = -INFINITY;
@@ -41,9 +55,9 @@ dsrt_status cpu_classifier_forward(dsrt_backend *be, float *losses, void *logits
             float inv = 1.0f / sum;
             for (int j = 0; j < V; j++)
                 row[j] = dsrt_xent_grad(expf(row[j] - mx) * inv, j == tgt, dloss);
+            if (dt != DSRT_F32)
+                cpu_convert_out(dt, (uint16_t *)logits + (size_t)i * V, row, (size_t)V);
         }
     }
-    if (grad)
-        cpu_out_put(be, logits, lg, n);
     return DSRT_STATUS_OK;
 }

@@ -12,14 +12,22 @@
 #include "base/internal.h"
 
 enum { CPU_SCRATCH_SLOTS = 6 };
+/* gemm.c's fp32 tiles for 16-bit storage: C tiles of TM x TN, inner chunks of
+ * at most TK (A block TM x TK, B block TK x TN) */
+enum { CPU_GEMM_TM = 1024, CPU_GEMM_TN = 1024, CPU_GEMM_TK = 2048 };
 
 typedef struct cpu_backend {
     dsrt_backend base;
     dsrt_backend_shapes shapes;
     bool reserved;
-    /* fp32 staging for 16-bit storage (unused for fp32) */
+    /* fp32 staging for 16-bit storage (unused for fp32): the element-wise and
+     * attention ops' operands (activation-sized), gemm.c's tiles, and one
+     * logits row per thread for the classifier */
     float *slot[CPU_SCRATCH_SLOTS];
     size_t slot_n; /* floats per slot */
+    float *gemm_a, *gemm_b, *gemm_c;
+    int gemm_tm, gemm_tn, gemm_tk; /* tile sizes in use (tests shrink them) */
+    float *cls_work; /* threads x V */
     /* attention: per-thread (T,T) fp32 work rows */
     float *att_work;
     size_t att_work_n; /* floats per thread */
@@ -46,6 +54,14 @@ void cpu_out_put(dsrt_backend *be, void *p, const float *f, size_t n);
 /* Is a 16-bit run missing its reserve()? (ops need the scratch) */
 dsrt_status cpu_check_reserved(dsrt_backend *be, size_t n, const char *op);
 
+/* ---- gemm.c: row-major C (M,N) = op(A) (M,K) . op(B) (K,N) on the storage
+ * type, fp32 accumulation, each C element rounded once. C starts from zero,
+ * from its old values (+=) or from `bias` (N) on every row. */
+typedef enum { CPU_C_ZERO, CPU_C_LOAD, CPU_C_BIAS } cpu_c_init;
+dsrt_status cpu_gemm_typed(dsrt_backend *be, int ta, int tb, int M, int N, int K, const void *A,
+                           int lda, const void *B, int ldb, void *C, int ldc, cpu_c_init init,
+                           const void *bias);
+
 /* the op table (one file each) */
 dsrt_status cpu_convert(dsrt_backend *be, void *dst, dsrt_dtype dst_dt, const void *src,
                         dsrt_dtype src_dt, size_t n);
@@ -55,7 +71,7 @@ dsrt_status cpu_copy_bytes(dsrt_backend *be, void *dst, const void *src, size_t 
 dsrt_status cpu_encoder_forward(dsrt_backend *be, void *out, const int32_t *tokens, const void *wte,
                                 const void *wpe, int B, int T, int C);
 dsrt_status cpu_encoder_backward(dsrt_backend *be, void *dwte, void *dwpe, const void *dout,
-                                 const int32_t *tokens, int B, int T, int C);
+                                 const int32_t *tokens, int B, int T, int C, int v0, int v1);
 dsrt_status cpu_layernorm_forward(dsrt_backend *be, void *out, float *mean, float *rstd,
                                   const void *inp, const void *w, const void *b, int N, int C,
                                   float eps);
@@ -79,6 +95,8 @@ dsrt_status cpu_residual_forward(dsrt_backend *be, void *out, const void *a, con
 dsrt_status cpu_residual_backward(dsrt_backend *be, void *da, void *db, const void *dout, size_t n);
 dsrt_status cpu_classifier_forward(dsrt_backend *be, float *losses, void *logits,
                                    const int32_t *targets, int N, int V, float dloss, int grad);
+dsrt_status cpu_gemm(dsrt_backend *be, int ta, int tb, int M, int N, int K, const void *A, int lda,
+                     const void *B, int ldb, void *C, int ldc, int accumulate);
 dsrt_status cpu_grad_stats(dsrt_backend *be, const void *grads, size_t n, double *sumsq,
                            int *nonfinite);
 dsrt_status cpu_adamw_step(dsrt_backend *be, void *params, float *master, float *m, float *v,

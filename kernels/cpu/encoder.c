@@ -1,6 +1,7 @@
 /* Token + position embedding (GPT-2's "encoder"):
  *   out[b,t,:] = wte[tokens[b,t],:] + wpe[t,:]
- * backward scatters dout into dwte (by token) and dwpe (by position), +=.
+ * backward scatters dout into dwte (by token) and dwpe (by position), +=;
+ * dwte holds rows [v0, v1) and other tokens are skipped; either may be NULL.
  * The backward runs rows in order so repeated tokens add up in one fixed
  * order (deterministic). Token ids must be in [0, V); the model checks them
  * before they reach a kernel. */
@@ -28,22 +29,26 @@ dsrt_status cpu_encoder_forward(dsrt_backend *be, void *out, const int32_t *toke
 }
 
 dsrt_status cpu_encoder_backward(dsrt_backend *be, void *dwte, void *dwpe, const void *dout,
-                                 const int32_t *tokens, int B, int T, int C)
+                                 const int32_t *tokens, int B, int T, int C, int v0, int v1)
 {
     dsrt_dtype dt = be->dt;
     if (dt == DSRT_F32) {
-        /* dwpe: positions are independent, split over channels-free rows */
+        if (dwpe) {
+            /* dwpe: positions are independent, split over channels-free rows */
 #pragma omp parallel for schedule(static)
-        for (int t = 0; t < T; t++) {
-            float *g = (float *)dwpe + (size_t)t * C;
-            for (int b = 0; b < B; b++) {
-                const float *d = (const float *)dout + ((size_t)b * T + t) * C;
-                for (int c = 0; c < C; c++)
-                    g[c] += d[c];
+            for (int t = 0; t < T; t++) {
+                float *g = (float *)dwpe + (size_t)t * C;
+                for (int b = 0; b < B; b++) {
+                    const float *d = (const float *)dout + ((size_t)b * T + t) * C;
+                    for (int c = 0; c < C; c++)
+                        g[c] += d[c];
+                }
             }
         }
-        for (int bt = 0; bt < B * T; bt++) {
-            float *g = (float *)dwte + (size_t)tokens[bt] * C;
+        for (int bt = 0; dwte && bt < B * T; bt++) {
+            if (tokens[bt] < v0 || tokens[bt] >= v1)
+                continue;
+            float *g = (float *)dwte + (size_t)(tokens[bt] - v0) * C;
             const float *d = (const float *)dout + (size_t)bt * C;
             for (int c = 0; c < C; c++)
                 g[c] += d[c];
@@ -53,8 +58,8 @@ dsrt_status cpu_encoder_backward(dsrt_backend *be, void *dwte, void *dwpe, const
     /* 16-bit: each gradient element is read once, summed in fp32 over every
      * contribution, and rounded once (what a GPU kernel that gathers the
      * contributions per row does). */
-#pragma omp parallel for schedule(static)
-    for (int t = 0; t < T; t++) {
+#pragma omp parallel for schedule(static) if (dwpe)
+    for (int t = 0; t < (dwpe ? T : 0); t++) {
         for (int c = 0; c < C; c++) {
             size_t gi = (size_t)t * C + c;
             float acc = dsrt_load(dt, dwpe, gi);
@@ -63,15 +68,17 @@ dsrt_status cpu_encoder_backward(dsrt_backend *be, void *dwte, void *dwpe, const
             dsrt_store(dt, dwpe, gi, acc);
         }
     }
-    for (int bt = 0; bt < B * T; bt++) {
+    for (int bt = 0; dwte && bt < B * T; bt++) {
         /* the first occurrence of a token gathers every later one */
         int tok = tokens[bt], seen = 0;
+        if (tok < v0 || tok >= v1)
+            continue;
         for (int j = 0; j < bt && !seen; j++)
             seen = tokens[j] == tok;
         if (seen)
             continue;
         for (int c = 0; c < C; c++) {
-            size_t gi = (size_t)tok * C + c;
+            size_t gi = (size_t)(tok - v0) * C + c;
             float acc = dsrt_load(dt, dwte, gi);
             for (int j = bt; j < B * T; j++)
                 if (tokens[j] == tok)

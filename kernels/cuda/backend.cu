@@ -325,6 +325,7 @@ static const dsrt_backend_ops cuda_ops = {
     /* .layernorm_backward = */ cuda_layernorm_backward,
     /* .matmul_forward = */ cuda_matmul_forward,
     /* .matmul_backward = */ cuda_matmul_backward,
+    /* .gemm = */ cuda_gemm_op,
     /* .attention_forward = */ cuda_attention_forward,
     /* .attention_backward = */ cuda_attention_backward,
     /* .gelu_forward = */ cuda_gelu_forward,

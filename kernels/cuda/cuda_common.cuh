@@ -208,7 +208,7 @@ dsrt_status cuda_gemm(cuda_backend *cb, bool tA, bool tB, int M, int N, int K, f
 dsrt_status cuda_encoder_forward(dsrt_backend *be, void *out, const int32_t *tokens,
                                  const void *wte, const void *wpe, int B, int T, int C);
 dsrt_status cuda_encoder_backward(dsrt_backend *be, void *dwte, void *dwpe, const void *dout,
-                                  const int32_t *tokens, int B, int T, int C);
+                                  const int32_t *tokens, int B, int T, int C, int v0, int v1);
 /* cub's temporary storage for sorting n encoder keys (reserve() sizes it) */
 dsrt_status cuda_encoder_sort_bytes(size_t n, size_t *bytes);
 dsrt_status cuda_layernorm_forward(dsrt_backend *be, void *out, float *mean, float *rstd,
@@ -222,6 +222,8 @@ dsrt_status cuda_matmul_forward(dsrt_backend *be, void *out, const void *inp, co
 dsrt_status cuda_matmul_backward(dsrt_backend *be, void *dinp, void *dw, void *dbias,
                                  const void *dout, const void *inp, const void *w, int N, int K,
                                  int OC, dsrt_wlayout wl);
+dsrt_status cuda_gemm_op(dsrt_backend *be, int ta, int tb, int M, int N, int K, const void *A,
+                         int lda, const void *B, int ldb, void *C, int ldc, int accumulate);
 dsrt_status cuda_attention_forward(dsrt_backend *be, void *out, void *att, const void *qkv, int B,
                                    int T, int C, int NH);
 dsrt_status cuda_attention_backward(dsrt_backend *be, void *dqkv, const void *dout, const void *qkv,

@@ -55,16 +55,19 @@ __global__ void encoder_keys_kernel(uint64_t *keys, const int32_t *tokens, int N
 /* grid (N, channel blocks): block x owns sorted key x when it starts a run of
  * one token; it adds the run's dout rows, in position order, to dwte[token]. */
 template <typename S>
-__global__ void encoder_dwte_kernel(S *dwte, const S *dout, const uint64_t *sorted, int N, int C)
+__global__ void encoder_dwte_kernel(S *dwte, const S *dout, const uint64_t *sorted, int N, int C,
+                                    uint32_t v0, uint32_t v1)
 {
     int i = blockIdx.x;
     uint32_t tok = (uint32_t)(sorted[i] >> 32);
     if (i > 0 && (uint32_t)(sorted[i - 1] >> 32) == tok)
         return; /* not the first position of this token */
+    if (tok < v0 || tok >= v1)
+        return; /* outside the rows this call fills */
     int c = blockIdx.y * blockDim.x + threadIdx.x;
     if (c >= C)
         return;
-    size_t g = (size_t)tok * C + c;
+    size_t g = (size_t)(tok - v0) * C + c;
     float acc = to_f32(dwte[g]);
     for (int j = i; j < N; j++) {
         uint64_t k = sorted[j];
@@ -100,12 +103,16 @@ static dsrt_status encoder_forward(cuda_backend *cb, void *out, const int32_t *t
 
 template <typename S>
 static dsrt_status encoder_backward(cuda_backend *cb, void *dwte, void *dwpe, const void *dout,
-                                    const int32_t *tokens, int B, int T, int C)
+                                    const int32_t *tokens, int B, int T, int C, int v0, int v1)
 {
     int N = B * T;
-    encoder_dwpe_kernel<S><<<cuda_blocks((size_t)T * C, 256), 256, 0, cb->stream>>>(
-        (S *)dwpe, (const S *)dout, B, T, C);
-    CUDA_LAUNCHED(encoder_dwpe_kernel);
+    if (dwpe) {
+        encoder_dwpe_kernel<S><<<cuda_blocks((size_t)T * C, 256), 256, 0, cb->stream>>>(
+            (S *)dwpe, (const S *)dout, B, T, C);
+        CUDA_LAUNCHED(encoder_dwpe_kernel);
+    }
+    if (!dwte || v1 <= v0)
+        return DSRT_STATUS_OK;
 
     uint64_t *keys = cb->enc_keys, *sorted = cb->enc_keys + cb->enc_n; // (N), (N)
     encoder_keys_kernel<<<(unsigned)((N + 255) / 256), 256, 0, cb->stream>>>(keys, tokens, N);
@@ -117,7 +124,8 @@ static dsrt_status encoder_backward(cuda_backend *cb, void *dwte, void *dwpe, co
     CUDA_CHECK(cub::DeviceRadixSort::SortKeys(cb->enc_sort_tmp, bytes, (const uint64_t *)keys,
                                               sorted, N, 0, 64, cb->stream));
     dim3 grid((unsigned)N, (unsigned)((C + 255) / 256));
-    encoder_dwte_kernel<S><<<grid, 256, 0, cb->stream>>>((S *)dwte, (const S *)dout, sorted, N, C);
+    encoder_dwte_kernel<S><<<grid, 256, 0, cb->stream>>>((S *)dwte, (const S *)dout, sorted, N, C,
+                                                          (uint32_t)v0, (uint32_t)v1);
     CUDA_LAUNCHED(encoder_dwte_kernel);
     return DSRT_STATUS_OK;
 }
@@ -145,13 +153,16 @@ dsrt_status cuda_encoder_forward(dsrt_backend *be, void *out, const int32_t *tok
 }
 
 dsrt_status cuda_encoder_backward(dsrt_backend *be, void *dwte, void *dwpe, const void *dout,
-                                  const int32_t *tokens, int B, int T, int C)
+                                  const int32_t *tokens, int B, int T, int C, int v0, int v1)
 {
     cuda_backend *cb = cuda_of(be);
     DSRT_TRY(check_dims("encoder_backward", B, T, C));
+    if (v0 < 0 || v1 < v0)
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
+                              "cuda backend: encoder_backward: rows [%d, %d)", v0, v1);
     if (B == 0 || T == 0)
         return DSRT_STATUS_OK;
     DSRT_TRY(cuda_need(cb, (size_t)B * T, cb->enc_n, "encoder_backward", "token positions"));
     DSRT_TRY(cuda_enter(cb));
-    CUDA_DISPATCH(be->dt, encoder_backward, cb, dwte, dwpe, dout, tokens, B, T, C);
+    CUDA_DISPATCH(be->dt, encoder_backward, cb, dwte, dwpe, dout, tokens, B, T, C, v0, v1);
 }

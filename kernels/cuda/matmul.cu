@@ -168,3 +168,34 @@ dsrt_status cuda_matmul_backward(dsrt_backend *be, void *dinp, void *dw, void *d
     DSRT_TRY(cuda_enter(cb));
     CUDA_DISPATCH(be->dt, matmul_backward, cb, dinp, dw, dbias, dout, inp, w, N, K, OC, wl);
 }
+
+template <typename S>
+static dsrt_status gemm_op(cuda_backend *cb, int ta, int tb, int M, int N, int K, const void *A,
+                           int lda, const void *B, int ldb, void *C, int ldc, int accumulate)
+{
+    const cudaDataType_t t = cuda_dtype<S>::value;
+    return cuda_gemm(cb, ta != 0, tb != 0, M, N, K, 1.0f, A, t, lda, 0, B, t, ldb, 0,
+                     accumulate ? 1.0f : 0.0f, C, t, ldc, 0, 1);
+}
+
+dsrt_status cuda_gemm_op(dsrt_backend *be, int ta, int tb, int M, int N, int K, const void *A,
+                         int lda, const void *B, int ldb, void *C, int ldc, int accumulate)
+{
+    cuda_backend *cb = cuda_of(be);
+    if (M < 0 || N < 0 || K < 0)
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT, "cuda backend: gemm: M=%d N=%d K=%d",
+                              M, N, K);
+    if (M == 0 || N == 0)
+        return DSRT_STATUS_OK;
+    DSRT_TRY(cuda_enter(cb));
+    if (K == 0) {
+        if (accumulate)
+            return DSRT_STATUS_OK;
+        /* C = 0: a GEMM with K = 0 is not guaranteed to write C */
+        size_t esz = dsrt_dtype_size(be->dt);
+        CUDA_CHECK(cudaMemset2DAsync(C, (size_t)ldc * esz, 0, (size_t)N * esz, (size_t)M,
+                                     cb->stream));
+        return DSRT_STATUS_OK;
+    }
+    CUDA_DISPATCH(be->dt, gemm_op, cb, ta, tb, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+}
