@@ -129,6 +129,26 @@ int main(int argc, char **argv)
         tok[i] = (int32_t)((i * 7919 + rank * 31) % 50000 % 256);
         tgt[i] = (int32_t)((i * 7919 + rank * 31 + 1) % 50000 % 256);
     }
+    /* The process's runtime (OpenBLAS's and OpenMP's per-thread buffers, MPI's
+     * and the comm thread's) comes with the first engine whatever its size:
+     * a throw-away gpt2-tiny step first (WARM=0: none), its growth reported
+     * as `runtime` beside the engine's own peak. */
+    int64_t runtime_kb = 0;
+    const char *warm = getenv("WARM");
+    if (!warm || strcmp(warm, "0")) {
+        int64_t w0 = status_kb("VmRSS:");
+        dsrt_engine_create_args wc = {.struct_size = sizeof wc, .config = cc.config, .model = "gpt2-tiny",
+                                      .seq_len = T, .seed = 1, .dist = dc.dist};
+        CHECK(api->engine_create(&wc), "engine_create (warm-up)");
+        dsrt_engine_train_args wt = {.struct_size = sizeof wt, .engine = wc.engine, .tokens = tok,
+                                     .targets = tgt, .micro_batches = 1};
+        CHECK(api->engine_train(&wt), "engine_train (warm-up)");
+        dsrt_engine_param_args ws = {.struct_size = sizeof ws, .engine = wc.engine, .index = 0};
+        CHECK(api->engine_param(&ws), "engine_param (warm-up)");
+        dsrt_engine_destroy_args wd = {sizeof wd, wc.engine};
+        api->engine_destroy(&wd);
+        runtime_kb = status_kb("VmRSS:") - w0;
+    }
     int64_t base_kb = status_kb("VmRSS:");
     reset_peak();
     dsrt_engine_create_args ec = {.struct_size = sizeof ec, .config = cc.config, .model = model,
@@ -177,12 +197,12 @@ int main(int argc, char **argv)
              "mem model=%s dtype=%s ranks=%d rank=%d stage=%d overlap=%d seq=%d batch=%d bucket=%ld params=%lld "
              "partition=%lld peak=%lld info_params=%lld info_grads=%lld info_transient=%lld info_masters=%lld "
              "info_moments=%lld info_buckets=%lld info_gather=%lld info_total=%lld activations=%lld "
-             "sent_per_step=%.0f recv_per_step=%.0f comm=%s\n",
+             "sent_per_step=%.0f recv_per_step=%.0f comm=%s runtime=%lld\n",
              model, dtype, world, rank, stage, overlap, T, B, bucket, (long long)in.num_parameters,
              (long long)in.partition_size, (long long)((peak_kb - base_kb) * 1024), (long long)in.bytes_params,
              (long long)in.bytes_grads, (long long)in.bytes_grad_transient, (long long)in.bytes_masters,
              (long long)in.bytes_moments, (long long)in.bytes_buckets, (long long)in.bytes_gather,
-             (long long)in.bytes_total, (long long)act, sent, recv, in.comm);
+             (long long)in.bytes_total, (long long)act, sent, recv, in.comm, (long long)runtime_kb * 1024);
     /* rank 0 prints every rank's line, in rank order */
     for (int r = 0; r < world; r++) {
         if (r == rank) {
