@@ -10,6 +10,8 @@
  *     it as the Hugging Face Trainer does; and dsrt refuses an "auto" only the
  *     host can fill (the run's length) where DeepSpeed silently drops it;
  *   - stage 3 / offload run as stage 2 (a warning; an error only when strict);
+ *   - an optimizer or torch schedule dsrt does not implement is refused by
+ *     the reader (never accepted and then refused when training starts);
  *   - scheduler parameters DeepSpeed's schedule constructors refuse at
  *     deepspeed.initialize(), a step upstream_check.tsv does not reach.
  * The host values are the ones dsrt-train passes for a GPT-2 124M run of 1000
@@ -120,6 +122,9 @@ static const char *allowed_difference(const verdict *ours, const upstream *u, co
         return "auto resolved as the HF Trainer does";
     if (!ours->accepted && ds_accepts && strstr(ours->error, "\"auto\""))
         return "auto needs a host value";
+    /* refused by the reader rather than accepted and then refused by training */
+    if (!ours->accepted && ds_accepts && strstr(ours->error, "dsrt implements"))
+        return "an optimizer or schedule dsrt does not implement";
     /* upstream_check.tsv stops at DeepSpeedConfig; the scheduler's constructor
      * (deepspeed.initialize) raises these, so DeepSpeed refuses them too, later */
     if (!ours->accepted && ds_accepts && !strncmp(ours->error, "error: scheduler.params.", 24) &&

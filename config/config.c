@@ -357,6 +357,8 @@ dsrt_status config_create(const dsrt_config_create_args *a, struct dsrt_config *
     if (!st)
         st = cfg_read_scheduler(cfg, json_object_get(root, "scheduler"));
     if (!st)
+        st = config_trainer_defaults(cfg, &hf);
+    if (!st)
         st = resolve_batch(cfg, root);
     if (!st)
         st = check_rules(cfg, root);

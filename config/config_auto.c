@@ -28,7 +28,7 @@
 #define HF_DEFAULT_WD 0.0
 #define HF_DEFAULT_MAX_GRAD_NORM 1.0
 
-typedef enum { HV_INT, HV_FLOAT, HV_BOOL } hv_type;
+typedef enum { HV_INT, HV_FLOAT, HV_BOOL, HV_SCHED } hv_type;
 
 typedef struct hv_spec {
     const char *name;
@@ -55,7 +55,27 @@ static const hv_spec hv_specs[] = {
     HV("bf16", HV_BOOL, has_bf16, bf16, "bf16.enabled"),
     HV("hidden_size", HV_INT, has_hidden_size, hidden_size,
        "zero_optimization.reduce_bucket_size (and the stage-3 bucket sizes)"),
+    HV("lr_scheduler_type", HV_SCHED, has_lr_scheduler_type, lr_scheduler_type,
+       "the schedule when the file has no scheduler block (default linear)"),
 };
+
+static const char *const hf_schedule_names[] = {"linear",   "cosine",   "cosine_with_restarts",
+                                                "polynomial", "constant", "constant_with_warmup",
+                                                "inverse_sqrt"};
+#define N_HF_SCHED (sizeof hf_schedule_names / sizeof hf_schedule_names[0])
+
+int config_hf_schedule_parse(const char *name)
+{
+    for (size_t i = 0; i < N_HF_SCHED; i++)
+        if (!strcmp(name, hf_schedule_names[i]))
+            return (int)i;
+    return -1;
+}
+
+const char *config_hf_schedule_name(int hf)
+{
+    return hf >= 0 && (size_t)hf < N_HF_SCHED ? hf_schedule_names[hf] : "?";
+}
 #define N_HV (sizeof hv_specs / sizeof hv_specs[0])
 
 static dsrt_status hv_error(const char *item, const char *what)
@@ -111,6 +131,14 @@ dsrt_status hf_values_parse(const char *const *items, size_t n, hf_values *out)
             if (!*v || *end || !isfinite(d))
                 return hv_error(item, "the value must be a finite number");
             *(double *)val = d;
+            break;
+        }
+        case HV_SCHED: {
+            int k = config_hf_schedule_parse(v);
+            if (k < 0)
+                return hv_error(item, "the value must be one of linear, cosine, cosine_with_restarts, "
+                                      "polynomial, constant, constant_with_warmup, inverse_sqrt");
+            *(int *)val = k;
             break;
         }
         case HV_BOOL:
@@ -358,11 +386,18 @@ static dsrt_status fill_scheduler(fill_ctx *f, double lr, bool lr_known)
             steps = (int64_t)ceil(hf->warmup_ratio * n);
             snprintf(why, sizeof why, "ceil(warmup_ratio %g x %.0f steps)", hf->warmup_ratio, n);
         }
-        if (steps <= 0)
-            return cfg_reject(f->cfg, "scheduler.params.warmup_num_steps", warm,
-                              "\"auto\" resolves to 0 warmup steps (no warmup_steps or warmup_ratio given), and "
-                              "DeepSpeed >= 0.19.3 requires a positive integer; pass warmup_steps=N or "
-                              "warmup_ratio=R (dsrt-config --set warmup_steps=N) or write a number");
+        if (steps <= 0) {
+            /* The Trainer fills 0 (its warmup_steps default). DeepSpeed 0.19.3+
+             * raises on it; 0.19.2 and earlier ran max(2, 0) = 2 steps. dsrt
+             * runs those 2 steps and says so. */
+            if ((st = cfg_replace_number(f->cfg, warm, 2.0)))
+                return st;
+            return cfg_diag_add(f->cfg, DSRT_DIAG_WARNING, "scheduler.params.warmup_num_steps",
+                                "\"auto\" -> 2: the Trainer fills 0 (no warmup_steps or warmup_ratio given), which "
+                                "DeepSpeed 0.19.3+ refuses (\"warmup_num_steps must be a positive integer\") and "
+                                "0.19.2 and earlier ran as max(2, 0) = 2 steps, as dsrt does; pass warmup_steps=N "
+                                "or warmup_ratio=R to choose");
+        }
         if ((st = fill_number(f, "scheduler.params.warmup_num_steps", warm, (double)steps, true, "warmup_steps", why)))
             return st;
     }
@@ -377,11 +412,16 @@ static dsrt_status fill_zero(fill_ctx *f)
     dsrt_status st;
     char why[128];
     if (cfg_is_auto(rbs)) {
-        if (!hf->has_hidden_size)
-            return cfg_reject(f->cfg, "zero_optimization.reduce_bucket_size", rbs,
-                              "\"auto\" is filled from the model's hidden size (hidden_size x hidden_size); pass "
-                              "hidden_size=N (dsrt-config --set hidden_size=N; dsrt-train knows its model) or "
-                              "write a number");
+        /* without a hidden size the Trainer leaves "auto", which DeepSpeed's
+         * config model drops: its default */
+        if (!hf->has_hidden_size) {
+            if ((st = cfg_replace_number(f->cfg, rbs, 5e8)))
+                return st;
+            return cfg_diag_add(f->cfg, DSRT_DIAG_WARNING, "zero_optimization.reduce_bucket_size",
+                                "\"auto\" -> 500000000, DeepSpeed's default (its config drops \"auto\"): no "
+                                "hidden_size given to fill it as the Trainer does (hidden_size x hidden_size); "
+                                "dsrt-train passes its model's");
+        }
         double h = (double)hf->hidden_size;
         snprintf(why, sizeof why, "hidden_size %lld squared", (long long)hf->hidden_size);
         if ((st = fill_number(f, "zero_optimization.reduce_bucket_size", rbs, h * h, true, "hidden_size", why)))
@@ -435,4 +475,68 @@ dsrt_status config_fill_auto(struct dsrt_config *cfg, const hf_values *hf, int32
     if ((st = fill_bool(&f, "amp.enabled", get(get(f.root, "amp"), "enabled"), false, false, "fp16 with apex")))
         return st;
     return fill_zero(&f);
+}
+
+/* ---------------------------------------------------------------- the Trainer's own blocks */
+
+dsrt_status config_trainer_defaults(struct dsrt_config *cfg, const hf_values *hf)
+{
+    dsrt_status st;
+    ds_optimizer_config *o = &cfg->c.optimizer;
+    if (o->kind == DS_OPT_NONE) {
+        /* Trainer.create_optimizer: torch.optim.AdamW over two groups, the
+         * parameters get_decay_parameter_names keeps with weight_decay and the
+         * rest (biases, norm weights) with 0 */
+        o->kind = DS_OPT_ADAM;
+        o->type = "AdamW";
+        o->trainer = true;
+        o->lr = hf->has_lr ? hf->lr : HF_DEFAULT_LR;
+        o->betas[0] = hf->has_beta1 ? hf->beta1 : HF_DEFAULT_BETA1;
+        o->betas[1] = hf->has_beta2 ? hf->beta2 : HF_DEFAULT_BETA2;
+        o->eps = hf->has_eps ? hf->eps : HF_DEFAULT_EPS;
+        o->weight_decay = hf->has_wd ? hf->wd : HF_DEFAULT_WD;
+        o->bias_correction = true;
+        o->adam_w_mode = o->adamw = true;
+        o->torch_adam = true;
+        o->amsgrad = false;
+        if ((st = cfg_diag_add(cfg, DSRT_DIAG_NOTE, "optimizer",
+                               "no optimizer block: the Hugging Face Trainer's torch.optim.AdamW (lr %g, betas "
+                               "(%g, %g), eps %g, weight_decay %g from the Trainer values or its defaults), no "
+                               "weight decay on biases and norm weights (its parameter groups)",
+                               o->lr, o->betas[0], o->betas[1], o->eps, o->weight_decay)))
+            return st;
+    }
+    ds_scheduler_config *s = &cfg->c.scheduler;
+    if (s->kind != DS_SCHED_NONE)
+        return DSRT_STATUS_OK;
+    int type = hf->has_lr_scheduler_type ? hf->lr_scheduler_type : DS_HF_LINEAR;
+    const char *name = config_hf_schedule_name(type);
+    if (type != DS_HF_CONSTANT && !hf->has_max_steps) {
+        if (hf->has_lr_scheduler_type)
+            return dsrt_error_set(DSRT_STATUS_INVALID_CONFIG,
+                                  "error: scheduler: lr_scheduler_type=%s needs the run's length; pass max_steps=N "
+                                  "(dsrt-train --steps N) [%s]",
+                                  name, cfg->source);
+        return cfg_diag_add(cfg, DSRT_DIAG_NOTE, "scheduler",
+                            "no scheduler block and no max_steps: the lr stays at %g, as DeepSpeed runs without a "
+                            "schedule (the Trainer's linear decay needs the run's length: max_steps=N)",
+                            o->lr);
+    }
+    /* TrainingArguments.get_warmup_steps: warmup_steps if > 0, else ceil(ratio x max_steps) */
+    int64_t warm = 0;
+    if (hf->has_warmup_steps && hf->warmup_steps > 0)
+        warm = hf->warmup_steps;
+    else if (hf->has_warmup_ratio && hf->warmup_ratio > 0 && hf->has_max_steps)
+        warm = (int64_t)ceil(hf->warmup_ratio * (double)hf->max_steps);
+    s->kind = DS_SCHED_HF;
+    s->type = name;
+    s->hf = (ds_hf_schedule)type;
+    s->warmup_num_steps = warm;
+    s->total_num_steps = hf->has_max_steps ? hf->max_steps : 0;
+    s->last_batch_iteration = -1;
+    return cfg_diag_add(cfg, DSRT_DIAG_NOTE, "scheduler",
+                        "no scheduler block: the Hugging Face Trainer's \"%s\" schedule (lr_scheduler_type, %s), "
+                        "%lld warmup steps, %lld steps in all; lr_scheduler_type=constant keeps DeepSpeed's constant lr",
+                        name, hf->has_lr_scheduler_type ? "given" : "its default", (long long)warm,
+                        (long long)s->total_num_steps);
 }

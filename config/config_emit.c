@@ -159,12 +159,12 @@ const char *config_to_json(struct dsrt_config *cfg, int indent, size_t *length)
     const json_value *bf = json_object_get(root, "bf16");
     emit_block(&w, &cfg_bf16_block, bf ? bf : json_object_get(root, "bfloat16"), &c->bf16);
     const json_value *opt = json_object_get(root, "optimizer");
-    if (c->optimizer.kind != DS_OPT_NONE)
+    if (c->optimizer.kind != DS_OPT_NONE && !c->optimizer.trainer)
         emit_named(&w, "optimizer", opt,
                    named_params(cfg_optimizers, cfg_n_optimizers, c->optimizer.kind, c->optimizer.type),
                    &c->optimizer);
     const json_value *sch = json_object_get(root, "scheduler");
-    if (c->scheduler.kind != DS_SCHED_NONE)
+    if (c->scheduler.kind != DS_SCHED_NONE && c->scheduler.kind != DS_SCHED_HF)
         emit_named(&w, "scheduler", sch,
                    named_params(cfg_schedulers, cfg_n_schedulers, c->scheduler.kind, c->scheduler.type),
                    &c->scheduler);
@@ -198,6 +198,35 @@ const char *config_to_json(struct dsrt_config *cfg, int indent, size_t *length)
     if (c->optimizer.kind == DS_OPT_ADAM) {
         jw_key(&w, "adam_mode");
         jw_string(&w, c->optimizer.adamw ? "adamw (decoupled weight decay)" : "adam (L2 weight decay)");
+    }
+    if (c->optimizer.trainer) { /* what the Trainer hands DeepSpeed in place of the blocks */
+        jw_key(&w, "trainer_optimizer");
+        jw_object_begin(&w);
+        jw_key(&w, "type");
+        jw_string(&w, "torch.optim.AdamW, no weight decay on biases and norm weights");
+        jw_key(&w, "lr");
+        jw_double(&w, c->optimizer.lr);
+        jw_key(&w, "betas");
+        jw_array_begin(&w);
+        jw_double(&w, c->optimizer.betas[0]);
+        jw_double(&w, c->optimizer.betas[1]);
+        jw_array_end(&w);
+        jw_key(&w, "eps");
+        jw_double(&w, c->optimizer.eps);
+        jw_key(&w, "weight_decay");
+        jw_double(&w, c->optimizer.weight_decay);
+        jw_object_end(&w);
+    }
+    if (c->scheduler.kind == DS_SCHED_HF) {
+        jw_key(&w, "trainer_scheduler");
+        jw_object_begin(&w);
+        jw_key(&w, "lr_scheduler_type");
+        jw_string(&w, c->scheduler.type);
+        jw_key(&w, "warmup_steps");
+        jw_int(&w, c->scheduler.warmup_num_steps);
+        jw_key(&w, "max_steps");
+        jw_int(&w, c->scheduler.total_num_steps);
+        jw_object_end(&w);
     }
     jw_key(&w, "from_auto");
     jw_array_begin(&w);

@@ -67,13 +67,22 @@ dsrt_status cfg_replace_pair(struct dsrt_config *cfg, json_value *at, double a, 
 typedef struct hf_values {
     bool has_micro, has_gas, has_lr, has_beta1, has_beta2, has_eps, has_wd, has_max_grad_norm;
     bool has_warmup_steps, has_warmup_ratio, has_max_steps, has_fp16, has_bf16, has_hidden_size;
+    bool has_lr_scheduler_type;
     int64_t micro, gas, warmup_steps, max_steps, hidden_size;
     double lr, beta1, beta2, eps, wd, max_grad_norm, warmup_ratio;
     bool fp16, bf16;
+    int lr_scheduler_type; /* ds_hf_schedule */
 } hf_values;
 
 dsrt_status hf_values_parse(const char *const *items, size_t n, hf_values *out);
 dsrt_status config_fill_auto(struct dsrt_config *cfg, const hf_values *hf, int32_t world_size);
+/* After the blocks are read: what the Trainer supplies when the file has no
+ * optimizer or scheduler block (its AdamW with parameter groups, its
+ * lr_scheduler_type). */
+dsrt_status config_trainer_defaults(struct dsrt_config *cfg, const hf_values *hf);
+/* "linear" -> DS_HF_LINEAR ...; -1 when unknown */
+int config_hf_schedule_parse(const char *name);
+const char *config_hf_schedule_name(int hf);
 
 /* ---- key tables (config_keys.c): DeepSpeed 0.19.6's keys, types, defaults */
 

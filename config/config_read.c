@@ -621,12 +621,12 @@ dsrt_status cfg_read_optimizer(struct dsrt_config *cfg, const json_value *opt)
             }
         }
     } else {
-        dsrt_status st = cfg_diag_add(cfg, DSRT_DIAG_WARNING, "optimizer.type",
-                                      "%s is accepted as DeepSpeed would, but dsrt implements only Adam/AdamW: "
-                                      "training with this config will be refused; its params are not checked",
-                                      o->type);
-        if (st)
-            return st;
+        /* refused here, not accepted and then refused when training starts */
+        return cfg_reject(cfg, "optimizer.type", type,
+                          "%s: dsrt implements Adam and AdamW only (DeepSpeed itself runs this one); use "
+                          "\"AdamW\" or \"Adam\", or leave the optimizer block out for the Hugging Face "
+                          "Trainer's AdamW",
+                          o->type);
     }
     return DSRT_STATUS_OK;
 }
@@ -673,12 +673,12 @@ dsrt_status cfg_read_scheduler(struct dsrt_config *cfg, const json_value *sch)
     s->type = type->u.str.s;
     if (params && params->type != JSON_OBJECT && params->type != JSON_NULL)
         return cfg_reject(cfg, "scheduler.params", params, "must be an object {...}");
-    if (!nb->params)
-        return cfg_diag_add(cfg, DSRT_DIAG_WARNING, "scheduler.type",
-                            "torch.optim.lr_scheduler.%s is accepted as DeepSpeed would, but dsrt implements only "
-                            "DeepSpeed's five schedules: training with this config will be refused; its params "
-                            "are not checked",
-                            s->type);
+    if (!nb->params) /* refused here, not accepted and then refused when training starts */
+        return cfg_reject(cfg, "scheduler.type", type,
+                          "torch.optim.lr_scheduler.%s: dsrt implements DeepSpeed's five schedules (WarmupLR, "
+                          "WarmupDecayLR, WarmupCosineLR, OneCycle, LRRangeTest) and, without a scheduler "
+                          "block, the Hugging Face Trainer's (lr_scheduler_type); DeepSpeed itself runs this one",
+                          s->type);
     static const json_value empty = {.type = JSON_OBJECT};
     const json_value *p = params && params->type == JSON_OBJECT ? params : &empty;
     s->warmup_max_lr = NAN;

@@ -72,6 +72,9 @@ typedef struct ds_optimizer_config {
     bool adamw;                    /* effective: type == adamw || adam_w_mode (spec 6.1) */
     bool torch_adam;
     bool amsgrad;
+    bool trainer;                  /* no optimizer block: the Hugging Face Trainer's torch AdamW,
+                                      with its parameter groups (no weight decay on biases and
+                                      norm weights) */
 } ds_optimizer_config;
 
 typedef enum ds_scheduler_kind {
@@ -82,7 +85,19 @@ typedef enum ds_scheduler_kind {
     DS_SCHED_ONE_CYCLE,
     DS_SCHED_LR_RANGE_TEST,
     DS_SCHED_TORCH,                /* a torch.optim.lr_scheduler class by name */
+    DS_SCHED_HF,                   /* no scheduler block: the Trainer's lr_scheduler_type */
 } ds_scheduler_kind;
+
+/* The Hugging Face Trainer's schedules (transformers.get_scheduler) */
+typedef enum ds_hf_schedule {
+    DS_HF_LINEAR,
+    DS_HF_COSINE,
+    DS_HF_COSINE_WITH_RESTARTS,
+    DS_HF_POLYNOMIAL,
+    DS_HF_CONSTANT,
+    DS_HF_CONSTANT_WITH_WARMUP,
+    DS_HF_INVERSE_SQRT,
+} ds_hf_schedule;
 
 typedef struct ds_scheduler_config {
     ds_scheduler_kind kind;
@@ -93,6 +108,8 @@ typedef struct ds_scheduler_config {
     bool warmup_log;                       /* warmup_type "log" (default) vs "linear" */
     int64_t total_num_steps;
     double warmup_min_ratio, cos_min_ratio;
+    ds_hf_schedule hf;                     /* DS_SCHED_HF: which (warmup_num_steps and
+                                              total_num_steps hold the Trainer's) */
     /* OneCycle */
     double cycle_min_lr, cycle_max_lr, decay_lr_rate;
     int64_t cycle_first_step_size, cycle_second_step_size;

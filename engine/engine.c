@@ -87,6 +87,7 @@ void engine_destroy(dsrt_engine *e)
     free(e->config_json);
     free(e->client_state);
     zero_layout_free(&e->lay);
+    engine_groups_free(e);
     free(e);
 }
 
@@ -524,8 +525,8 @@ static dsrt_status build_optimizer(dsrt_engine *e, const ds_config *c)
          * buffer is still all zeros (allocated zeroed, no backward yet). */
         e->opt.step = 1;
         dsrt_adamw_args aa = adam_args(e, c->optimizer.lr, 1.0f);
-        DSRT_TRY(dsrt_backend_adamw_step(e->be, e->buf.params, e->opt.master, e->opt.m, e->opt.v,
-                                         e->buf.grads, e->n, &aa));
+        DSRT_TRY(engine_adamw(e, e->buf.params, e->opt.master, e->opt.m, e->opt.v, e->buf.grads, 0, e->n,
+                              &aa, false));
         if (e->rank == 0)
             dsrt_log(DSRT_LOG_INFO, "fp16 with ZeRO stage 0: one zero-gradient AdamW step at "
                                     "init, as DeepSpeed's FP16_Optimizer does");
@@ -585,7 +586,7 @@ dsrt_status engine_create(const dsrt_engine_create_args *a, dsrt_engine **out)
         st = dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "engine_create");
         goto fail;
     }
-    if ((st = build_optimizer(e, c)))
+    if ((st = engine_groups_init(e, a)) || (st = build_optimizer(e, c)))
         goto fail;
     log_summary(e, host_model);
     *out = e;
@@ -690,11 +691,11 @@ static dsrt_status boundary(dsrt_engine *e, dsrt_step_report *r)
         e->opt.step++;
         dsrt_adamw_args aa = adam_args(e, lr, (float)(1.0 / combined));
         if (!e->stage) {
-            DSRT_TRY(dsrt_backend_adamw_step(be, e->buf.params, e->opt.master, e->opt.m, e->opt.v, grads, e->n, &aa));
+            DSRT_TRY(engine_adamw(e, e->buf.params, e->opt.master, e->opt.m, e->opt.v, grads, 0, e->n, &aa, false));
         } else {
             void *flat = e->buf.gather_in_place ? e->buf.params : e->buf.gather;
-            DSRT_TRY(dsrt_backend_adamw_step(be, at(flat, (size_t)e->rank * e->P, e->dsz), e->opt.master, e->opt.m,
-                                    e->opt.v, grads, e->P, &aa));
+            DSRT_TRY(engine_adamw(e, at(flat, (size_t)e->rank * e->P, e->dsz), e->opt.master, e->opt.m, e->opt.v,
+                                  grads, (size_t)e->rank * e->P, e->P, &aa, true));
             if (e->world > 1) {
                 /* in buckets of allgather_bucket_size offsets of every
                  * partition; with overlap_comm the next forward waits for a

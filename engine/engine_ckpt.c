@@ -247,8 +247,9 @@ static dsrt_status write_main_file(dsrt_engine *e, const char *path, const char 
     ckpt_source *src = calloc(ns + 1, sizeof *src);
     char (*files)[32] = calloc((size_t)e->world, 32);
     char *mjson = model_json(e);
+    char *gjson = engine_groups_json(e);
     dsrt_status st = DSRT_STATUS_OK;
-    if (!t || !src || !files || !mjson) {
+    if (!t || !src || !files || !mjson || !gjson) {
         st = dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "checkpoint");
         goto out;
     }
@@ -288,6 +289,9 @@ static dsrt_status write_main_file(dsrt_engine *e, const char *path, const char 
         {"optimizer/eps", CKPT_F64, 0, o->eps, NULL},
         {"optimizer/weight_decay", CKPT_F64, 0, o->weight_decay, NULL},
         {"optimizer/gradient_clipping", CKPT_F64, 0, e->cfg.gradient_clipping, NULL},
+        /* the parameter groups: each group's weight decay and lr factor, each
+         * parameter's group (JSON: {"groups": [[wd, lr_scale], ...], "param_group": [...]}) */
+        {"optimizer/param_groups", CKPT_STR, 0, 0, gjson},
         {"lr_scheduler/last_batch_iteration", CKPT_I64, dsrt_lr_sched_state_save(&e->sched), 0, NULL},
         {"loss_scaler/cur_scale", CKPT_F64, 0, ls->cur_scale, NULL},
         {"loss_scaler/cur_iter", CKPT_I64, ls->cur_iter, 0, NULL},
@@ -305,6 +309,7 @@ static dsrt_status write_main_file(dsrt_engine *e, const char *path, const char 
     };
     st = ckpt_write_main(path, t, e->n_params, src, ns, kv, sizeof kv / sizeof kv[0]);
 out:
+    free(gjson);
     free(t);
     free(src);
     free(files);
@@ -628,6 +633,19 @@ static dsrt_status load_from(dsrt_engine *e, ckpt_reader *r, const char *path, c
     DSRT_TRY(ckpt_read_f64(r, "optimizer/eps", &eps));
     DSRT_TRY(ckpt_read_f64(r, "optimizer/weight_decay", &wd));
     DSRT_TRY(ckpt_read_f64(r, "optimizer/gradient_clipping", &clip));
+    /* the groups the checkpoint's optimizer had (absent in checkpoints of
+     * earlier dsrt versions: one group, its weight_decay) */
+    char *gjson = NULL;
+    int gtype = CKPT_NONE;
+    if (!weights_only) /* a weights-only load keeps this engine's optimizer */
+        DSRT_TRY(ckpt_state_type(r, "optimizer/param_groups", &gtype));
+    if (gtype == CKPT_STR)
+        DSRT_TRY(ckpt_read_str(r, "optimizer/param_groups", &gjson));
+    dsrt_param_group *groups = NULL;
+    int ngroups = 0;
+    dsrt_status gst = engine_groups_parse(e, gjson, path, &groups, &ngroups);
+    free(gjson);
+    DSRT_TRY(gst);
 
     /* From here the engine's buffers are overwritten. Everything that can be
      * checked without reading the tensors has been; a read error below (a
@@ -682,6 +700,7 @@ static dsrt_status load_from(dsrt_engine *e, ckpt_reader *r, const char *path, c
     if (st) {
         char m[1024];
         snprintf(m, sizeof m, "%s", dsrt_error_message());
+        free(groups);
         return dsrt_error_set(st,
                               "%s (the engine's weights are now partly overwritten: load another "
                               "checkpoint or create the engine again)",
@@ -725,6 +744,9 @@ static dsrt_status load_from(dsrt_engine *e, ckpt_reader *r, const char *path, c
     e->cfg.optimizer.eps = eps;
     e->cfg.optimizer.weight_decay = wd;
     e->cfg.gradient_clipping = clip;
+    engine_groups_restore(e, groups, ngroups, wd);
+    free(groups);
+    DSRT_TRY(engine_groups_changed(e));
     e->sched.beta1 = b1;
     e->sched.beta2 = b2;
     dsrt_lr_sched_state_restore(&e->sched, lbi);

@@ -24,6 +24,12 @@ typedef struct eng_param {
     int64_t shape[8];
 } eng_param;
 
+/* elements [lo, hi) of a coordinate system all in group g (param_groups.c) */
+typedef struct eng_group_run {
+    size_t lo, hi;
+    int g;
+} eng_group_run;
+
 struct dsrt_engine {
     ds_config cfg;               /* the engine's own copy of the resolved config */
     /* ---- what runs */
@@ -59,6 +65,15 @@ struct dsrt_engine {
         float *master, *m, *v;   /* (P) fp32; master == buf.params for fp32 stage 0 */
         int64_t step;            /* Adam steps taken (bias correction) */
     } opt;
+    /* ---- optimizer parameter groups (param_groups.c) */
+    struct {
+        dsrt_param_group *g;     /* (n) weight decay and lr factor */
+        int n;
+        int *of;                 /* (n_params) each parameter's group */
+        bool uniform;            /* every group steps alike: one AdamW call */
+        eng_group_run *runs_model, *runs_flat; /* stage 0 buffer / ZeRO flat layout */
+        size_t n_model, n_flat;
+    } grp;
     zero_reducer red;            /* the gradient buckets (zero/reducer.h) */
     /* ---- the all-gather of updated weights, in buckets of allgather_bucket_size
      * offsets of every partition; with overlap_comm the next forward waits per
@@ -93,5 +108,23 @@ struct dsrt_engine {
     } mem;
 };
 
+
+/* ---- param_groups.c */
+dsrt_status engine_groups_init(dsrt_engine *e, const dsrt_engine_create_args *a);
+/* after a group's values changed (a checkpoint's): the run lists again */
+dsrt_status engine_groups_changed(dsrt_engine *e);
+void engine_groups_free(dsrt_engine *e);
+/* checkpoints: the groups as JSON (malloc'd), read back (NULL text: none
+ * saved; a different assignment of parameters to groups is refused naming
+ * the file), and applied (no groups saved: `wd` for the decaying group) */
+char *engine_groups_json(const dsrt_engine *e);
+dsrt_status engine_groups_parse(const dsrt_engine *e, const char *text, const char *path, dsrt_param_group **out,
+                                int *n_out);
+void engine_groups_restore(dsrt_engine *e, const dsrt_param_group *g, int n, double wd);
+/* AdamW over elements [lo, lo + n) of the model's buffer (flat false, stage 0)
+ * or of ZeRO's flat layout (flat true); the pointers are at element lo; one
+ * call per run of a group (its weight decay, lr x its lr_scale) */
+dsrt_status engine_adamw(dsrt_engine *e, void *params, float *master, float *m, float *v, const void *grads,
+                         size_t lo, size_t n, const dsrt_adamw_args *aa, bool flat);
 
 #endif

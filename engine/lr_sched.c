@@ -166,6 +166,61 @@ static double range_test_lr(const ds_scheduler_config *c, int64_t lbi)
     return c->lr_range_test_min_lr * (1.0 + c->lr_range_test_step_rate * interval);
 }
 
+/* The Hugging Face Trainer's schedules (transformers/optimization.py, the
+ * lambdas get_scheduler builds; torch's LambdaLR multiplies the optimizer's
+ * initial lr by lambda(k), k = the scheduler's step count, which is lbi + 1
+ * in DeepSpeed's counting: construction steps once). Python's float
+ * arithmetic in the same order. */
+static double hf_warm(double k, double w) { return k / py_max(1.0, w); }
+
+static double hf_lambda(const ds_scheduler_config *c, double base_lr, int64_t lbi)
+{
+    double k = (double)(lbi + 1), w = (double)c->warmup_num_steps, t = (double)c->total_num_steps;
+    bool warming = k < w;
+    switch (c->hf) {
+    case DS_HF_CONSTANT: return 1.0;
+    case DS_HF_CONSTANT_WITH_WARMUP: return warming ? hf_warm(k, w) : 1.0;
+    case DS_HF_LINEAR:
+        if (warming)
+            return hf_warm(k, w);
+        return py_max(0.0, (t - k) / py_max(1.0, t - w));
+    case DS_HF_COSINE: {
+        if (warming)
+            return hf_warm(k, w);
+        double progress = (k - w) / py_max(1.0, t - w);
+        return py_max(0.0, 0.5 * (1.0 + cos(M_PI * 0.5 * 2.0 * progress))); /* num_cycles 0.5 */
+    }
+    case DS_HF_COSINE_WITH_RESTARTS: {
+        if (warming)
+            return hf_warm(k, w);
+        double progress = (k - w) / py_max(1.0, t - w);
+        if (progress >= 1.0)
+            return 0.0;
+        return py_max(0.0, 0.5 * (1.0 + cos(M_PI * py_fmod(1.0 * progress, 1.0)))); /* num_cycles 1 */
+    }
+    case DS_HF_POLYNOMIAL: {
+        /* lr_end 1e-7, power 1.0; lr_init is the optimizer's initial lr */
+        const double lr_end = 1e-7, power = 1.0;
+        if (warming)
+            return hf_warm(k, w);
+        if (k > t)
+            return lr_end / base_lr;
+        double lr_range = base_lr - lr_end, decay_steps = t - w;
+        double pct_remaining = 1.0 - (k - w) / decay_steps;
+        double decay = lr_range * pow(pct_remaining, power) + lr_end;
+        return decay / base_lr;
+    }
+    case DS_HF_INVERSE_SQRT: {
+        double timescale = w > 0 ? w : 10000.0; /* num_warmup_steps or 10_000 */
+        if (warming)
+            return hf_warm(k, w);
+        double shift = timescale - w;
+        return 1.0 / sqrt((k + shift) / timescale);
+    }
+    }
+    return 1.0;
+}
+
 double dsrt_lr_sched_eval(const dsrt_lr_sched *s, int64_t lbi, double *beta1, double *beta2)
 {
     const ds_scheduler_config *c = &s->cfg;
@@ -184,6 +239,7 @@ double dsrt_lr_sched_eval(const dsrt_lr_sched *s, int64_t lbi, double *beta1, do
         break;
     }
     case DS_SCHED_LR_RANGE_TEST: lr = range_test_lr(c, lbi); break;
+    case DS_SCHED_HF: lr = s->base_lr * hf_lambda(c, s->base_lr, lbi); break;
     case DS_SCHED_NONE:
     case DS_SCHED_TORCH: break;
     }
@@ -267,6 +323,14 @@ dsrt_status dsrt_lr_sched_init(dsrt_lr_sched *s, const ds_scheduler_config *cfg,
                                   "integer (got %lld)",
                                   (long long)c->cycle_first_step_size);
         s->sets_betas = c->cycle_momentum;
+        break;
+    case DS_SCHED_HF:
+        /* polynomial divides by max_steps - warmup past the warmup, as transformers does */
+        if (c->hf == DS_HF_POLYNOMIAL && c->total_num_steps <= c->warmup_num_steps)
+            return dsrt_error_set(DSRT_STATUS_INVALID_CONFIG,
+                                  "scheduler: the Trainer's polynomial schedule needs max_steps (%lld) above "
+                                  "its warmup steps (%lld)",
+                                  (long long)c->total_num_steps, (long long)c->warmup_num_steps);
         break;
     case DS_SCHED_LR_RANGE_TEST:
         if (c->lr_range_test_step_size == 0)

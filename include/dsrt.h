@@ -53,7 +53,7 @@ extern "C" {
 #endif
 
 #define DSRT_ABI_MAJOR 1
-#define DSRT_ABI_MINOR 5
+#define DSRT_ABI_MINOR 6
 
 #define DSRT_GET_API_SYMBOL "dsrt_get_api"
 
@@ -291,6 +291,13 @@ typedef struct dsrt_param_desc {
     int32_t on_device;         // data is memory of the engine's CUDA device
 } dsrt_param_desc;
 
+/* ABI 1.6: an optimizer parameter group (torch's param_groups): its weight
+ * decay and a factor on the scheduled lr. */
+typedef struct dsrt_param_group {
+    double weight_decay;
+    double lr_scale;           // 1.0: the schedule's lr
+} dsrt_param_group;
+
 typedef struct dsrt_engine_create_args {
     size_t struct_size;
     const dsrt_config *config; // the resolved ds_config; the engine keeps its own copy
@@ -324,6 +331,16 @@ typedef struct dsrt_engine_create_args {
     int32_t grad_slots;
     const int64_t *tied_params;
     int32_t num_tied_params;
+    /* ABI 1.6: parameter groups. groups[num_groups]; param_group[num_params]
+     * gives each host parameter's group (an index into groups). Without them:
+     * with an optimizer block every parameter decays by its weight_decay
+     * (DeepSpeed); without one (the Hugging Face Trainer's AdamW) biases and
+     * norm weights do not decay (the Trainer's two groups, chosen by name:
+     * "bias", "layernorm", "rmsnorm", "norm" and "_norm" components, and
+     * GPT-2's LayerNorms). Saved in checkpoints. */
+    const dsrt_param_group *groups;
+    int32_t num_groups;
+    const int32_t *param_group;
 } dsrt_engine_create_args;
 #define DSRT_ENGINE_CREATE_ARGS_MIN_SIZE DSRT_STRUCT_SIZE(dsrt_engine_create_args, engine)
 
@@ -503,6 +520,21 @@ typedef struct dsrt_engine_load_args {
 } dsrt_engine_load_args;
 #define DSRT_ENGINE_LOAD_ARGS_MIN_SIZE DSRT_STRUCT_SIZE(dsrt_engine_load_args, global_steps)
 
+/* ---------------------------------------------------------------- models (ABI 1.6)
+ *
+ * What a model string of engine_create_args.model (a preset or a GPT2Config
+ * config.json) describes, without making the model: a host fills the
+ * Trainer's "auto" values that depend on the model (hidden_size for the
+ * bucket sizes) before config_create, as the Hugging Face Trainer does. */
+typedef struct dsrt_model_info_args {
+    size_t struct_size;
+    const char *model;         // preset name or config.json path
+    const char *model_type;    // out: "gpt2"
+    int64_t num_parameters;    // out
+    int32_t vocab_size, n_positions, n_embd, n_layer, n_head, n_inner; // out
+} dsrt_model_info_args;
+#define DSRT_MODEL_INFO_ARGS_MIN_SIZE DSRT_STRUCT_SIZE(dsrt_model_info_args, n_inner)
+
 /* ---------------------------------------------------------------- the table */
 
 typedef struct dsrt_api {
@@ -541,6 +573,9 @@ typedef struct dsrt_api {
 
     /* ABI 1.5 */
     dsrt_status (*engine_grad_slot)(dsrt_engine_grad_slot_args *args);
+
+    /* ABI 1.6 */
+    dsrt_status (*model_info)(dsrt_model_info_args *args);
 } dsrt_api;
 
 /* The one exported symbol. Returns a pointer to a constant table that lives

@@ -31,7 +31,8 @@ static const opt_spec k_options[] = {
      "a Hugging Face TrainingArguments value that fills \"auto\": per_device_train_batch_size,\n"
      "                          gradient_accumulation_steps, learning_rate, adam_beta1, adam_beta2, adam_epsilon,\n"
      "                          weight_decay, max_grad_norm, warmup_steps, warmup_ratio, max_steps, fp16, bf16,\n"
-     "                          hidden_size"},
+     "                          hidden_size, lr_scheduler_type (without a scheduler block: linear, cosine,\n"
+     "                          cosine_with_restarts, polynomial, constant, constant_with_warmup, inverse_sqrt)"},
     {"compact", 0, OPT_FLAG, O(compact), 0, 0, 0, 0, NULL, "print the JSON on one line"},
     {"quiet", 'q', OPT_FLAG, O(quiet), 0, 0, 0, 0, NULL, "do not print warnings and \"auto\" fills"},
     {"version", 0, OPT_FLAG, O(show_version), 0, 0, 0, 0, NULL, "the library's version, build and CUDA devices"},

@@ -34,7 +34,7 @@
 static const char *const k_hf_names[] = {
     "per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate", "adam_beta1",
     "adam_beta2", "adam_epsilon", "weight_decay", "max_grad_norm", "warmup_steps", "warmup_ratio",
-    "max_steps", "fp16", "bf16", "hidden_size", NULL};
+    "max_steps", "fp16", "bf16", "hidden_size", "lr_scheduler_type", NULL};
 
 static int log_level_min = 1;
 static void on_log(void *user, dsrt_log_level level, const char *msg)
@@ -260,10 +260,31 @@ static const opt_spec k_options[] = {
 static const char k_epilog[] =
     "  --per_device_train_batch_size, --gradient_accumulation_steps, --learning_rate,\n"
     "  --adam_beta1, --adam_beta2, --adam_epsilon, --weight_decay, --max_grad_norm,\n"
-    "  --warmup_steps, --warmup_ratio, --max_steps, --fp16, --bf16 VALUE\n"
-    "                          Hugging Face TrainingArguments values that fill \"auto\"\n"
+    "  --warmup_steps, --warmup_ratio, --max_steps, --fp16, --bf16, --hidden_size,\n"
+    "  --lr_scheduler_type VALUE\n"
+    "                          Hugging Face TrainingArguments values: they fill \"auto\", and without an\n"
+    "                          optimizer / scheduler block they configure the Trainer's AdamW and schedule\n"
+    "                          (max_steps defaults to --steps, hidden_size to the model's)\n"
     "Every option also takes the --name=VALUE form.\n"
     "Exit status: 0 done, 1 error, 2 usage, 3 left the reference curve.\n";
+
+static void add_set(opts *o, const char *name, const char *value)
+{
+    size_t len = strlen(name) + strlen(value) + 2;
+    o->owned[o->n_sets] = malloc(len);
+    snprintf(o->owned[o->n_sets], len, "%s=%s", name, value);
+    o->sets[o->n_sets] = o->owned[o->n_sets];
+    o->n_sets++;
+}
+
+static int has_set(const opts *o, const char *name)
+{
+    size_t n = strlen(name);
+    for (size_t i = 0; i < o->n_sets; i++)
+        if (!strncmp(o->sets[i], name, n) && o->sets[i][n] == '=')
+            return 1;
+    return 0;
+}
 
 /* a Trainer value for "auto" (checked by the library's reader) */
 static int hf_value(void *target, const char *name, const char *value)
@@ -274,11 +295,7 @@ static int hf_value(void *target, const char *name, const char *value)
         known |= !strcmp(name, k_hf_names[j]);
     if (!known)
         return 0;
-    size_t len = strlen(name) + strlen(value) + 2;
-    o->owned[o->n_sets] = malloc(len);
-    snprintf(o->owned[o->n_sets], len, "%s=%s", name, value);
-    o->sets[o->n_sets] = o->owned[o->n_sets];
-    o->n_sets++;
+    add_set(o, name, value);
     return 1;
 }
 
@@ -296,8 +313,9 @@ static int parse_args(int argc, char **argv, opts *o)
     *o = (opts){.config_path = "configs/ds_config.json", .model = "gpt2-tiny", .device = "cpu",
                 .steps = 100, .eval_batches = 16, .curve_window = 1, .seed = 1234, .curve_rtol = 1e-4,
                 .local_rank = -1};
-    o->sets = calloc((size_t)argc, sizeof *o->sets);
-    o->owned = calloc((size_t)argc, sizeof *o->owned);
+    /* room for every argument and the values dsrt-train adds (max_steps, hidden_size) */
+    o->sets = calloc((size_t)argc + 4, sizeof *o->sets);
+    o->owned = calloc((size_t)argc + 4, sizeof *o->owned);
     opt_parser p = {.prog = "dsrt-train", .synopsis = "dsrt-train [options]", .specs = k_options,
                     .n_specs = sizeof k_options / sizeof k_options[0], .target = o, .extra = hf_value,
                     .epilog = k_epilog};
@@ -331,7 +349,7 @@ typedef struct run {
 } run;
 
 /* libdsrt, the process group, the config, the engine and the data. */
-static int setup(run *r, const opts *o)
+static int setup(run *r, opts *o)
 {
     char err[4096];
     if (dsrt_lib_open(&r->lib, NULL, err, sizeof err)) {
@@ -362,6 +380,22 @@ static int setup(run *r, const opts *o)
                 o->local_rank, r->dc.backend_used ? r->dc.backend_used : "local", (int)r->dc.local_rank);
     if (r->rank != 0)
         log_level_min = 3; /* rank 0 speaks for the group; the others report errors */
+    /* What the Trainer knows and fills "auto" from: the run's length and the
+     * model's hidden size (an explicit --max_steps / --hidden_size wins) */
+    char num[32];
+    if (!has_set(o, "max_steps")) {
+        snprintf(num, sizeof num, "%ld", (long)o->steps);
+        add_set(o, "max_steps", num);
+    }
+    if (!has_set(o, "hidden_size") && api->abi_minor >= 6) {
+        dsrt_model_info_args mi = {.struct_size = sizeof mi, .model = o->model};
+        if (api->model_info(&mi)) {
+            fprintf(stderr, "dsrt-train: %s\n", dsrt_lib_error(&r->lib));
+            return 1;
+        }
+        snprintf(num, sizeof num, "%d", (int)mi.n_embd);
+        add_set(o, "hidden_size", num);
+    }
     dsrt_config_create_args cc = {.struct_size = sizeof cc, .path = o->config_path,
                                   .world_size = r->world, .hf_values = o->sets,
                                   .hf_value_count = o->n_sets};

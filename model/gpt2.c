@@ -92,6 +92,13 @@ static void *G(dsrt_gpt2 *m, size_t i) { return pofs(m->grad_mem, m->params[i].o
 static size_t LP(int layer, int slot) { return 2 + (size_t)GPT2_PER_LAYER * layer + slot; }
 
 /* The parameter table in HF named_parameters() order. */
+size_t dsrt_gpt2_config_num_params(const dsrt_gpt2_config *c)
+{
+    size_t V = (size_t)c->vocab_size, C = (size_t)c->n_embd, F = (size_t)c->n_inner;
+    size_t per_layer = 2 * C + (C * 3 * C + 3 * C) + (C * C + C) + 2 * C + (C * F + F) + (F * C + C);
+    return V * C + (size_t)c->n_positions * C + (size_t)c->n_layer * per_layer + 2 * C;
+}
+
 static dsrt_status build_params(dsrt_gpt2 *m)
 {
     const dsrt_gpt2_config *c = &m->cfg;

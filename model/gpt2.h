@@ -72,6 +72,8 @@ void dsrt_gpt2_destroy(dsrt_gpt2 *m); /* NULL is fine */
 const dsrt_gpt2_config *dsrt_gpt2_get_config(const dsrt_gpt2 *m);
 const dsrt_param *dsrt_gpt2_params(const dsrt_gpt2 *m, size_t *count);
 size_t dsrt_gpt2_num_params(const dsrt_gpt2 *m);
+/* The same, from the config alone (no model made) */
+size_t dsrt_gpt2_config_num_params(const dsrt_gpt2_config *c);
 /* Bytes of activations (and their gradient scratch) held for B x T. */
 size_t dsrt_gpt2_activation_bytes(const dsrt_gpt2 *m);
 /* The flat parameter and gradient buffers (backend memory, storage dtype;

@@ -105,7 +105,11 @@ FROZEN(dsrt_param_desc, shape, 16);
 FROZEN(dsrt_param_desc, data, 80);
 FROZEN(dsrt_param_desc, on_device, 88);
 
-FROZEN_SIZE(dsrt_engine_create_args, 96);
+FROZEN_SIZE(dsrt_param_group, 16);
+FROZEN(dsrt_param_group, weight_decay, 0);
+FROZEN(dsrt_param_group, lr_scale, 8);
+
+FROZEN_SIZE(dsrt_engine_create_args, 120);
 FROZEN(dsrt_engine_create_args, struct_size, 0);
 FROZEN(dsrt_engine_create_args, config, 8);
 FROZEN(dsrt_engine_create_args, model, 16);
@@ -119,6 +123,9 @@ FROZEN(dsrt_engine_create_args, num_params, 72);
 FROZEN(dsrt_engine_create_args, grad_slots, 76);
 FROZEN(dsrt_engine_create_args, tied_params, 80);
 FROZEN(dsrt_engine_create_args, num_tied_params, 88);
+FROZEN(dsrt_engine_create_args, groups, 96);
+FROZEN(dsrt_engine_create_args, num_groups, 104);
+FROZEN(dsrt_engine_create_args, param_group, 112);
 
 FROZEN_SIZE(dsrt_engine_destroy_args, 16);
 FROZEN(dsrt_engine_destroy_args, struct_size, 0);
@@ -226,7 +233,19 @@ FROZEN(dsrt_engine_load_args, global_steps, 40);
 FROZEN(dsrt_engine_load_args, load_module_only, 48);
 FROZEN(dsrt_engine_load_args, skip_optimizer_states, 52);
 
-FROZEN_SIZE(dsrt_api, 192);
+FROZEN_SIZE(dsrt_model_info_args, 56);
+FROZEN(dsrt_model_info_args, struct_size, 0);
+FROZEN(dsrt_model_info_args, model, 8);
+FROZEN(dsrt_model_info_args, model_type, 16);
+FROZEN(dsrt_model_info_args, num_parameters, 24);
+FROZEN(dsrt_model_info_args, vocab_size, 32);
+FROZEN(dsrt_model_info_args, n_positions, 36);
+FROZEN(dsrt_model_info_args, n_embd, 40);
+FROZEN(dsrt_model_info_args, n_layer, 44);
+FROZEN(dsrt_model_info_args, n_head, 48);
+FROZEN(dsrt_model_info_args, n_inner, 52);
+
+FROZEN_SIZE(dsrt_api, 200);
 FROZEN(dsrt_api, struct_size, 0);
 FROZEN(dsrt_api, abi_major, 8);
 FROZEN(dsrt_api, abi_minor, 12);
@@ -252,6 +271,7 @@ FROZEN(dsrt_api, engine_step, 160);
 FROZEN(dsrt_api, engine_save, 168);
 FROZEN(dsrt_api, engine_load, 176);
 FROZEN(dsrt_api, engine_grad_slot, 184);
+FROZEN(dsrt_api, model_info, 192);
 #endif
 
 /* ISO C wants a translation unit to declare something. */

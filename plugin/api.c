@@ -6,6 +6,7 @@
 #include "config/config.h"
 #include "zero/dist.h"
 #include "engine/engine.h"
+#include "model/gpt2.h"
 #include "base/internal.h"
 #include "kernels/backend.h"
 
@@ -43,7 +44,8 @@
     X(engine_step, DSRT_ENGINE_STEP_ARGS_MIN_SIZE) \
     X(engine_save, DSRT_ENGINE_SAVE_ARGS_MIN_SIZE) \
     X(engine_load, DSRT_ENGINE_LOAD_ARGS_MIN_SIZE) \
-    X(engine_grad_slot, DSRT_ENGINE_GRAD_SLOT_ARGS_MIN_SIZE)
+    X(engine_grad_slot, DSRT_ENGINE_GRAD_SLOT_ARGS_MIN_SIZE) \
+    X(model_info, DSRT_MODEL_INFO_ARGS_MIN_SIZE)
 
 /* the minimum size ARGS_IN checks, per args type */
 #define MIN_SIZE_OF(name, min) enum { dsrt_##name##_args_MIN_SIZE_ = (int)(min) };
@@ -268,6 +270,25 @@ static dsrt_status api_engine_grad_slot(dsrt_engine_grad_slot_args *args)
     dsrt_status st = engine_grad_slot(a.engine, a.index, &a.grad);
     dsrt_args_store(args, &a, sizeof a);
     return st;
+}
+
+static dsrt_status api_model_info(dsrt_model_info_args *args)
+{
+    ARGS_IN(dsrt_model_info_args, args, a);
+    if (!a.model)
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT, "model_info: model is NULL");
+    dsrt_gpt2_config c;
+    DSRT_TRY(dsrt_gpt2_config_load(a.model, &c));
+    a.model_type = "gpt2";
+    a.num_parameters = (int64_t)dsrt_gpt2_config_num_params(&c);
+    a.vocab_size = c.vocab_size;
+    a.n_positions = c.n_positions;
+    a.n_embd = c.n_embd;
+    a.n_layer = c.n_layer;
+    a.n_head = c.n_head;
+    a.n_inner = c.n_inner;
+    dsrt_args_store(args, &a, sizeof a);
+    return DSRT_STATUS_OK;
 }
 
 static dsrt_status api_engine_step(dsrt_engine_step_args *args)

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -379,6 +380,52 @@ static bool library_mapped(void)
     return found;
 }
 
+/* ABI 1.6: model_info reads a preset or a config.json without making the
+ * model; the parameter count is the one engine_info reports */
+static void test_model_info(void **state)
+{
+    (void)state;
+    loaded l = load();
+    assert_true(l.api->abi_minor >= 6);
+    dsrt_model_info_args mi = {.struct_size = sizeof mi, .model = "gpt2"};
+    assert_int_equal(l.api->model_info(&mi), DSRT_STATUS_OK);
+    assert_string_equal(mi.model_type, "gpt2");
+    assert_int_equal(mi.n_embd, 768);
+    assert_int_equal(mi.n_layer, 12);
+    assert_int_equal(mi.vocab_size, 50257);
+    assert_int_equal(mi.n_inner, 3072);
+    assert_int_equal(mi.num_parameters, 124439808); /* GPT-2 small, tied head (HF's count) */
+    /* a config.json, and the count of the model engine_create then makes */
+    char path[] = "/tmp/dsrt_test_abi_model_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    const char *js = "{\"model_type\": \"gpt2\", \"vocab_size\": 300, \"n_positions\": 32, "
+                     "\"n_embd\": 48, \"n_layer\": 3, \"n_head\": 4, \"n_inner\": 100}";
+    assert_true(write(fd, js, strlen(js)) == (ssize_t)strlen(js));
+    close(fd);
+    mi = (dsrt_model_info_args){.struct_size = sizeof mi, .model = path};
+    assert_int_equal(l.api->model_info(&mi), DSRT_STATUS_OK);
+    assert_int_equal(mi.n_inner, 100);
+    dsrt_status st;
+    dsrt_config *cfg = create_text(l.api, "{\"train_batch_size\": 2, \"optimizer\": {\"type\": \"AdamW\", "
+                                          "\"params\": {\"lr\": 1e-3}}}", 1, &st);
+    assert_int_equal(st, DSRT_STATUS_OK);
+    dsrt_engine_create_args ec = {.struct_size = sizeof ec, .config = cfg, .model = path, .seq_len = 8};
+    assert_int_equal(l.api->engine_create(&ec), DSRT_STATUS_OK);
+    dsrt_engine_info_args in = {.struct_size = sizeof in, .engine = ec.engine};
+    assert_int_equal(l.api->engine_info(&in), DSRT_STATUS_OK);
+    assert_int_equal(in.num_parameters, mi.num_parameters);
+    dsrt_engine_destroy_args ed = {sizeof ed, ec.engine};
+    l.api->engine_destroy(&ed);
+    dsrt_config_destroy_args cd = {sizeof cd, cfg};
+    l.api->config_destroy(&cd);
+    unlink(path);
+    /* a bad model is refused naming it */
+    mi = (dsrt_model_info_args){.struct_size = sizeof mi, .model = "/nonexistent/config.json"};
+    assert_int_equal(l.api->model_info(&mi), DSRT_STATUS_IO_ERROR);
+    unload(&l);
+}
+
 static void test_load_use_unload_cycles(void **state)
 {
     (void)state;
@@ -431,6 +478,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_diagnostics_and_log),
         cmocka_unit_test(test_load_use_unload_cycles),
+        cmocka_unit_test(test_model_info),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

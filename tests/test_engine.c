@@ -6,6 +6,7 @@
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -16,6 +17,7 @@
 #include <cmocka.h>
 
 #include "dsrt.h"
+#include "engine/engine_impl.h"
 
 const dsrt_api *dsrt_api_table(void);
 static const dsrt_api *api;
@@ -395,6 +397,165 @@ static void test_batch_range(void **state)
 /* The host-model and checkpoint calls refuse misuse with a message that says
  * what is wrong, and leave the engine usable. */
 
+/* The weights of parameter `index` (host copies: CPU engine) */
+static const float *param_data(dsrt_engine *e, int64_t index, size_t *n, const char **name)
+{
+    dsrt_engine_param_args pa = {.struct_size = sizeof pa, .engine = e, .index = index};
+    if (api->engine_param(&pa))
+        fail_msg("engine_param: %s", last_error());
+    *n = (size_t)pa.numel;
+    *name = pa.name;
+    return pa.data;
+}
+
+/* After one step from the same weights and batch, each tensor's bits with
+ * weight decay 0.1 against weight decay 0: a tensor whose group decays
+ * differs, one exempt from decay is identical. Returns how many differ;
+ * `wrong` counts tensors whose verdict disagrees with the Trainer's rule
+ * (biases and LayerNorm weights exempt) when `trainer`. */
+static dsrt_engine *groups_engine(const char *text, const char *wd, dsrt_config **cfg)
+{
+    const char *hf[] = {wd, "learning_rate=0.01", "lr_scheduler_type=constant"};
+    dsrt_config_create_args cc = {.struct_size = sizeof cc, .text = text, .text_length = strlen(text),
+                                  .world_size = 1, .hf_values = hf, .hf_value_count = 3};
+    if (api->config_create(&cc))
+        fail_msg("config: %s", last_error());
+    dsrt_engine_create_args ec = {.struct_size = sizeof ec, .config = cc.config, .model = "gpt2-tiny",
+                                  .seq_len = 32, .seed = 1234};
+    if (api->engine_create(&ec))
+        fail_msg("engine: %s", last_error());
+    *cfg = cc.config;
+    return ec.engine;
+}
+
+static int decayed_tensors(const char *text, bool trainer, int *wrong)
+{
+    dsrt_config *c0, *c1;
+    dsrt_engine *e0 = groups_engine(text, "weight_decay=0", &c0), *e1 = groups_engine(text, "weight_decay=0.1", &c1);
+    int micro = strstr(text, "\"gradient_accumulation_steps\": 2") ? 2 : 1;
+    train(e0, micro, 0, DSRT_STATUS_OK);
+    train(e1, micro, 0, DSRT_STATUS_OK);
+    dsrt_engine_info_args in = {.struct_size = sizeof in, .engine = e0};
+    assert_int_equal(api->engine_info(&in), DSRT_STATUS_OK);
+    int decayed = 0;
+    *wrong = 0;
+    for (int64_t i = 0; i < in.num_param_tensors; i++) {
+        size_t n;
+        const char *nm;
+        const float *a = param_data(e0, i, &n, &nm);
+        const float *b = param_data(e1, i, &n, &nm);
+        bool differs = memcmp(a, b, n * sizeof(float)) != 0;
+        bool exempt = strstr(nm, "bias") || strstr(nm, "ln_");
+        decayed += differs;
+        if (trainer && differs == exempt)
+            (*wrong)++, print_error("%s: %s\n", nm, differs ? "decayed" : "not decayed");
+    }
+    destroy(e0, c0);
+    destroy(e1, c1);
+    return decayed;
+}
+
+/* No optimizer block: the Trainer's AdamW, whose parameter groups exempt
+ * biases and LayerNorm weights from weight decay; an optimizer block decays
+ * every tensor (DeepSpeed); a checkpoint keeps the groups. */
+static void test_trainer_param_groups(void **state)
+{
+    (void)state;
+    const char *text = "{\"train_micro_batch_size_per_gpu\": 4, \"gradient_accumulation_steps\": 1}";
+    int wrong = 0;
+    int decayed = decayed_tensors(text, true, &wrong);
+    assert_int_equal(wrong, 0);
+    assert_int_equal(decayed, 2 + 4 * 4); /* wte, wpe and 4 weight matrices per layer */
+    /* DeepSpeed with an optimizer block ("weight_decay": "auto" takes the Trainer value): every tensor */
+    const char *block = "{\"train_micro_batch_size_per_gpu\": 4, \"gradient_accumulation_steps\": 1,"
+                        " \"optimizer\": {\"type\": \"AdamW\", \"params\": {\"lr\": \"auto\", \"weight_decay\": \"auto\"}}}";
+    decayed = decayed_tensors(block, false, &wrong);
+    /* every weight and LayerNorm weight; the biases start at 0, where one
+     * step's decay changes nothing */
+    assert_int_equal(decayed, 2 + 4 * 4 + 2 * 4 + 1);
+    /* and the groups themselves: biases and LayerNorm tensors in the
+     * Trainer's no-decay group (weight decay 0), the rest in the decaying one */
+    {
+        dsrt_config *c;
+        dsrt_engine *e = groups_engine(text, "weight_decay=0.1", &c);
+        assert_int_equal(e->grp.n, 2);
+        assert_true(e->grp.g[0].weight_decay == 0.1 && e->grp.g[1].weight_decay == 0.0);
+        for (size_t i = 0; i < e->n_params; i++) {
+            const char *nm = e->params[i].name;
+            int want = strstr(nm, "bias") || strstr(nm, "ln_") ? 1 : 0;
+            if (e->grp.of[i] != want)
+                fail_msg("%s in group %d", nm, e->grp.of[i]);
+        }
+        destroy(e, c);
+    }
+
+    /* the checkpoint keeps the groups: the same setup loads, an optimizer
+     * block (one group) is refused naming a tensor */
+    dsrt_config *c;
+    dsrt_engine *e = groups_engine(text, "weight_decay=0.1", &c);
+    train(e, 1, 0, DSRT_STATUS_OK);
+    char dir[] = "/tmp/dsrt_test_groups_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    dsrt_engine_save_args sv = {.struct_size = sizeof sv, .engine = e, .save_dir = dir, .tag = "t"};
+    if (api->engine_save(&sv))
+        fail_msg("save: %s", last_error());
+    dsrt_engine_load_args ld = {.struct_size = sizeof ld, .engine = e, .load_dir = dir, .tag = "t"};
+    if (api->engine_load(&ld))
+        fail_msg("load: %s", last_error());
+    destroy(e, c);
+    e = make_engine(k_fp32, &c);
+    ld.engine = e;
+    assert_int_equal(api->engine_load(&ld), DSRT_STATUS_INVALID_ARGUMENT);
+    assert_non_null(strstr(last_error(), "is in optimizer group"));
+    destroy(e, c);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* A host's own groups: the lr factor and weight decay per group */
+static void test_host_param_groups(void **state)
+{
+    (void)state;
+    dsrt_config_create_args cc = {.struct_size = sizeof cc, .text = k_fp32, .text_length = strlen(k_fp32),
+                                  .world_size = 1};
+    assert_int_equal(api->config_create(&cc), DSRT_STATUS_OK);
+    float w0[6] = {1, 2, 3, 4, 5, 6}, w1[3] = {1, 1, 1};
+    dsrt_param_desc pd[2] = {{.name = "a.weight", .dtype = DSRT_PRECISION_FP32, .ndim = 1, .shape = {6}, .data = w0},
+                             {.name = "b.weight", .dtype = DSRT_PRECISION_FP32, .ndim = 1, .shape = {3}, .data = w1}};
+    dsrt_param_group groups[2] = {{.weight_decay = 0.5, .lr_scale = 1.0}, {.weight_decay = 0.0, .lr_scale = 0.0}};
+    int32_t of[2] = {0, 1};
+    dsrt_engine_create_args ec = {.struct_size = sizeof ec, .config = cc.config, .params = pd, .num_params = 2,
+                                  .groups = groups, .num_groups = 2, .param_group = of};
+    if (api->engine_create(&ec))
+        fail_msg("engine: %s", last_error());
+    /* four optimizer steps (gas 2) with zero gradients: the linear warmup
+     * from 0 gives the first two updates lr 0, the next ones a positive lr */
+    for (int m = 0; m < 8; m++) {
+        dsrt_engine_micro_begin_args mb = {.struct_size = sizeof mb, .engine = ec.engine};
+        assert_int_equal(api->engine_micro_begin(&mb), DSRT_STATUS_OK);
+        dsrt_engine_step_args st = {.struct_size = sizeof st, .engine = ec.engine, .loss = 1.0};
+        if (api->engine_step(&st))
+            fail_msg("step: %s", last_error());
+    }
+    size_t n;
+    const char *nm;
+    const float *a = param_data(ec.engine, 0, &n, &nm);
+    const float *b = param_data(ec.engine, 1, &n, &nm);
+    assert_true(a[5] < 6.0f);                         /* group 0 decays */
+    assert_true(b[0] == 1.0f && b[1] == 1.0f && b[2] == 1.0f); /* group 1: lr x 0 */
+    destroy(ec.engine, cc.config);
+    /* a group index out of range is refused naming the tensor */
+    assert_int_equal(api->config_create(&cc), DSRT_STATUS_OK);
+    of[1] = 2;
+    ec.engine = NULL;
+    ec.config = cc.config;
+    assert_int_equal(api->engine_create(&ec), DSRT_STATUS_INVALID_ARGUMENT);
+    assert_non_null(strstr(last_error(), "param_group[1] (b.weight) = 2"));
+    dsrt_config_destroy_args cd = {sizeof cd, cc.config};
+    api->config_destroy(&cd);
+}
+
 static void test_host_api_errors(void **state)
 {
     (void)state;
@@ -484,6 +645,8 @@ int main(void)
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_batch_range),
         cmocka_unit_test(test_load_checks),
+        cmocka_unit_test(test_trainer_param_groups),
+        cmocka_unit_test(test_host_param_groups),
         cmocka_unit_test(test_host_api_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -17,11 +17,13 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
 
 #include "config/config.h"
+#include "config/config_impl.h"
 #include "base/internal.h"
 #include "engine/loss_scaler.h"
 #include "engine/lr_sched.h"
@@ -1191,6 +1193,65 @@ static const spec_scaler_row spec_d_h1_2p32[] = {
 };
 #undef R
 
+/* The Hugging Face Trainer's schedules (no scheduler block) against
+ * transformers' own: compat_tests/reference/hf_schedules.csv, made by
+ * gen_hf_schedules.py with transformers.get_scheduler (versions in its
+ * header). Every lr is the same double. */
+static void test_hf_schedules(void **state)
+{
+    (void)state;
+    const char *src = getenv("DSRT_SOURCE_DIR");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/compat_tests/reference/hf_schedules.csv", src ? src : DSRT_SOURCE_DIR_STR);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        fail_msg("cannot open %s", path);
+    char line[512];
+    int rows = 0, refused = 0, types_seen = 0;
+    unsigned seen_mask = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (line[0] == '#' || !strncmp(line, "type,", 5))
+            continue;
+        char type[64];
+        double base, want;
+        long long warm, total, k;
+        if (sscanf(line, "%63[^,],%lf,%lld,%lld,%lld,%lf", type, &base, &warm, &total, &k, &want) != 6)
+            fail_msg("%s: bad row: %s", path, line);
+        int hf = config_hf_schedule_parse(type);
+        assert_true(hf >= 0);
+        if (!(seen_mask & (1u << hf)))
+            types_seen++;
+        seen_mask |= 1u << hf;
+        ds_scheduler_config c = {.kind = DS_SCHED_HF, .hf = (ds_hf_schedule)hf, .warmup_num_steps = warm,
+                                 .total_num_steps = total, .last_batch_iteration = -1};
+        dsrt_lr_sched sch;
+        dsrt_status st = dsrt_lr_sched_init(&sch, &c, base, 0.9, 0.999);
+        if (hf == DS_HF_POLYNOMIAL && total <= warm) {
+            /* transformers divides by zero at step max_steps; dsrt refuses up front */
+            assert_int_equal(st, DSRT_STATUS_INVALID_CONFIG);
+            refused++;
+            continue;
+        }
+        assert_int_equal(st, DSRT_STATUS_OK);
+        /* k scheduler steps = lbi k - 1; k = 0 is what construction writes */
+        double got = k == 0 ? dsrt_lr_sched_lr(&sch) : dsrt_lr_sched_eval(&sch, k - 1, NULL, NULL);
+        if (got != want)
+            fail_msg("%s warmup %lld total %lld base %g k %lld: dsrt %.17g, transformers %.17g", type, warm,
+                     total, base, k, got, want);
+        if (k == 3) { /* and through step() as the engine drives it */
+            for (int i = 0; i < 3; i++)
+                dsrt_lr_sched_step(&sch);
+            assert_true(dsrt_lr_sched_lr(&sch) == want);
+        }
+        rows++;
+    }
+    fclose(f);
+    assert_int_equal(types_seen, 7);
+    assert_true(rows > 1000);
+    printf("hf schedules: %d lr values equal to transformers' (%d polynomial rows refused up front)\n", rows,
+           refused);
+}
+
 static void test_spec_d_dynamic(void **state)
 {
     ds_fp16_config f = fp16_cfg(16, 2, 1000, 1, false);
@@ -1407,6 +1468,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_spec_a_warmup_decay),
+        cmocka_unit_test(test_hf_schedules),
         cmocka_unit_test(test_spec_a_prime_applied_updates),
         cmocka_unit_test(test_spec_b_warmup_lr),
         cmocka_unit_test(test_warmup_lr_edges),

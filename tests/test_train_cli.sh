@@ -123,10 +123,12 @@ rows=$(wc -l < "$dir/killed.csv")
 [ "$rows" -ge 4 ] && echo "ok   a killed run keeps its loss CSV ($rows lines)" || { echo "FAIL a killed run lost its loss CSV ($rows lines)"; fail=1; }
 # a resumed run keeps one header and one row per step: the killed run's rows
 # after the checkpoint are dropped; an empty file gets its header
-run --data "$dir/text.txt" --steps 4 --save_dir "$dir/res" --loss_csv "$dir/res.csv" > /dev/null 2>&1
-run --data "$dir/text.txt" --steps 6 --loss_csv "$dir/straight.csv" > /dev/null 2>&1
+# (one schedule length for all three: without a scheduler block the Trainer's
+# linear decay ends at max_steps, which defaults to --steps)
+run --data "$dir/text.txt" --steps 4 --max_steps 6 --save_dir "$dir/res" --loss_csv "$dir/res.csv" > /dev/null 2>&1
+run --data "$dir/text.txt" --steps 6 --max_steps 6 --loss_csv "$dir/straight.csv" > /dev/null 2>&1
 cp "$dir/straight.csv" "$dir/res.csv"   # as if killed after step 6 with its last checkpoint at 4
-run --data "$dir/text.txt" --steps 6 --save_dir "$dir/res" --resume --loss_csv "$dir/res.csv"; rc=$?
+run --data "$dir/text.txt" --steps 6 --max_steps 6 --save_dir "$dir/res" --resume --loss_csv "$dir/res.csv"; rc=$?
 check "resume rewrites the rows after the checkpoint" 0 $rc "dropped 2 rows"
 [ "$(grep -c '^step,' "$dir/res.csv")" -eq 1 ] && [ "$(cut -d, -f1 "$dir/res.csv" | tail -n +2 | tr '\n' ' ')" = "1 2 3 4 5 6 " ] &&
     diff <(cut -d, -f1-6 "$dir/straight.csv") <(cut -d, -f1-6 "$dir/res.csv") > /dev/null &&
