@@ -265,7 +265,10 @@ static const char k_epilog[] =
     "                          Hugging Face TrainingArguments values: they fill \"auto\", and without an\n"
     "                          optimizer / scheduler block they configure the Trainer's AdamW and schedule\n"
     "                          (max_steps defaults to --steps, hidden_size to the model's)\n"
-    "Every option also takes the --name=VALUE form.\n"
+    "  --deepspeed [FILE]      as the deepspeed launcher (a flag beside --deepspeed_config) and Hugging\n"
+    "                          Face scripts (--deepspeed FILE: the config) pass it\n"
+    "Every option also takes the --name=VALUE form. LOCAL_RANK in the environment is read as\n"
+    "--local_rank when that is not given.\n"
     "Exit status: 0 done, 1 error, 2 usage, 3 left the reference curve.\n";
 
 static void add_set(opts *o, const char *name, const char *value)
@@ -316,12 +319,52 @@ static int parse_args(int argc, char **argv, opts *o)
     /* room for every argument and the values dsrt-train adds (max_steps, hidden_size) */
     o->sets = calloc((size_t)argc + 4, sizeof *o->sets);
     o->owned = calloc((size_t)argc + 4, sizeof *o->owned);
+    /* What the deepspeed launcher and Hugging Face scripts pass: `--deepspeed`
+     * alone (deepspeed.add_config_arguments' flag, with --deepspeed_config
+     * FILE), or `--deepspeed FILE` / `--deepspeed=FILE` (TrainingArguments):
+     * the file is the config. Taken out before the table parser sees them. */
+    char **args = calloc((size_t)argc + 1, sizeof *args);
+    int nargs = 0;
+    const char *ds_file = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (i > 0 && !strcmp(argv[i], "--deepspeed")) {
+            if (i + 1 < argc && argv[i + 1][0] != '-')
+                ds_file = argv[++i];
+            continue;
+        }
+        if (i > 0 && !strncmp(argv[i], "--deepspeed=", 12)) {
+            ds_file = argv[i] + 12;
+            continue;
+        }
+        args[nargs++] = argv[i];
+    }
     opt_parser p = {.prog = "dsrt-train", .synopsis = "dsrt-train [options]", .specs = k_options,
                     .n_specs = sizeof k_options / sizeof k_options[0], .target = o, .extra = hf_value,
                     .epilog = k_epilog};
-    int rc = opt_parse(&p, argc, argv);
+    const char *default_config = o->config_path;
+    int rc = opt_parse(&p, nargs, args);
+    free(args);
     if (rc)
         return rc > 0 ? 0 : 2;
+    if (ds_file) {
+        if (o->config_path != default_config && strcmp(o->config_path, ds_file)) {
+            fprintf(stderr, "dsrt-train: --deepspeed %s and --deepspeed_config %s name two configs\n", ds_file,
+                    o->config_path);
+            return 2;
+        }
+        o->config_path = ds_file;
+    }
+    /* the deepspeed launcher sets LOCAL_RANK when it does not pass --local_rank */
+    const char *lr_env = getenv("LOCAL_RANK");
+    if (o->local_rank < 0 && lr_env && *lr_env) {
+        char *end = NULL;
+        long v = strtol(lr_env, &end, 10);
+        if (*end || v < 0 || v > INT32_MAX) {
+            fprintf(stderr, "dsrt-train: LOCAL_RANK=%s in the environment is not a rank\n", lr_env);
+            return 2;
+        }
+        o->local_rank = v;
+    }
     if (!o->data) {
         fprintf(stderr, "dsrt-train: --data FILE is required (a text file or .bin tokens)\n");
         return 2;

@@ -100,6 +100,29 @@ sed 's/"lr": 1e30}}}/"lr": 1e30}}, "fp16": {"enabled": true, "initial_scale_powe
 "$train" --deepspeed_config "$dir/fp16s0.json" --seq_len 32 --data "$dir/text.txt" --steps 150 > "$dir/out" 2>&1
 check "fp16 stage 0 stuck at the minimum scale ends the run" 1 $? "100 steps in a row skipped at the minimum loss scale"
 
+# the arguments the deepspeed launcher and HF scripts pass
+"$train" --deepspeed "$dir/ds.json" --model gpt2-tiny --seq_len 32 --data "$dir/text.txt" --steps 1 > "$dir/out" 2>&1; rc=$?
+check "--deepspeed FILE (HF scripts) is the config" 0 $rc "step 1/1"
+"$train" --deepspeed=$dir/ds.json --model gpt2-tiny --seq_len 32 --data "$dir/text.txt" --steps 1 > "$dir/out" 2>&1; rc=$?
+check "--deepspeed=FILE" 0 $rc "step 1/1"
+run --deepspeed --local_rank=0 --data "$dir/text.txt" --steps 1; rc=$?
+check "--deepspeed as a flag beside --deepspeed_config, --local_rank=0" 0 $rc "step 1/1"
+LOCAL_RANK=3 run --data "$dir/text.txt" --steps 1; rc=$?
+check "LOCAL_RANK from the environment is checked like --local_rank" 0 $rc "local_rank 3 but the process group"
+echo '{"train_batch_size": 2}' > "$dir/other.json"
+run --deepspeed "$dir/other.json" --data "$dir/text.txt" --steps 1; rc=$?
+check "--deepspeed and --deepspeed_config naming two files: a usage error" 2 $rc "name two configs"
+LOCAL_RANK=x run --data "$dir/text.txt" --steps 1; rc=$?
+check "a LOCAL_RANK that is not a number" 2 $rc "LOCAL_RANK=x"
+# a config with no optimizer or scheduler block: the Trainer's AdamW and linear schedule
+echo '{"train_micro_batch_size_per_gpu": 2}' > "$dir/trainer.json"
+"$train" --deepspeed "$dir/trainer.json" --model gpt2-tiny --seq_len 32 --data "$dir/text.txt" --steps 4 \
+    --learning_rate 1e-3 --warmup_steps 2 --loss_csv "$dir/trainer.csv" > "$dir/out" 2>&1; rc=$?
+check "no optimizer/scheduler block: the Trainer's AdamW and linear schedule" 0 $rc "Trainer's torch.optim.AdamW"
+[ "$(cut -d, -f3 "$dir/trainer.csv" | tail -n +2 | tr '\n' ' ')" = "0 0.0005 0.001 0.0005 " ] &&
+    echo "ok   the Trainer's linear warmup and decay: lr 0, 5e-4, 1e-3, 5e-4" ||
+    { echo "FAIL the Trainer's schedule"; cat "$dir/trainer.csv"; fail=1; }
+
 # warnings for data that is probably not what the user meant
 run --data "$dir" --steps 1; rc=$?
 check "--data DIR" 1 $rc "is a directory"
