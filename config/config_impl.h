@@ -109,6 +109,8 @@ enum {
                                      a value other than the default */
     KF_STRICT_INT = 1u << 9, /* Python isinstance(x, int): 1000.0 is rejected */
     KF_REQUIRED = 1u << 10,  /* a required constructor argument */
+    KF_LOWER = 1u << 11,     /* CT_STRING DeepSpeed lower-cases before comparing (the
+                                document keeps the lower-cased value) */
 };
 
 #define CFG_NO_FIELD ((size_t)-1)

@@ -174,12 +174,13 @@ const cfg_block cfg_dsrt_block = {"dsrt", true, false, dsrt_keys, N(dsrt_keys)};
  * (an error with "dsrt": {"strict": true}), never silently ignored */
 #define MON_ENABLED(what)                                                                                      \
     {"enabled", CT_BOOL, NOF, "false", KF_LAX | KF_NULLABLE | KF_NOT_IMPLEMENTED, 0, 0, NULL, NULL, NULL, what}
+/* tensorboard and csv_monitor are written (engine/monitor.c) */
 static const cfg_key tensorboard_keys[] = {
-    MON_ENABLED("writing TensorBoard event files"), MON("output_path", CT_STRING, "\"\""),
+    MON("enabled", CT_BOOL, "false"), MON("output_path", CT_STRING, "\"\""),
     MON("job_name", CT_STRING, "\"DeepSpeedJobName\""),
 };
 static const cfg_key csv_monitor_keys[] = {
-    MON_ENABLED("writing csv_monitor files"), MON("output_path", CT_STRING, "\"\""),
+    MON("enabled", CT_BOOL, "false"), MON("output_path", CT_STRING, "\"\""),
     MON("job_name", CT_STRING, "\"DeepSpeedJobName\""),
 };
 static const cfg_key wandb_keys[] = {
@@ -228,8 +229,10 @@ static const cfg_key top_keys[] = {
     {"gradient_predivide_factor", CT_FLOAT, TOP(gradient_predivide_factor), "1.0", KF_MIN_GT, 0, 0, NULL, NULL,
      NULL, NULL},
     {"gradient_allreduce_op", CT_STRING, NOF, "\"mean\"", 0, 0, 0, "mean|sum", NULL, NULL, NULL},
-    {"communication_data_type", CT_STRING, NOF, NULL, KF_NULLABLE, 0, 0, "fp16|bf16|fp32", NULL, NULL, NULL},
-    {"seq_parallel_communication_data_type", CT_STRING, NOF, NULL, KF_NULLABLE, 0, 0, NULL, NULL, NULL, NULL},
+    /* runtime/config.py get_communication_data_type lower-cases both */
+    {"communication_data_type", CT_STRING, NOF, NULL, KF_NULLABLE | KF_LOWER, 0, 0, "fp16|bf16|fp32", NULL, NULL, NULL},
+    {"seq_parallel_communication_data_type", CT_STRING, NOF, NULL, KF_NULLABLE | KF_LOWER, 0, 0, "fp16|bf16|fp32",
+     NULL, NULL, NULL},
     {"seq_parallel_comm_data_type", CT_STRING, NOF, NULL, KF_NULLABLE | KF_ALIAS, 0, 0, NULL, NULL,
      "seq_parallel_communication_data_type", NULL},
     {"sparse_gradients", CT_BOOL, NOF, "false", KF_NOT_IMPLEMENTED, 0, 0, NULL, NULL, NULL, "sparse embedding gradients"},

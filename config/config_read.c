@@ -239,6 +239,9 @@ static dsrt_status read_key(struct dsrt_config *cfg, const cfg_block *blk, const
     case CT_STRING:
         if (v->type != JSON_STRING)
             return cfg_reject(cfg, path, v, "must be a string");
+        if (k->flags & KF_LOWER) /* the document is ours: as DeepSpeed reads it */
+            for (char *c = (char *)v->u.str.s; *c; c++)
+                *c = (char)tolower((unsigned char)*c);
         if (k->choices && !choice_ok(k->choices, v->u.str.s)) {
             char c[128];
             choices_text(k->choices, c, sizeof c);

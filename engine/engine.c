@@ -88,6 +88,7 @@ void engine_destroy(dsrt_engine *e)
     free(e->client_state);
     zero_layout_free(&e->lay);
     engine_groups_free(e);
+    engine_monitor_free(e);
     free(e);
 }
 
@@ -586,7 +587,7 @@ dsrt_status engine_create(const dsrt_engine_create_args *a, dsrt_engine **out)
         st = dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "engine_create");
         goto fail;
     }
-    if ((st = engine_groups_init(e, a)) || (st = build_optimizer(e, c)))
+    if ((st = engine_groups_init(e, a)) || (st = build_optimizer(e, c)) || (st = engine_monitor_init(e)))
         goto fail;
     log_summary(e, host_model);
     *out = e;
@@ -764,6 +765,7 @@ static dsrt_status micro_end(dsrt_engine *e, double loss, dsrt_step_report *r)
     if (e->count.micro_steps % e->gas == 0) {
         DSRT_TRY(boundary(e, r));
         r->boundary = 1;
+        DSRT_TRY(engine_monitor_step(e, r));
     } else {
         r->loss = e->count.window_loss / e->count.window_n;
         r->lr = dsrt_lr_sched_lr(&e->sched);

@@ -3,6 +3,7 @@
 #ifndef DSRT_ENGINE_IMPL_H
 #define DSRT_ENGINE_IMPL_H
 
+#include <stdio.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -75,6 +76,12 @@ struct dsrt_engine {
         size_t n_model, n_flat;
     } grp;
     zero_reducer red;            /* the gradient buckets (zero/reducer.h) */
+    /* ---- DeepSpeed's monitors, rank 0 (monitor.c) */
+    struct {
+        FILE *tb;                /* TensorBoard event file */
+        char *csv_dir;           /* csv_monitor's folder */
+        unsigned csv_seen;       /* files given their header in this run */
+    } mon;
     /* ---- the all-gather of updated weights, in buckets of allgather_bucket_size
      * offsets of every partition; with overlap_comm the next forward waits per
      * layer for the buckets holding its parameters only */
@@ -108,6 +115,14 @@ struct dsrt_engine {
     } mem;
 };
 
+
+/* ---- monitor.c: the tensorboard and csv_monitor blocks */
+dsrt_status engine_monitor_init(dsrt_engine *e);
+dsrt_status engine_monitor_step(dsrt_engine *e, const dsrt_step_report *r);
+void engine_monitor_free(dsrt_engine *e);
+/* CRC32C (Castagnoli) and TFRecord's masked form of it */
+uint32_t dsrt_crc32c(const void *data, size_t n);
+uint32_t dsrt_crc32c_masked(const void *data, size_t n);
 
 /* ---- param_groups.c */
 dsrt_status engine_groups_init(dsrt_engine *e, const dsrt_engine_create_args *a);

@@ -1,3 +1,4 @@
+#define _GNU_SOURCE
 /* The training engine through the public ABI table: counters, accumulation
  * boundaries, the scheduler's lr sequence, determinism, the fp16 scaler's
  * skip/hysteresis/halving sequence with overflows that really happen, the
@@ -556,6 +557,154 @@ static void test_host_param_groups(void **state)
     api->config_destroy(&cd);
 }
 
+/* ---- the tensorboard and csv_monitor blocks write DeepSpeed's files */
+static uint64_t rd_le(const unsigned char *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = n - 1; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static uint64_t rd_varint(const unsigned char *p, size_t n, size_t *at)
+{
+    uint64_t v = 0;
+    for (int s = 0; *at < n && s < 64; s += 7) {
+        unsigned char b = p[(*at)++];
+        v |= (uint64_t)(b & 0x7f) << s;
+        if (!(b & 0x80))
+            break;
+    }
+    return v;
+}
+
+/* Event -> (step, tag, simple_value) when it holds one scalar; 0 if not */
+static int decode_scalar(const unsigned char *p, size_t n, int64_t *step, char *tag, float *val)
+{
+    size_t at = 0;
+    int got = 0;
+    while (at < n) {
+        uint64_t key = rd_varint(p, n, &at);
+        int field = (int)(key >> 3), wire = (int)(key & 7);
+        if (wire == 0) {
+            uint64_t v = rd_varint(p, n, &at);
+            if (field == 2)
+                *step = (int64_t)v;
+        } else if (wire == 1)
+            at += 8;
+        else if (wire == 2) {
+            size_t len = (size_t)rd_varint(p, n, &at), end = at + len;
+            if (field == 5) { /* Summary { 1: Value { 1: tag, 2: simple_value } } */
+                size_t a = at;
+                rd_varint(p, end, &a); /* key of Summary.value */
+                size_t vl = (size_t)rd_varint(p, end, &a), ve = a + vl;
+                while (a < ve) {
+                    uint64_t k = rd_varint(p, ve, &a);
+                    if ((k >> 3) == 1 && (k & 7) == 2) {
+                        size_t tl = (size_t)rd_varint(p, ve, &a);
+                        memcpy(tag, p + a, tl);
+                        tag[tl] = 0;
+                        a += tl;
+                    } else if ((k >> 3) == 2 && (k & 7) == 5) {
+                        uint32_t b = (uint32_t)rd_le(p + a, 4);
+                        memcpy(val, &b, 4);
+                        a += 4;
+                        got = 1;
+                    } else
+                        break;
+                }
+            }
+            at = end;
+        } else if (wire == 5)
+            at += 4;
+        else
+            return 0;
+    }
+    return got;
+}
+
+static void test_monitors_write(void **state)
+{
+    (void)state;
+    /* the CRC the records carry: CRC32C's check value */
+    assert_int_equal(dsrt_crc32c("123456789", 9), 0xE3069283u);
+    char dir[] = "/tmp/dsrt_test_mon_XXXXXX", cwd[1024];
+    assert_non_null(mkdtemp(dir));
+    assert_non_null(getcwd(cwd, sizeof cwd));
+    assert_int_equal(chdir(dir), 0);
+    const char *text = "{\"train_micro_batch_size_per_gpu\": 4, \"gradient_accumulation_steps\": 1,"
+                       " \"fp16\": {\"enabled\": true, \"initial_scale_power\": 8},"
+                       " \"optimizer\": {\"type\": \"AdamW\", \"params\": {\"lr\": 1e-3}},"
+                       " \"scheduler\": {\"type\": \"WarmupLR\", \"params\": {\"warmup_num_steps\": 4,"
+                       "   \"warmup_type\": \"linear\"}},"
+                       " \"tensorboard\": {\"enabled\": true, \"output_path\": \"out/tb\", \"job_name\": \"job\"},"
+                       " \"csv_monitor\": {\"enabled\": true, \"output_path\": \"out/csv\"}}";
+    dsrt_config *c;
+    dsrt_engine *e = make_engine(text, &c);
+    dsrt_step_report rep[3];
+    for (int s = 0; s < 3; s++)
+        rep[s] = train(e, 1, (unsigned)s, DSRT_STATUS_OK);
+    destroy(e, c);
+    /* csv_monitor: DeepSpeedJobName (the default job), one file per event */
+    FILE *f = fopen("out/csv/DeepSpeedJobName/Train_Samples_train_loss.csv", "r");
+    assert_non_null(f);
+    char line[256];
+    assert_non_null(fgets(line, sizeof line, f));
+    assert_string_equal(line, "step,train_loss\r\n");
+    for (int s = 0; s < 3; s++) {
+        assert_non_null(fgets(line, sizeof line, f));
+        long long step;
+        double v;
+        assert_int_equal(sscanf(line, "%lld,%lf", &step, &v), 2);
+        assert_int_equal(step, 4 * (s + 1)); /* global samples */
+        assert_true(v == rep[s].loss);
+    }
+    fclose(f);
+    assert_int_equal(access("out/csv/DeepSpeedJobName/Train_Samples_lr.csv", R_OK), 0);
+    assert_int_equal(access("out/csv/DeepSpeedJobName/Train_Samples_loss_scale.csv", R_OK), 0);
+    /* tensorboard: every record's two CRCs, the version record, then the scalars */
+    FILE *p = popen("ls out/tb/job/events.out.tfevents.*", "r");
+    char path[512] = "";
+    assert_non_null(fgets(path, sizeof path, p));
+    pclose(p);
+    path[strcspn(path, "\n")] = 0;
+    f = fopen(path, "rb");
+    assert_non_null(f);
+    unsigned char head[12], buf[1024], tail[4];
+    int records = 0, scalars = 0;
+    while (fread(head, 1, 12, f) == 12) {
+        uint64_t len = rd_le(head, 8);
+        assert_true(len < sizeof buf);
+        assert_int_equal((uint32_t)rd_le(head + 8, 4), dsrt_crc32c_masked(head, 8));
+        assert_int_equal(fread(buf, 1, len, f), len);
+        assert_int_equal(fread(tail, 1, 4, f), 4);
+        assert_int_equal((uint32_t)rd_le(tail, 4), dsrt_crc32c_masked(buf, len));
+        if (records++ == 0) {
+            assert_non_null(memmem(buf, len, "brain.Event:2", 13));
+            continue;
+        }
+        int64_t step = -1;
+        char tag[128] = "";
+        float v = 0;
+        assert_true(decode_scalar(buf, len, &step, tag, &v));
+        int s = (int)(step / 4) - 1;
+        assert_true(s >= 0 && s < 3);
+        if (!strcmp(tag, "Train/Samples/train_loss"))
+            assert_true(v == (float)rep[s].loss);
+        else if (!strcmp(tag, "Train/Samples/loss_scale"))
+            assert_true(v == (float)rep[s].loss_scale);
+        else
+            assert_string_equal(tag, "Train/Samples/lr");
+        scalars++;
+    }
+    fclose(f);
+    assert_int_equal(scalars, 3 * 3);
+    assert_int_equal(chdir(cwd), 0);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 static void test_host_api_errors(void **state)
 {
     (void)state;
@@ -647,6 +796,7 @@ int main(void)
         cmocka_unit_test(test_load_checks),
         cmocka_unit_test(test_trainer_param_groups),
         cmocka_unit_test(test_host_param_groups),
+        cmocka_unit_test(test_monitors_write),
         cmocka_unit_test(test_host_api_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
