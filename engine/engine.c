@@ -449,6 +449,7 @@ static dsrt_status check_create_args(const dsrt_engine_create_args *a, const ds_
 /* The run's shape from the config: ranks, stage, batch, dtypes. */
 static void setup_from_config(dsrt_engine *e, const ds_config *c, const dsrt_dist *dist)
 {
+    e->wcb.on = c->wall_clock_breakdown;
     e->cfg = *c;
     /* the strings point into the config handle, which the host may destroy */
     e->cfg.optimizer.type = NULL;
@@ -736,6 +737,26 @@ static dsrt_status boundary(dsrt_engine *e, dsrt_step_report *r)
     return DSRT_STATUS_OK;
 }
 
+/* wall_clock_breakdown: the time now, after the backend's queued work (as
+ * DeepSpeed's timers synchronize the device); 0 when off */
+enum { WCB_FORWARD, WCB_BACKWARD, WCB_ALLREDUCE, WCB_STEP };
+static double wcb_now(dsrt_engine *e)
+{
+    if (!e->wcb.on)
+        return 0;
+    (void)e->be->ops->sync(e->be);
+    return dsrt_now();
+}
+
+static void wcb_add(dsrt_engine *e, int k, double t0)
+{
+    if (!e->wcb.on)
+        return;
+    double ms = (wcb_now(e) - t0) * 1e3;
+    e->wcb.step[k] += ms;
+    e->wcb.acc[k] += ms;
+}
+
 /* Start a micro-step: returns the loss-gradient multiplier S / gas. */
 static double micro_begin(dsrt_engine *e)
 {
@@ -754,7 +775,9 @@ static dsrt_status micro_end(dsrt_engine *e, double loss, dsrt_step_report *r)
 {
     e->in_micro = false;
     bool reduced = e->red.reducing;
+    double tw = wcb_now(e);
     DSRT_TRY(zero_reducer_drain(&e->red));
+    wcb_add(e, WCB_ALLREDUCE, tw);
     /* stage 2: the reduced gradients live in the partition accumulator only */
     if (reduced && e->stage == 2 && e->buf.grads)
         DSRT_TRY(e->be->ops->memset0(e->be, e->buf.grads, e->n * e->dsz));
@@ -763,9 +786,20 @@ static dsrt_status micro_end(dsrt_engine *e, double loss, dsrt_step_report *r)
     e->count.window_n++;
     r->boundary = 0;
     if (e->count.micro_steps % e->gas == 0) {
+        tw = wcb_now(e);
         DSRT_TRY(boundary(e, r));
+        wcb_add(e, WCB_STEP, tw);
         r->boundary = 1;
+        if (e->wcb.on && e->rank == 0 &&
+            (e->cfg.steps_per_print <= 0 || e->count.global_steps % e->cfg.steps_per_print == 0)) {
+            /* DeepSpeed's timer line: ms since the last one */
+            dsrt_log(DSRT_LOG_INFO,
+                     "time (ms) | forward: %.2f | backward: %.2f | backward_allreduce: %.2f | step: %.2f",
+                     e->wcb.acc[0], e->wcb.acc[1], e->wcb.acc[2], e->wcb.acc[3]);
+            memset(e->wcb.acc, 0, sizeof e->wcb.acc);
+        }
         DSRT_TRY(engine_monitor_step(e, r));
+        memset(e->wcb.step, 0, sizeof e->wcb.step);
     } else {
         r->loss = e->count.window_loss / e->count.window_n;
         r->lr = dsrt_lr_sched_lr(&e->sched);
@@ -794,10 +828,14 @@ dsrt_status engine_train(dsrt_engine *e, const int32_t *tokens, const int32_t *t
     for (int i = 0; i < micro_batches; i++) {
         float dloss = (float)micro_begin(e);
         float loss = 0;
+        double tw = wcb_now(e);
         dsrt_status st = dsrt_gpt2_forward(e->model, tokens + i * per, targets + i * per, e->B,
                                            e->T, DSRT_GPT2_TRAIN, dloss, &loss);
+        wcb_add(e, WCB_FORWARD, tw);
+        tw = wcb_now(e);
         if (!st)
             st = dsrt_gpt2_backward(e->model, e->red.hooks_on ? zero_reducer_hook : NULL, &e->red);
+        wcb_add(e, WCB_BACKWARD, tw);
         if (st) {
             e->in_micro = false;
             return st;

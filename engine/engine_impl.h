@@ -76,6 +76,13 @@ struct dsrt_engine {
         size_t n_model, n_flat;
     } grp;
     zero_reducer red;            /* the gradient buckets (zero/reducer.h) */
+    /* ---- wall_clock_breakdown: ms in forward, backward, the reductions left
+     * after the backward, and the optimizer step; this step's and the sums
+     * since the last print (DeepSpeed's timers) */
+    struct {
+        bool on;
+        double step[4], acc[4];
+    } wcb;
     /* ---- DeepSpeed's monitors, rank 0 (monitor.c) */
     struct {
         FILE *tb;                /* TensorBoard event file */

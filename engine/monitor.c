@@ -4,6 +4,8 @@
  *   Train/Samples/train_loss   the step's mean loss
  *   Train/Samples/lr           the lr after the scheduler stepped (get_lr())
  *   Train/Samples/loss_scale   fp16 only: the scale after the scaler's update
+ *   Train/Samples/elapsed_time_ms_{forward,backward,backward_allreduce,step}
+ *                              with wall_clock_breakdown: this step's timers
  * into <output_path>/<job_name>/ (job_name default "DeepSpeedJobName",
  * output_path default "": relative to the working directory).
  *
@@ -273,10 +275,17 @@ dsrt_status engine_monitor_step(dsrt_engine *e, const dsrt_step_report *r)
     struct {
         const char *name;
         double v;
-    } ev[3] = {{"Train/Samples/train_loss", r->loss},
+    } ev[7] = {{"Train/Samples/train_loss", r->loss},
                {"Train/Samples/lr", dsrt_lr_sched_lr(&e->sched)},
                {"Train/Samples/loss_scale", dsrt_loss_scaler_scale(&e->scaler)}};
     int n = e->fp16 ? 3 : 2;
+    if (e->wcb.on) { /* and with wall_clock_breakdown, this step's timers */
+        static const char *const names[4] = {
+            "Train/Samples/elapsed_time_ms_forward", "Train/Samples/elapsed_time_ms_backward",
+            "Train/Samples/elapsed_time_ms_backward_allreduce", "Train/Samples/elapsed_time_ms_step"};
+        for (int k = 0; k < 4; k++)
+            ev[n++] = (typeof(ev[0])){names[k], e->wcb.step[k]};
+    }
     int64_t step = e->count.global_samples;
     for (int k = 0; k < n; k++) {
         if (e->mon.tb && tb_scalar(e->mon.tb, ev[k].name, (float)ev[k].v, step))

@@ -638,7 +638,8 @@ static void test_monitors_write(void **state)
                        " \"scheduler\": {\"type\": \"WarmupLR\", \"params\": {\"warmup_num_steps\": 4,"
                        "   \"warmup_type\": \"linear\"}},"
                        " \"tensorboard\": {\"enabled\": true, \"output_path\": \"out/tb\", \"job_name\": \"job\"},"
-                       " \"csv_monitor\": {\"enabled\": true, \"output_path\": \"out/csv\"}}";
+                       " \"csv_monitor\": {\"enabled\": true, \"output_path\": \"out/csv\"},"
+                       " \"wall_clock_breakdown\": true}";
     dsrt_config *c;
     dsrt_engine *e = make_engine(text, &c);
     dsrt_step_report rep[3];
@@ -662,6 +663,19 @@ static void test_monitors_write(void **state)
     fclose(f);
     assert_int_equal(access("out/csv/DeepSpeedJobName/Train_Samples_lr.csv", R_OK), 0);
     assert_int_equal(access("out/csv/DeepSpeedJobName/Train_Samples_loss_scale.csv", R_OK), 0);
+    /* wall_clock_breakdown: each step's forward, backward, reductions and step in ms */
+    f = fopen("out/csv/DeepSpeedJobName/Train_Samples_elapsed_time_ms_backward.csv", "r");
+    assert_non_null(f);
+    assert_non_null(fgets(line, sizeof line, f));
+    assert_string_equal(line, "step,elapsed_time_ms_backward\r\n");
+    for (int s = 0; s < 3; s++) {
+        long long step;
+        double ms = -1;
+        assert_non_null(fgets(line, sizeof line, f));
+        assert_int_equal(sscanf(line, "%lld,%lf", &step, &ms), 2);
+        assert_true(ms > 0 && ms < 600000);
+    }
+    fclose(f);
     /* tensorboard: every record's two CRCs, the version record, then the scalars */
     FILE *p = popen("ls out/tb/job/events.out.tfevents.*", "r");
     char path[512] = "";
@@ -693,12 +707,12 @@ static void test_monitors_write(void **state)
             assert_true(v == (float)rep[s].loss);
         else if (!strcmp(tag, "Train/Samples/loss_scale"))
             assert_true(v == (float)rep[s].loss_scale);
-        else
+        else if (strncmp(tag, "Train/Samples/elapsed_time_ms_", 30))
             assert_string_equal(tag, "Train/Samples/lr");
         scalars++;
     }
     fclose(f);
-    assert_int_equal(scalars, 3 * 3);
+    assert_int_equal(scalars, 3 * (3 + 4));
     assert_int_equal(chdir(cwd), 0);
     char cmd[256];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
