@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "loader.h"
+#include "plot.h"
 #include "options.h"
 
 static const char *const k_hf_names[] = {
@@ -209,7 +210,7 @@ static double now_s(void)
 /* ---------------------------------------------------------------- options */
 
 typedef struct opts {
-    const char *config_path, *model, *data, *device, *loss_csv, *ref_curve, *dist_backend;
+    const char *config_path, *model, *data, *device, *loss_csv, *ref_curve, *dist_backend, *plot;
     const char *save_dir, *load_dir;
     double comm_timeout, curve_rtol;
     int64_t save_interval, steps, eval_every, eval_batches, curve_window, seq_len, local_rank;
@@ -251,6 +252,9 @@ static const opt_spec k_options[] = {
     INT_OPT("eval_every", eval_every, 0, INT64_MAX, "K", "evaluate on the held-out last 10% every K steps (0: never)"),
     INT_OPT("eval_batches", eval_batches, 1, INT32_MAX, "N", "sequences per evaluation (default 16)"),
     STR_OPT("loss_csv", loss_csv, "FILE", "one row per optimizer step"),
+    STR_OPT("plot", plot, "FILE.svg",
+            "the run's curves as one self-contained SVG (loss, held-out loss, lr, loss scale, skipped\n"
+            "                          steps; the --reference_curve over the loss), written at the end"),
     STR_OPT("reference_curve", ref_curve, "FILE", "a loss CSV to stay within --curve_rtol of (exit 3 if not)"),
     FLOAT_OPT("curve_rtol", curve_rtol, 0, 1e9, "X", "relative tolerance per step (default 1e-4)"),
     INT_OPT("curve_window", curve_window, 1, INT32_MAX, "N", "compare means over windows of N steps instead"),
@@ -386,6 +390,7 @@ typedef struct run {
     dsrt_engine *e;
     dsrt_engine_info_args info;
     int rank, world, B, T, gas;
+    plot_data *plot;             /* --plot on rank 0, else NULL */
     tokens tk;
     size_t train_n, eval_off, window;
     int tty;
@@ -732,6 +737,8 @@ static int evaluate(run *r, const opts *o, long step)
     } else {
         fprintf(stderr, "%sstep %ld: eval loss %.4f (%zu held-out sequences)\n",
                 r->tty ? "\r\033[K" : "", step, ev.loss, nb);
+        if (r->plot)
+            plot_add_eval(r->plot, step, ev.loss);
     }
     free(ei), free(et);
     return rc;
@@ -813,6 +820,8 @@ static int train_loop(run *r, const opts *o, long start, FILE *csv, curve_check 
             fflush(csv);
         }
         curve_record(cc, step, rep);
+        if (r->plot)
+            plot_add_step(r->plot, step, rep->loss, rep->lr, rep->loss_scale, rep->skipped);
         if (o->eval_every > 0 && step % o->eval_every == 0 && r->rank == 0 && evaluate(r, o, step))
             rc = 1;
         if (o->save_dir && ((o->save_interval > 0 && step % o->save_interval == 0) || step == o->steps)) {
@@ -858,11 +867,30 @@ int main(int argc, char **argv)
             return 1;
         }
     }
+    plot_data pd = {0};
+    char title[1024];
+    if (o.plot && r.rank == 0) {
+        snprintf(title, sizeof title, "dsrt-train: %s, %s, %s", o.config_path, o.model, o.data);
+        pd.title = title;
+        pd.ref = calloc(cc.n_ref ? cc.n_ref : 1, sizeof *pd.ref);
+        for (size_t i = 0; pd.ref && i < cc.n_ref; i++)
+            pd.ref[pd.n_ref++] = (plot_xy){(double)cc.ref[i].step, cc.ref[i].loss};
+        r.plot = &pd;
+    }
     rc = train_loop(&r, &o, start, csv, &cc);
     if (csv)
         fclose(csv);
     if (!rc && o.ref_curve && r.rank == 0)
         rc = curve_verdict(&cc, &o);
+    if (r.plot) { /* also after a failure: the picture of what ran */
+        if (plot_write_svg(o.plot, &pd)) {
+            fprintf(stderr, "dsrt-train: --plot %s: %s\n", o.plot, strerror(errno));
+            if (!rc)
+                rc = 1;
+        } else
+            fprintf(stderr, "dsrt-train: curves written to %s (%zu steps)\n", o.plot, pd.n);
+        plot_free(&pd);
+    }
     teardown(&r);
     opts_free(&o);
     free(cc.ref), free(cc.got), free(cc.want), free(cc.have);

@@ -123,6 +123,17 @@ check "no optimizer/scheduler block: the Trainer's AdamW and linear schedule" 0 
     echo "ok   the Trainer's linear warmup and decay: lr 0, 5e-4, 1e-3, 5e-4" ||
     { echo "FAIL the Trainer's schedule"; cat "$dir/trainer.csv"; fail=1; }
 
+# --plot: one self-contained SVG with the loss (and the reference), lr and no scale panel in fp32
+run --data "$dir/text.txt" --steps 4 --reference_curve "$dir/a.csv" --plot "$dir/run.svg"; rc=$?
+check "--plot writes the curves" 0 $rc "curves written to"
+head -1 "$dir/run.svg" | grep -q '^<?xml' && tail -1 "$dir/run.svg" | grep -q '</svg>' &&
+    [ "$(grep -c '<polyline' "$dir/run.svg")" -eq 3 ] && grep -q 'skipped steps: 0' "$dir/run.svg" &&
+    grep -q 'reference' "$dir/run.svg" && ! grep -q 'loss scale' "$dir/run.svg" &&
+    echo "ok   the SVG: loss, reference, lr; no loss-scale panel in fp32" ||
+    { echo "FAIL the SVG"; head -c 2000 "$dir/run.svg"; fail=1; }
+run --data "$dir/text.txt" --steps 1 --plot "$dir/no/such/dir/x.svg"; rc=$?
+check "--plot into a missing folder: an error naming it" 1 $rc "no/such/dir/x.svg"
+
 # warnings for data that is probably not what the user meant
 run --data "$dir" --steps 1; rc=$?
 check "--data DIR" 1 $rc "is a directory"
