@@ -55,8 +55,8 @@ run)
     steps=${DSRT_STEPS:-1000}
     echo "== main job: dsrt-train, gpt2-tiny on $corpus ($(wc -c < "$corpus") bytes), configs/ds_config.json, $steps steps"
     "$build/dsrt-train" --deepspeed_config configs/ds_config.json --model gpt2-tiny \
-        --data "$corpus" --steps "$steps" --eval_every 250 --loss_csv "$build/main_job_loss.csv"
-    echo "== loss per step: $build/main_job_loss.csv"
+        --data "$corpus" --steps "$steps" --eval_every 250 --loss_csv "$build/main_job_loss.csv" --plot "$build/main_job.svg"
+    echo "== loss per step: $build/main_job_loss.csv; the curves: $build/main_job.svg"
     ;;
 test)
     install_missing
