@@ -6,6 +6,8 @@
 set -euo pipefail
 train=$1 src=$2 case=$3 rtol=$4
 shift 4
+# "deepspeed/NAME": the case's config against the curve real DeepSpeed made (curves/deepspeed/)
+config=${case#deepspeed/}
 shared=${DSRT_SHARED_DIR:-$src/../shared}
 corpus=$shared/data/tinyshakespeare.txt
 if [ ! -f "$corpus" ]; then
@@ -14,6 +16,6 @@ if [ ! -f "$corpus" ]; then
 fi
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-"$train" --deepspeed_config "$src/compat_tests/curves/$case.json" --model gpt2-tiny \
-    --data "$corpus" --steps 200 --seq_len 64 --loss_csv "$out/$case.csv" \
+"$train" --deepspeed_config "$src/compat_tests/curves/$config.json" --model gpt2-tiny \
+    --data "$corpus" --steps 200 --seq_len 64 --loss_csv "$out/$config.csv" \
     --reference_curve "$src/compat_tests/curves/$case.csv" --curve_rtol "$rtol" "$@"
