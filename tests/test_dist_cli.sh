@@ -53,6 +53,23 @@ if command -v mpiexec >/dev/null; then
     grep "within rtol" "$tmp/mpi.err"
 fi
 
+# 2b. no optimizer block: the Hugging Face Trainer's AdamW with its parameter
+# groups (no decay on biases and LayerNorm weights) stepped partition by
+# partition at ZeRO-2 on 2 MPI ranks, against one rank with gas 2
+if command -v mpiexec >/dev/null; then
+    cat > "$tmp/trainer.json" <<JSON
+{"train_batch_size": 4, "train_micro_batch_size_per_gpu": 2, "zero_optimization": {"stage": 2, "reduce_bucket_size": 20000}}
+JSON
+    hf=(--weight_decay 0.1 --learning_rate 1e-3 --warmup_steps 2)
+    "$train" --deepspeed "$tmp/trainer.json" "${common[@]}" --steps 8 "${hf[@]}" --loss_csv "$tmp/tr1.csv" \
+        2> "$tmp/tr1.err" || fail "one-rank Trainer-groups run"
+    OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 \
+        mpiexec -n 2 --oversubscribe "$train" --deepspeed "$tmp/trainer.json" "${common[@]}" --steps 8 "${hf[@]}" \
+        --reference_curve "$tmp/tr1.csv" --curve_rtol 1e-5 2> "$tmp/tr2.err" ||
+        fail "2 MPI ranks with the Trainer's parameter groups left the one-rank curve (or failed)"
+    grep "within rtol" "$tmp/tr2.err"
+fi
+
 # 3. SIGKILL one of 3 TCP ranks mid-training
 port=$((port + 1))
 c3=$(cfg 2 1)
