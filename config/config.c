@@ -339,15 +339,6 @@ dsrt_status config_create(const dsrt_config_create_args *a, struct dsrt_config *
     }
     if (!st)
         st = read_top(cfg, root);
-    if (!st) {
-        /* DeepSpeed's flops profiler block is passed through; when enabled, say
-         * that nothing is profiled rather than stay silent */
-        const json_value *fp = json_object_get(root, "flops_profiler");
-        const json_value *en = fp && fp->type == JSON_OBJECT ? json_object_get(fp, "enabled") : NULL;
-        if (en && en->type == JSON_BOOL && en->u.b)
-            st = cfg_degrade(cfg, "flops_profiler.enabled", en,
-                             "the flops profiler is not implemented by dsrt; the key is ignored");
-    }
     if (!st)
         st = cfg_read_precision(cfg, root);
     if (!st)

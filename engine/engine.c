@@ -763,6 +763,8 @@ static double micro_begin(dsrt_engine *e)
     bool last = (e->count.micro_steps + 1) % e->gas == 0;
     /* stage 2 reduces every micro-step, stages 0 and 1 at the boundary; from
      * the hooks when the reduction can overlap the backward */
+    if (e->count.micro_steps % e->gas == 0)
+        engine_profiler_begin(e);
     zero_reducer_begin(&e->red, e->use_buckets && (e->stage == 2 || last),
                        e->stage == 2 || e->cfg.zero.overlap_comm, (long long)e->count.global_steps + 1,
                        (long long)e->count.micro_steps + 1);
@@ -799,6 +801,7 @@ static dsrt_status micro_end(dsrt_engine *e, double loss, dsrt_step_report *r)
             memset(e->wcb.acc, 0, sizeof e->wcb.acc);
         }
         DSRT_TRY(engine_monitor_step(e, r));
+        DSRT_TRY(engine_profiler_end(e));
         memset(e->wcb.step, 0, sizeof e->wcb.step);
     } else {
         r->loss = e->count.window_loss / e->count.window_n;

@@ -83,6 +83,12 @@ struct dsrt_engine {
         bool on;
         double step[4], acc[4];
     } wcb;
+    /* ---- the flops_profiler block: a summary of step `step` (monitor.c) */
+    struct {
+        int64_t step;            /* profile_step; 0: off */
+        char *output_file;       /* NULL: the log */
+        double t0;               /* when the profiled step's first micro-step began */
+    } prof;
     /* ---- DeepSpeed's monitors, rank 0 (monitor.c) */
     struct {
         FILE *tb;                /* TensorBoard event file */
@@ -127,6 +133,9 @@ struct dsrt_engine {
 dsrt_status engine_monitor_init(dsrt_engine *e);
 dsrt_status engine_monitor_step(dsrt_engine *e, const dsrt_step_report *r);
 void engine_monitor_free(dsrt_engine *e);
+/* flops_profiler: the profiled step starts (its first micro-step) / ended */
+void engine_profiler_begin(dsrt_engine *e);
+dsrt_status engine_profiler_end(dsrt_engine *e);
 /* CRC32C (Castagnoli) and TFRecord's masked form of it */
 uint32_t dsrt_crc32c(const void *data, size_t n);
 uint32_t dsrt_crc32c_masked(const void *data, size_t n);

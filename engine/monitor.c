@@ -195,6 +195,15 @@ dsrt_status engine_monitor_init(dsrt_engine *e)
     const json_value *root = json_doc_root(doc);
     e->mon.csv_dir = monitor_dir(root, "csv_monitor");
     char *tb = monitor_dir(root, "tensorboard");
+    /* flops_profiler {"enabled", "profile_step" (1), "output_file" (null: the log)} */
+    const json_value *fp = json_object_get(root, "flops_profiler");
+    const json_value *fe = fp && fp->type == JSON_OBJECT ? json_object_get(fp, "enabled") : NULL;
+    if (fe && fe->type == JSON_BOOL && fe->u.b) {
+        const json_value *ps = json_object_get(fp, "profile_step"), *of = json_object_get(fp, "output_file");
+        e->prof.step = ps && ps->type == JSON_NUMBER && ps->u.num.d >= 1 ? (int64_t)ps->u.num.d : 1;
+        if (of && of->type == JSON_STRING && *of->u.str.s)
+            e->prof.output_file = dsrt_strdup(of->u.str.s);
+    }
     json_doc_free(doc);
     dsrt_status st = DSRT_STATUS_OK;
     if (e->mon.csv_dir && mkdirs(e->mon.csv_dir))
@@ -231,6 +240,8 @@ void engine_monitor_free(dsrt_engine *e)
     if (e->mon.tb)
         fclose(e->mon.tb);
     free(e->mon.csv_dir);
+    free(e->prof.output_file);
+    memset(&e->prof, 0, sizeof e->prof);
     memset(&e->mon, 0, sizeof e->mon);
 }
 
@@ -298,5 +309,70 @@ dsrt_status engine_monitor_step(dsrt_engine *e, const dsrt_step_report *r)
     if (e->mon.tb && fflush(e->mon.tb))
         return dsrt_error_set(DSRT_STATUS_IO_ERROR, "tensorboard: cannot write its event file: %s",
                               strerror(errno));
+    return DSRT_STATUS_OK;
+}
+
+/* ---------------------------------------------------------------- flops_profiler
+ *
+ * DeepSpeed's profiler hooks every module and prints a per-module table at
+ * profile_step. dsrt prints the summary part for that step: the model's
+ * parameters, the FLOPs of one forward and of forward + backward (the
+ * backward counted as twice the forward, DeepSpeed's convention), the step's
+ * time and the rate. GPT-2's FLOPs are counted from its shapes: every matmul
+ * (2 per multiply-add, the tied LM head included) and attention's two
+ * products over the causal (T x T) scores; a host model's are unknown to the
+ * engine, so only its parameters and time are printed. */
+void engine_profiler_begin(dsrt_engine *e)
+{
+    if (e->rank != 0 || e->prof.step <= 0 || e->count.global_steps + 1 != e->prof.step)
+        return;
+    (void)e->be->ops->sync(e->be);
+    e->prof.t0 = dsrt_now();
+}
+
+dsrt_status engine_profiler_end(dsrt_engine *e)
+{
+    if (e->rank != 0 || e->prof.step <= 0 || e->count.global_steps != e->prof.step || e->prof.t0 <= 0)
+        return DSRT_STATUS_OK;
+    (void)e->be->ops->sync(e->be);
+    double dt = dsrt_now() - e->prof.t0;
+    e->prof.t0 = 0;
+    double fwd = 0;
+    if (e->model) {
+        const dsrt_gpt2_config *c = &e->mcfg;
+        double tok = (double)e->B * e->T * e->gas, C = c->n_embd, F = c->n_inner, V = c->vocab_size;
+        double per_layer = 2.0 * tok * (C * 3 * C + C * C + C * F + F * C) + 2.0 * 2.0 * e->B * e->gas * (double)e->T * e->T * C;
+        fwd = c->n_layer * per_layer + 2.0 * tok * C * V;
+    }
+    char text[1024];
+    int n = snprintf(text, sizeof text,
+                     "-------------------------- DeepSpeed Flops Profiler (dsrt summary) --------------------------\n"
+                     "Profile Summary at step %lld:\n"
+                     "world size:                                   %d\n"
+                     "batch size per GPU:                           %d\n"
+                     "params per GPU:                               %zu\n",
+                     (long long)e->prof.step, e->world, e->B, e->n);
+    if (fwd > 0)
+        n += snprintf(text + n, sizeof text - (size_t)n,
+                      "fwd flops per GPU:                            %.4g G (%d micro-batches)\n"
+                      "fwd+bwd flops per GPU:                        %.4g G (bwd = 2 x fwd)\n"
+                      "iter latency:                                 %.2f ms\n"
+                      "FLOPS per GPU = 3 x fwd flops / iter latency: %.4g TFLOPS\n",
+                      fwd / 1e9, e->gas, 3 * fwd / 1e9, dt * 1e3, 3 * fwd / dt / 1e12);
+    else
+        n += snprintf(text + n, sizeof text - (size_t)n,
+                      "iter latency:                                 %.2f ms (a host model: FLOPs not counted)\n",
+                      dt * 1e3);
+    snprintf(text + n, sizeof text - (size_t)n,
+             "------------------------------------------------------------------------------------------------\n");
+    if (e->prof.output_file) {
+        FILE *f = fopen(e->prof.output_file, "w");
+        if (!f || fputs(text, f) == EOF || fclose(f))
+            return dsrt_error_set(DSRT_STATUS_IO_ERROR, "flops_profiler.output_file %s: %s", e->prof.output_file,
+                                  strerror(errno));
+        dsrt_log(DSRT_LOG_INFO, "flops profiler: step %lld written to %s", (long long)e->prof.step,
+                 e->prof.output_file);
+    } else
+        dsrt_log(DSRT_LOG_INFO, "%s", text);
     return DSRT_STATUS_OK;
 }

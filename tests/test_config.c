@@ -666,7 +666,6 @@ static void test_monitors_named(void **state)
         {"\"wandb\": {\"enabled\": true, \"project\": \"x\"}", "Weights & Biases"},
         {"\"comet\": {\"enabled\": true}", "Comet"},
         {"\"comms_logger\": {\"enabled\": true}", "communication logger"},
-        {"\"flops_profiler\": {\"enabled\": true, \"profile_step\": 3}", "flops profiler"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char text[512];

@@ -639,7 +639,8 @@ static void test_monitors_write(void **state)
                        "   \"warmup_type\": \"linear\"}},"
                        " \"tensorboard\": {\"enabled\": true, \"output_path\": \"out/tb\", \"job_name\": \"job\"},"
                        " \"csv_monitor\": {\"enabled\": true, \"output_path\": \"out/csv\"},"
-                       " \"wall_clock_breakdown\": true}";
+                       " \"wall_clock_breakdown\": true,"
+                       " \"flops_profiler\": {\"enabled\": true, \"profile_step\": 2, \"output_file\": \"out/prof.txt\"}}";
     dsrt_config *c;
     dsrt_engine *e = make_engine(text, &c);
     dsrt_step_report rep[3];
@@ -663,6 +664,18 @@ static void test_monitors_write(void **state)
     fclose(f);
     assert_int_equal(access("out/csv/DeepSpeedJobName/Train_Samples_lr.csv", R_OK), 0);
     assert_int_equal(access("out/csv/DeepSpeedJobName/Train_Samples_loss_scale.csv", R_OK), 0);
+    /* flops_profiler: the summary of step 2, with GPT-2's forward FLOPs counted
+     * from its shapes: 4 layers x (2 x 128 tokens x (128x384 + 128x128 + 2 x
+     * 128x512) + 2 x 2 x 4 x 32 x 32 x 128) + 2 x 128 x 128 x 256 = 0.2181 G */
+    f = fopen("out/prof.txt", "r");
+    assert_non_null(f);
+    char prof[4096];
+    size_t pn = fread(prof, 1, sizeof prof - 1, f);
+    prof[pn] = 0;
+    fclose(f);
+    assert_non_null(strstr(prof, "Profile Summary at step 2"));
+    assert_non_null(strstr(prof, "params per GPU:                               858880"));
+    assert_non_null(strstr(prof, "fwd flops per GPU:                            0.2181 G"));
     /* wall_clock_breakdown: each step's forward, backward, reductions and step in ms */
     f = fopen("out/csv/DeepSpeedJobName/Train_Samples_elapsed_time_ms_backward.csv", "r");
     assert_non_null(f);
