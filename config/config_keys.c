@@ -194,7 +194,7 @@ static const cfg_key comet_keys[] = {
     MON("experiment_key", CT_STRING, NULL), MON("online", CT_BOOL, NULL), MON("mode", CT_STRING, NULL),
 };
 static const cfg_key comms_logger_keys[] = {
-    MON_ENABLED("the communication logger's summary"), MON("verbose", CT_BOOL, "false"), MON("prof_all", CT_BOOL, "true"),
+    MON("enabled", CT_BOOL, "false"), MON("verbose", CT_BOOL, "false"), MON("prof_all", CT_BOOL, "true"),
     MON("prof_ops", CT_ANY, "[]"), MON("debug", CT_BOOL, "false"),
 };
 static const cfg_block tensorboard_block = {"TensorBoardConfig", true, true, tensorboard_keys, N(tensorboard_keys)};

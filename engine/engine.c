@@ -73,6 +73,7 @@ void engine_destroy(dsrt_engine *e)
             be->ops->free(be, e->buf.grads);
         }
     }
+    engine_monitor_free(e); /* the comms summary: the comm is idle and still there */
     dsrt_gpt2_destroy(e->model);
     if (e->own_comm && e->comm)
         e->comm->destroy(e->comm);
@@ -88,7 +89,6 @@ void engine_destroy(dsrt_engine *e)
     free(e->client_state);
     zero_layout_free(&e->lay);
     engine_groups_free(e);
-    engine_monitor_free(e);
     free(e);
 }
 

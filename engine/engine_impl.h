@@ -94,6 +94,7 @@ struct dsrt_engine {
         FILE *tb;                /* TensorBoard event file */
         char *csv_dir;           /* csv_monitor's folder */
         unsigned csv_seen;       /* files given their header in this run */
+        bool comms_log;          /* comms_logger: a summary at destroy */
     } mon;
     /* ---- the all-gather of updated weights, in buckets of allgather_bucket_size
      * offsets of every partition; with overlap_comm the next forward waits per

@@ -195,6 +195,14 @@ dsrt_status engine_monitor_init(dsrt_engine *e)
     const json_value *root = json_doc_root(doc);
     e->mon.csv_dir = monitor_dir(root, "csv_monitor");
     char *tb = monitor_dir(root, "tensorboard");
+    /* comms_logger {"enabled"}: the comm times its collectives; summary at destroy */
+    const json_value *cl = json_object_get(root, "comms_logger");
+    const json_value *ce = cl && cl->type == JSON_OBJECT ? json_object_get(cl, "enabled") : NULL;
+    if (ce && ce->type == JSON_BOOL && ce->u.b && e->comm) {
+        e->comm->n_log = 0; /* a comm shared by engines: this engine's collectives */
+        e->comm->log_on = true;
+        e->mon.comms_log = true;
+    }
     /* flops_profiler {"enabled", "profile_step" (1), "output_file" (null: the log)} */
     const json_value *fp = json_object_get(root, "flops_profiler");
     const json_value *fe = fp && fp->type == JSON_OBJECT ? json_object_get(fp, "enabled") : NULL;
@@ -237,6 +245,16 @@ dsrt_status engine_monitor_init(dsrt_engine *e)
 
 void engine_monitor_free(dsrt_engine *e)
 {
+    if (e->mon.comms_log && e->comm && e->rank == 0) {
+        /* DeepSpeed's comms logger summary (deepspeed.comm.log_summary) */
+        char *t = dsrt_comm_log_summary(e->comm);
+        if (t)
+            dsrt_log(DSRT_LOG_INFO, "comms_logger: %d collectives' kinds and sizes on rank 0%s\n%s", e->comm->n_log,
+                     e->world == 1 ? " (one rank: no collective runs)" : "", t);
+        free(t);
+    }
+    if (e->mon.comms_log && e->comm)
+        e->comm->log_on = false;
     if (e->mon.tb)
         fclose(e->mon.tb);
     free(e->mon.csv_dir);

@@ -665,7 +665,6 @@ static void test_monitors_named(void **state)
     } cases[] = {
         {"\"wandb\": {\"enabled\": true, \"project\": \"x\"}", "Weights & Biases"},
         {"\"comet\": {\"enabled\": true}", "Comet"},
-        {"\"comms_logger\": {\"enabled\": true}", "communication logger"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char text[512];

@@ -58,7 +58,8 @@ fi
 # partition at ZeRO-2 on 2 MPI ranks, against one rank with gas 2
 if command -v mpiexec >/dev/null; then
     cat > "$tmp/trainer.json" <<JSON
-{"train_batch_size": 4, "train_micro_batch_size_per_gpu": 2, "zero_optimization": {"stage": 2, "reduce_bucket_size": 20000}}
+{"train_batch_size": 4, "train_micro_batch_size_per_gpu": 2, "zero_optimization": {"stage": 2, "reduce_bucket_size": 20000},
+ "comms_logger": {"enabled": true}}
 JSON
     hf=(--weight_decay 0.1 --learning_rate 1e-3 --warmup_steps 2)
     "$train" --deepspeed "$tmp/trainer.json" "${common[@]}" --steps 8 "${hf[@]}" --loss_csv "$tmp/tr1.csv" \
@@ -68,6 +69,9 @@ JSON
         --reference_curve "$tmp/tr1.csv" --curve_rtol 1e-5 2> "$tmp/tr2.err" ||
         fail "2 MPI ranks with the Trainer's parameter groups left the one-rank curve (or failed)"
     grep "within rtol" "$tmp/tr2.err"
+    # comms_logger: DeepSpeed's summary table, the bucket reduce-scatters and the weight all-gathers
+    grep -q "Comm. Op            Message Size" "$tmp/tr2.err" && grep -q "^reduce_scatter" "$tmp/tr2.err" &&
+        grep -q "^all_gather" "$tmp/tr2.err" || fail "no comms_logger summary with reduce_scatter and all_gather"
 fi
 
 # 3. SIGKILL one of 3 TCP ranks mid-training

@@ -323,6 +323,57 @@ static dsrt_status run_job(host_comm *h, job *j)
     return DSRT_STATUS_OK;
 }
 
+/* comms_logger: one finished collective */
+static void comm_log(dsrt_comm *c, const job *j, double dt)
+{
+    int op = j->kind == JOB_ALLREDUCE ? 0 : j->kind == JOB_REDUCE_SCATTER ? 1 : j->kind == JOB_ALLGATHER ? 2 : -1;
+    if (op < 0)
+        return;
+    size_t esz = dsrt_dtype_size(j->dt), n = j->n;
+    if (j->kind == JOB_ALLGATHER)
+        n = j->n * (size_t)c->world;
+    uint64_t bytes = (uint64_t)(n * esz);
+    for (int i = 0; i < c->n_log; i++)
+        if (c->log[i].op == op && c->log[i].bytes == bytes) {
+            c->log[i].count++;
+            c->log[i].total_s += dt;
+            return;
+        }
+    if (c->n_log < DSRT_COMM_LOG_ROWS)
+        c->log[c->n_log++] = (dsrt_comm_log_row){op, bytes, 1, dt};
+}
+
+char *dsrt_comm_log_summary(const dsrt_comm *c)
+{
+    static const char *const names[3] = {"all_reduce", "reduce_scatter", "all_gather"};
+    dsrt_buf b = {0};
+    int N = c->world;
+    dsrt_buf_printf(&b, "%-20s%-20s%-20s%-20s%-20s%-20s%s\n", "Comm. Op", "Message Size", "Count",
+                    "Total Latency(ms)", "Avg Latency(ms)", "tput_avg (Gbps)", "busbw_avg (Gbps)");
+    for (int op = 0; op < 3; op++) {
+        int any = 0;
+        for (int i = 0; i < c->n_log; i++) {
+            const dsrt_comm_log_row *r = &c->log[i];
+            if (r->op != op)
+                continue;
+            if (!any++)
+                dsrt_buf_printf(&b, "%s\n", names[op]);
+            double avg = r->total_s / (double)r->count;
+            /* algorithm bandwidth and DeepSpeed's bus bandwidth factors */
+            double tput = avg > 0 ? (double)r->bytes * 8 / avg / 1e9 : 0;
+            double f = op == 0 ? 2.0 * (N - 1) / N : (double)(N - 1) / N;
+            char size[32];
+            if (r->bytes >= (1u << 20))
+                snprintf(size, sizeof size, "%.2f MB", (double)r->bytes / (1 << 20));
+            else
+                snprintf(size, sizeof size, "%.2f KB", (double)r->bytes / 1024);
+            dsrt_buf_printf(&b, "%-20s%-20s%-20llu%-20.2f%-20.2f%-20.2f%.2f\n", "", size,
+                            (unsigned long long)r->count, r->total_s * 1e3, avg * 1e3, tput, tput * f);
+        }
+    }
+    return dsrt_buf_take(&b);
+}
+
 static void *comm_thread(void *arg)
 {
     host_comm *h = arg;
@@ -356,7 +407,10 @@ static void *comm_thread(void *arg)
         }
         bool skip = h->failed != DSRT_STATUS_OK;
         pthread_mutex_unlock(&h->mu);
+        double t_job = h->base.log_on ? dsrt_now() : 0;
         dsrt_status s = skip ? DSRT_STATUS_OK : run_job(h, j);
+        if (h->base.log_on && !skip && !s)
+            comm_log(&h->base, j, dsrt_now() - t_job);
         pthread_mutex_lock(&h->mu);
         if (s != DSRT_STATUS_OK) {
             h->failed = s;

@@ -13,6 +13,7 @@
 #ifndef DSRT_ZERO_COMM_H
 #define DSRT_ZERO_COMM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -23,6 +24,15 @@
 typedef enum dsrt_reduce_op { DSRT_REDUCE_SUM = 0, DSRT_REDUCE_MAX = 1 } dsrt_reduce_op;
 
 typedef struct dsrt_comm dsrt_comm;
+
+/* one row of the comms logger: an op at one message size */
+enum { DSRT_COMM_LOG_ROWS = 64 };
+typedef struct dsrt_comm_log_row {
+    int op;             /* 0 all_reduce, 1 reduce_scatter, 2 all_gather */
+    uint64_t bytes;     /* the message: the whole buffer (DeepSpeed's msg_size) */
+    uint64_t count;
+    double total_s;
+} dsrt_comm_log_row;
 struct dsrt_comm {
     const char *name; /* "local", "mpi", "tcp", "nccl" */
     int rank, world, local_rank;
@@ -54,7 +64,16 @@ struct dsrt_comm {
     /* bytes this rank has put on and taken off the wire so far (host comms:
      * counted by the transport calls; NCCL: 0, not measured) */
     uint64_t bytes_sent, bytes_recv;
+    /* comms_logger (host comms; NCCL records nothing): when `log_on`, each
+     * collective's time from start to completion on the comm thread, by op and
+     * message size. Read only once the comm is idle (after the last wait). */
+    bool log_on;
+    dsrt_comm_log_row log[DSRT_COMM_LOG_ROWS];
+    int n_log;
 };
+
+/* DeepSpeed's comms logger summary of what `c` recorded, as text (malloc'd) */
+char *dsrt_comm_log_summary(const dsrt_comm *c);
 
 /* One rank: every collective is the identity. */
 dsrt_status dsrt_comm_local_create(dsrt_comm **out);
