@@ -5,6 +5,7 @@
 #   fuzz_config        the ds_config reader: configs/*.json and the real configs
 #   fuzz_model_config  the GPT2Config reader: configs/model/*.json
 #   fuzz_ckpt          the checkpoint loader: a checkpoint it makes itself
+#   fuzz_safetensors   the safetensors reader: small valid files
 #   selftest           fuzz_config with a planted crash: the run must FAIL,
 #                      so a finding can never pass for a skip (exit 0 here)
 #   run_fuzz.sh CLANG SOURCE_DIR BUILD_DIR TARGET
@@ -44,6 +45,13 @@ fuzz_config | selftest)
     ;;
 fuzz_model_config) cp "$src"/configs/model/*.json "$work/corpus/" ;;
 fuzz_ckpt) export DSRT_FUZZ_CORPUS="$work/corpus" ;;
+fuzz_safetensors)
+    perl -e '$h = q({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}); print pack("Q<", length $h), $h, "\0" x 8' \
+        > "$work/corpus/one"
+    perl -e '$h = q({"__metadata__":{"format":"pt"},"a":{"dtype":"BF16","shape":[2,1],"data_offsets":[0,4]},) .
+        q("b":{"dtype":"F16","shape":[],"data_offsets":[4,6]}}); print pack("Q<", length $h), $h, "\1" x 6' \
+        > "$work/corpus/two"
+    ;;
 esac
 max_len=65536
 [ "$target" = fuzz_ckpt ] && max_len=1048576
