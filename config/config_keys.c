@@ -129,11 +129,13 @@ static const cfg_key fp16_keys[] = {
     {"loss_scale", CT_FLOAT, FP16(loss_scale), "0.0", KF_LAX | KF_MIN_GE, 0, 0, NULL, NULL, NULL, NULL},
     {"initial_scale_power", CT_INT, FP16(initial_scale_power), "16", KF_LAX | KF_MIN_GE, 0, 0, NULL, NULL, NULL,
      NULL},
-    {"loss_scale_window", CT_INT, FP16(loss_scale_window), "1000", KF_LAX | KF_MIN_GT, 0, 0, NULL, NULL, NULL, NULL},
+    /* loss_scale_window and min_loss_scale: positive only when the scaling is
+     * dynamic (0.19.6's _validate_dynamic_loss_scale_params; cfg_read_precision) */
+    {"loss_scale_window", CT_INT, FP16(loss_scale_window), "1000", KF_LAX, 0, 0, NULL, NULL, NULL, NULL},
     {"hysteresis", CT_INT, FP16(hysteresis), "2", KF_LAX | KF_MIN_GT, 0, 0, NULL, NULL, NULL, NULL},
     {"consecutive_hysteresis", CT_BOOL, FP16(consecutive_hysteresis), "false", KF_LAX, 0, 0, NULL, NULL, NULL,
      NULL},
-    {"min_loss_scale", CT_INT, FP16(min_loss_scale), "1", KF_LAX | KF_MIN_GT, 0, 0, NULL, NULL, NULL, NULL},
+    {"min_loss_scale", CT_INT, FP16(min_loss_scale), "1", KF_LAX, 0, 0, NULL, NULL, NULL, NULL},
     {"fp16_master_weights_and_grads", CT_BOOL, FP16(fp16_master_weights_and_grads), "false",
      KF_LAX | KF_NOT_IMPLEMENTED, 0, 0, NULL, NULL, NULL, "fp16 master weights (needs optimizer offload)"},
 };

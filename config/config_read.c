@@ -518,6 +518,17 @@ dsrt_status cfg_read_precision(struct dsrt_config *cfg, const json_value *root)
             return cfg_reject(cfg, "fp16.loss_scale", ls, "must be finite (0 for dynamic scaling)");
         if (ls && ls->type == JSON_BOOL)
             return cfg_reject(cfg, "fp16.loss_scale", ls, "must be a number, not a boolean (0 for dynamic scaling)");
+        /* checked only in the mode that uses them, as DeepSpeed 0.19.6 does: a
+         * static loss_scale may carry unused dynamic-scaling values */
+        const ds_fp16_config *f = &cfg->c.fp16;
+        if (f->enabled && f->loss_scale == 0) {
+            if (f->loss_scale_window <= 0)
+                return cfg_reject(cfg, "fp16.loss_scale_window", json_object_get(fp16, "loss_scale_window"),
+                                  "must be > 0 when dynamic loss scaling is enabled (loss_scale 0)");
+            if (f->min_loss_scale <= 0)
+                return cfg_reject(cfg, "fp16.min_loss_scale", json_object_get(fp16, "min_loss_scale"),
+                                  "must be > 0 when dynamic loss scaling is enabled (loss_scale 0)");
+        }
     }
     if (bf16 && bf16->type != JSON_NULL) {
         if (bf16->type != JSON_OBJECT)

@@ -193,6 +193,21 @@ static void test_integer_forms(void **state)
     drop(c);
     c = rd("{\"train_batch_size\": 8, \"fp16\": {\"enabled\": true, \"min_loss_scale\": 0.5}}");
     ASSERT_REJECT(c, "error: fp16.min_loss_scale: must be an integer, not a fraction (got 0.5) [<text>:1]");
+    /* the dynamic-scaling fields are checked only when the scaling is dynamic
+     * (DeepSpeed 0.19.6): a static loss_scale may carry unused zeros */
+    c = rd("{\"train_batch_size\": 8, \"fp16\": {\"enabled\": true, \"min_loss_scale\": 0}}");
+    ASSERT_REJECT(c, "error: fp16.min_loss_scale: must be > 0 when dynamic loss scaling is enabled");
+    c = rd("{\"train_batch_size\": 8, \"fp16\": {\"enabled\": true, \"loss_scale_window\": 0}}");
+    ASSERT_REJECT(c, "error: fp16.loss_scale_window: must be > 0 when dynamic loss scaling is enabled");
+    c = rd("{\"train_batch_size\": 8, \"fp16\": {\"enabled\": true, \"loss_scale\": 512, \"min_loss_scale\": 0,"
+           " \"loss_scale_window\": 0}}");
+    if (!c)
+        fail_msg("a static scale with unused zero dynamic fields: %s", err());
+    drop(c);
+    c = rd("{\"train_batch_size\": 8, \"fp16\": {\"enabled\": false, \"min_loss_scale\": 0}}");
+    if (!c)
+        fail_msg("fp16 disabled with min_loss_scale 0: %s", err());
+    drop(c);
     c = rd("{\"train_batch_size\": 8.5}");
     ASSERT_REJECT(c, "error: train_batch_size: must be an integer, not a fraction (got 8.5)");
     /* the int64 range, exactly */
@@ -394,7 +409,7 @@ static void test_precision_blocks(void **state)
     assert_int_equal(summary(c).precision, DSRT_PRECISION_BF16);
     drop(c);
     c = rd("{\"train_batch_size\": 8, \"fp16\": {\"enabled\": true, \"loss_scale_window\": 0}}");
-    ASSERT_REJECT(c, "error: fp16.loss_scale_window: must be > 0 (got 0)");
+    ASSERT_REJECT(c, "error: fp16.loss_scale_window: must be > 0 when dynamic loss scaling is enabled");
     c = rd("{\"train_batch_size\": 8, \"fp16\": {\"enabled\": true, \"loss_scale\": -1}}");
     ASSERT_REJECT(c, "error: fp16.loss_scale: must be >= 0 (got -1)");
     c = rd("{\"train_batch_size\": 8, \"fp16\": {\"enabled\": \"FP16_ENABLE\"}}");
