@@ -230,7 +230,7 @@ static const cfg_key top_keys[] = {
     {"prescale_gradients", CT_BOOL, TOP(prescale_gradients), "false", 0, 0, 0, NULL, NULL, NULL, NULL},
     {"gradient_predivide_factor", CT_FLOAT, TOP(gradient_predivide_factor), "1.0", KF_MIN_GT, 0, 0, NULL, NULL,
      NULL, NULL},
-    {"gradient_allreduce_op", CT_STRING, NOF, "\"mean\"", 0, 0, 0, "mean|sum", NULL, NULL, NULL},
+    {"gradient_allreduce_op", CT_STRING, NOF, "\"mean\"", KF_LOWER, 0, 0, "mean|sum", NULL, NULL, NULL},
     /* runtime/config.py get_communication_data_type lower-cases both */
     {"communication_data_type", CT_STRING, NOF, NULL, KF_NULLABLE | KF_LOWER, 0, 0, "fp16|bf16|fp32", NULL, NULL, NULL},
     {"seq_parallel_communication_data_type", CT_STRING, NOF, NULL, KF_NULLABLE | KF_LOWER, 0, 0, "fp16|bf16|fp32",

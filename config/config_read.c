@@ -450,6 +450,11 @@ dsrt_status cfg_read_zero(struct dsrt_config *cfg, const json_value *z)
     const json_value *op = z && z->type == JSON_OBJECT ? json_object_get(z, "offload_param") : NULL;
     zc->offload_optimizer = oo && oo->type == JSON_OBJECT ? device_enum(offload_device(oo)) : DS_OFFLOAD_NONE;
     zc->offload_param = op && op->type == JSON_OBJECT ? device_enum(offload_device(op)) : DS_OFFLOAD_NONE;
+    /* DeepSpeedZeroConfig.offload_ratio_check: partial offload is stage 3's */
+    const json_value *ratio = oo && oo->type == JSON_OBJECT ? json_object_get(oo, "ratio") : NULL;
+    if (ratio && ratio->type == JSON_NUMBER && ratio->u.num.d < 1.0 && zc->stage != 3)
+        return cfg_reject(cfg, "zero_optimization.offload_optimizer.ratio", ratio,
+                          "partial offloading (ratio < 1) is only supported for ZeRO stage 3 (DeepSpeed asserts)");
     const json_value *cpu_off = z && z->type == JSON_OBJECT ? json_object_get(z, "cpu_offload") : NULL;
     if (cpu_off && ((cpu_off->type == JSON_BOOL && cpu_off->u.b) ||
                     (cpu_off->type == JSON_STRING && lax_bool(cpu_off->u.str.s) == 1)))

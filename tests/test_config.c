@@ -700,6 +700,16 @@ static void test_monitors_named(void **state)
     assert_non_null(c);
     assert_int_equal(count_diags(c, DSRT_DIAG_WARNING, "not implemented"), 0);
     drop(c);
+    /* DeepSpeed lower-cases gradient_allreduce_op too */
+    c = rd("{\"train_batch_size\": 8, \"gradient_allreduce_op\": \"SUM\"}");
+    if (!c)
+        fail_msg("%s", err());
+    assert_non_null(strstr(json_of(c), "\"gradient_allreduce_op\": \"sum\""));
+    drop(c);
+    /* partial optimizer offload is stage 3's (DeepSpeedZeroConfig.offload_ratio_check) */
+    c = rd("{\"train_batch_size\": 8, \"zero_optimization\": {\"stage\": 2, \"offload_optimizer\": "
+           "{\"device\": \"cpu\", \"ratio\": 0.5}}}");
+    ASSERT_REJECT(c, "error: zero_optimization.offload_optimizer.ratio: partial offloading");
     /* DeepSpeed lower-cases communication_data_type before comparing */
     c = rd("{\"train_batch_size\": 8, \"communication_data_type\": \"FP16\"}");
     if (!c)
