@@ -290,11 +290,17 @@ static void comm_step(const comm_plan *cp, double *t_reduce, double *t_norm, dou
 static void bench_config(const char *dtype, int stage, int B, int T, int bucket, int warmup,
                          int steps)
 {
-    dsrt_config *cfg[2];
-    dsrt_engine *eng[2];
-    for (int o = 0; o < 2; o++) { /* o = 1: overlap_comm true */
-        cfg[o] = make_config(stage, dtype, B, bucket, o);
+    /* 0: overlap_comm false; 1: true; 2: true, but the all-gather waited for
+     * at the step (DSRT_ALLGATHER_WAIT=1): only the reduction overlaps */
+    dsrt_config *cfg[3];
+    dsrt_engine *eng[3];
+    for (int o = 0; o < 3; o++) {
+        if (o == 2)
+            setenv("DSRT_ALLGATHER_WAIT", "1", 1);
+        cfg[o] = make_config(stage, dtype, B, bucket, o > 0);
         eng[o] = make_engine(cfg[o], T);
+        if (o == 2)
+            unsetenv("DSRT_ALLGATHER_WAIT");
     }
     dsrt_engine_info_args in = {.struct_size = sizeof in, .engine = eng[0]};
     CHECK(api->engine_info(&in));
@@ -310,22 +316,23 @@ static void bench_config(const char *dtype, int stage, int B, int T, int bucket,
         tok[i] = (int32_t)((s >> 33) % (uint64_t)in.vocab_size);
         tgt[i] = (int32_t)((s >> 13) % (uint64_t)in.vocab_size);
     }
-    double *ts[2], *tc = xmalloc((size_t)steps * sizeof *tc), *tr = xmalloc((size_t)steps * sizeof *tr),
+    double *ts[3], *tc = xmalloc((size_t)steps * sizeof *tc), *tr = xmalloc((size_t)steps * sizeof *tr),
                    *tn = xmalloc((size_t)steps * sizeof *tn), *tg = xmalloc((size_t)steps * sizeof *tg);
-    ts[0] = xmalloc((size_t)steps * sizeof(double));
-    ts[1] = xmalloc((size_t)steps * sizeof(double));
+    for (int o = 0; o < 3; o++)
+        ts[o] = xmalloc((size_t)steps * sizeof(double));
     for (int w = 0; w < warmup; w++) {
         double a, b, c;
-        train_step(eng[1], tok, tgt);
-        train_step(eng[0], tok, tgt);
+        for (int o = 2; o >= 0; o--)
+            train_step(eng[o], tok, tgt);
         comm_step(&cp, &a, &b, &c);
     }
     barrier();
     for (int i = 0; i < steps; i++) {
-        /* alternate which engine goes first, so neither always follows the comm-only run */
-        int first = i % 2;
-        ts[first][i] = train_step(eng[first], tok, tgt);
-        ts[!first][i] = train_step(eng[!first], tok, tgt);
+        /* rotate which engine goes first, so none always follows the comm-only run */
+        for (int k = 0; k < 3; k++) {
+            int o = (i + k) % 3;
+            ts[o][i] = train_step(eng[o], tok, tgt);
+        }
         comm_step(&cp, &tr[i], &tn[i], &tg[i]);
         tc[i] = tr[i] + tn[i] + tg[i];
     }
@@ -338,18 +345,19 @@ static void bench_config(const char *dtype, int stage, int B, int T, int bucket,
                "partition=%lld bucket_elems=%d buckets=%d seq=%d batch=%d steps=%d warmup=%d "
                "overlap_ms=%.3f overlap_mad_ms=%.3f no_overlap_ms=%.3f no_overlap_mad_ms=%.3f "
                "comm_ms=%.3f comm_mad_ms=%.3f allreduce_ms=%.3f norm_ms=%.3f allgather_ms=%.3f "
-               "paired_diff_ms=%.3f paired_diff_mad_ms=%.3f\n",
+               "paired_diff_ms=%.3f paired_diff_mad_ms=%.3f ag_waited_ms=%.3f ag_waited_mad_ms=%.3f\n",
                world_, dtype, stage, (int)in.zero_stage, (long long)in.num_parameters,
                (long long)in.num_param_tensors, (long long)in.partition_size, bucket, cp.nbuckets,
                T, B, steps, warmup, 1e3 * median(ts[1], steps), 1e3 * mad(ts[1], steps),
                1e3 * median(ts[0], steps), 1e3 * mad(ts[0], steps), 1e3 * median(tc, steps),
                1e3 * mad(tc, steps), 1e3 * median(tr, steps), 1e3 * median(tn, steps),
-               1e3 * median(tg, steps), 1e3 * median(td, steps), 1e3 * mad(td, steps));
+               1e3 * median(tg, steps), 1e3 * median(td, steps), 1e3 * mad(td, steps),
+               1e3 * median(ts[2], steps), 1e3 * mad(ts[2], steps));
         fflush(stdout);
     }
-    free(tok), free(tgt), free(tc), free(tr), free(tn), free(tg), free(ts[0]), free(ts[1]), free(td);
+    free(tok), free(tgt), free(tc), free(tr), free(tn), free(tg), free(ts[0]), free(ts[1]), free(ts[2]), free(td);
     plan_free(&cp);
-    for (int o = 0; o < 2; o++) {
+    for (int o = 0; o < 3; o++) {
         free_engine(eng[o]);
         free_config(cfg[o]);
     }

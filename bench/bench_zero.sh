@@ -46,6 +46,7 @@ $1 == "step" {
     k = a["ranks"] SUBSEP a["dtype"] SUBSEP a["stage"]
     ov[k] = a["overlap_ms"]; no[k] = a["no_overlap_ms"]; mov[k] = a["overlap_mad_ms"]; mno[k] = a["no_overlap_mad_ms"]
     pd[k] = a["paired_diff_ms"]; cm[k] = a["comm_ms"]; ar[k] = a["allreduce_ms"]; nm[k] = a["norm_ms"]; ag[k] = a["allgather_ms"]
+    agw[k] = a["ag_waited_ms"]; magw[k] = a["ag_waited_mad_ms"]
     if (!(a["dtype"] SUBSEP a["stage"] in seen)) { seen[a["dtype"] SUBSEP a["stage"]] = 1; order[++nord] = a["dtype"] SUBSEP a["stage"] }
     if (!(a["ranks"] in rs)) { rs[a["ranks"]] = 1; rlist[++nr] = a["ranks"] }
     info = sprintf("%s parameters, %s tensors; reduce_bucket_size %s elements = %s buckets per step; %s warm-up + median of %s timed steps", a["params"], a["tensors"], a["bucket_elems"], a["buckets"], a["warmup"], a["steps"])
@@ -82,6 +83,21 @@ END {
             printf "%-5s %-5s %-5s | %7.1f +- %-4.1f %7.1f +- %-4.1f | %6.2f (%5.2f+%4.2f+%5.2f) | %-19s %-6s %-6s | %9s\n",
                 rlist[r], ds[1], ds[2], ov[k], mov[k], no[k], mno[k], cm[k], ar[k], nm[k], ag[k], hid, noise, pair,
                 (one > 0 ? sprintf("%.1f", one) : "-")
+        }
+    }
+    print ""
+    print "-- each overlap apart: a third engine with overlap_comm whose all-gather is waited for at the step"
+    print "   (DSRT_ALLGATHER_WAIT=1, as DeepSpeed waits), so only the reduction overlaps the backward"
+    print "   reduction hidden = (overlap off - ag waited) / (ar + norm); all-gather hidden = (ag waited - overlap on) / ag"
+    printf "%-5s %-5s %-5s | %-15s | %-16s %-16s\n", "ranks", "dtype", "stage", "ag waited", "reduction hidden", "all-gather hidden"
+    for (o = 1; o <= nord; o++) {
+        split(order[o], ds, SUBSEP)
+        for (r = 1; r <= nr; r++) {
+            k = rlist[r] SUBSEP order[o]
+            if (!(k in agw) || agw[k] == "" || rlist[r] == 1) continue
+            hr = (ar[k] + nm[k]) > 0 ? (no[k] - agw[k]) / (ar[k] + nm[k]) : 0
+            ha = ag[k] > 0 ? (agw[k] - ov[k]) / ag[k] : 0
+            printf "%-5s %-5s %-5s | %7.1f +- %-4.1f | %-16.2f %-16.2f\n", rlist[r], ds[1], ds[2], agw[k], magw[k], hr, ha
         }
     }
     print ""

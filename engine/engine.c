@@ -450,6 +450,11 @@ static dsrt_status check_create_args(const dsrt_engine_create_args *a, const ds_
 static void setup_from_config(dsrt_engine *e, const ds_config *c, const dsrt_dist *dist)
 {
     e->wcb.on = c->wall_clock_breakdown;
+    /* benchmarks: DSRT_ALLGATHER_WAIT=1 waits for the all-gather at the step,
+     * as DeepSpeed does, while the reduction still overlaps the backward (how
+     * much each overlap hides is measured apart: bench/bench_zero.sh) */
+    const char *agw = getenv("DSRT_ALLGATHER_WAIT");
+    e->ag.wait_now = agw && !strcmp(agw, "1");
     e->cfg = *c;
     /* the strings point into the config handle, which the host may destroy */
     e->cfg.optimizer.type = NULL;
@@ -712,7 +717,7 @@ static dsrt_status boundary(dsrt_engine *e, dsrt_step_report *r)
                 }
                 e->ag.done = 0;
                 e->ag.pending = true;
-                if (!e->cfg.zero.overlap_comm || !e->buf.gather_in_place || !e->model)
+                if (!e->cfg.zero.overlap_comm || !e->buf.gather_in_place || !e->model || e->ag.wait_now)
                     DSRT_TRY(engine_params_settle(e));
             }
             if (!e->buf.gather_in_place)

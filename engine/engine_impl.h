@@ -106,6 +106,7 @@ struct dsrt_engine {
         int *need;               /* (n_params) the last bucket a parameter's elements are in */
         int done;                /* buckets known complete */
         bool pending;
+        bool wait_now;           /* DSRT_ALLGATHER_WAIT=1: no overlap with the next forward */
     } ag;
     bool use_buckets;            /* several ranks, or stage >= 1 */
     dsrt_lr_sched sched;
