@@ -329,6 +329,17 @@ static dsrt_status fill_optimizer(fill_ctx *f, double *lr_out, bool *lr_known)
     return DSRT_STATUS_OK;
 }
 
+/* TrainingArguments.get_warmup_steps: warmup_steps if > 0, else
+ * ceil(warmup_ratio x the run's total steps); 0 without either */
+static int64_t trainer_warmup_steps(const hf_values *hf, double total_steps)
+{
+    if (hf->has_warmup_steps && hf->warmup_steps > 0)
+        return hf->warmup_steps;
+    if (hf->has_warmup_ratio && hf->warmup_ratio > 0)
+        return (int64_t)ceil(hf->warmup_ratio * total_steps);
+    return 0;
+}
+
 static dsrt_status fill_scheduler(fill_ctx *f, double lr, bool lr_known)
 {
     const hf_values *hf = f->hf;
@@ -373,19 +384,18 @@ static dsrt_status fill_scheduler(fill_ctx *f, double lr, bool lr_known)
     json_value *warm = get(params, "warmup_num_steps");
     if (cfg_is_auto(warm)) {
         /* TrainingArguments.get_warmup_steps: warmup_steps if > 0, else ceil(ratio * N) */
-        int64_t steps = 0;
-        if (hf->has_warmup_steps && hf->warmup_steps > 0) {
-            steps = hf->warmup_steps;
-            snprintf(why, sizeof why, "warmup_steps, given");
-        } else if (hf->has_warmup_ratio && hf->warmup_ratio > 0) {
-            double n;
+        double n = 0;
+        if (!(hf->has_warmup_steps && hf->warmup_steps > 0) && hf->has_warmup_ratio && hf->warmup_ratio > 0) {
             if (!hf->has_max_steps && !num_of(total, &n))
                 return cfg_reject(f->cfg, "scheduler.params.warmup_num_steps", warm,
                                   "\"auto\" with warmup_ratio needs the run's total steps; pass max_steps=N too");
             n = hf->has_max_steps ? (double)hf->max_steps : total->u.num.d;
-            steps = (int64_t)ceil(hf->warmup_ratio * n);
-            snprintf(why, sizeof why, "ceil(warmup_ratio %g x %.0f steps)", hf->warmup_ratio, n);
         }
+        int64_t steps = trainer_warmup_steps(hf, n);
+        if (hf->has_warmup_steps && hf->warmup_steps > 0)
+            snprintf(why, sizeof why, "warmup_steps, given");
+        else if (steps > 0)
+            snprintf(why, sizeof why, "ceil(warmup_ratio %g x %.0f steps)", hf->warmup_ratio, n);
         if (steps <= 0) {
             /* The Trainer fills 0 (its warmup_steps default). DeepSpeed 0.19.3+
              * raises on it; 0.19.2 and earlier ran max(2, 0) = 2 steps. dsrt
@@ -522,12 +532,7 @@ dsrt_status config_trainer_defaults(struct dsrt_config *cfg, const hf_values *hf
                             "schedule (the Trainer's linear decay needs the run's length: max_steps=N)",
                             o->lr);
     }
-    /* TrainingArguments.get_warmup_steps: warmup_steps if > 0, else ceil(ratio x max_steps) */
-    int64_t warm = 0;
-    if (hf->has_warmup_steps && hf->warmup_steps > 0)
-        warm = hf->warmup_steps;
-    else if (hf->has_warmup_ratio && hf->warmup_ratio > 0 && hf->has_max_steps)
-        warm = (int64_t)ceil(hf->warmup_ratio * (double)hf->max_steps);
+    int64_t warm = trainer_warmup_steps(hf, hf->has_max_steps ? (double)hf->max_steps : 0);
     s->kind = DS_SCHED_HF;
     s->type = name;
     s->hf = (ds_hf_schedule)type;

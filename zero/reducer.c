@@ -398,6 +398,19 @@ dsrt_status zero_reducer_slot_fn(void *reducer, size_t p, void **out)
     return st;
 }
 
+/* A slot (or piece) in bucket w is written: reduce the bucket once it is
+ * full, or closed, and nothing in it is still being written. */
+static dsrt_status bucket_slot_done(zero_reducer *r, int w)
+{
+    zero_bucket *k = &r->bk[w];
+    k->outstanding--;
+    if (k->fill == r->cap && w == r->cur && !k->outstanding)
+        return advance(r);
+    if (k->closed && !k->outstanding && w != r->cur)
+        return flush(r, w);
+    return DSRT_STATUS_OK;
+}
+
 dsrt_status zero_reducer_slot_piece(zero_reducer *r, size_t p, size_t end, size_t unit, size_t *off,
                                     void **out)
 {
@@ -454,19 +467,12 @@ dsrt_status zero_reducer_piece_done(zero_reducer *r, size_t p, size_t off)
         off != r->next_end[p])
         return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
                               "gradient piece of parameter %zu starting at %zu: no such piece is out", p, off);
-    int w = r->where[p];
-    zero_bucket *k = &r->bk[w];
-    k->outstanding--;
     if (off == 0) { /* the last piece: the parameter is complete */
         r->state[p] = SLOT_READY;
         r->seen[p] = 1;
     } else
         r->state[p] = SLOT_PIECES;
-    if (k->fill == r->cap && w == r->cur && !k->outstanding)
-        return advance(r);
-    if (k->closed && !k->outstanding && w != r->cur)
-        return flush(r, w);
-    return DSRT_STATUS_OK;
+    return bucket_slot_done(r, r->where[p]);
 }
 
 dsrt_status zero_reducer_piece_fn(void *reducer, size_t p, size_t end, size_t unit, size_t *off, void **out)
@@ -498,13 +504,7 @@ static dsrt_status slot_ready(zero_reducer *r, size_t p)
             r->large_user[w - IN_LARGE0] = -1;
         return DSRT_STATUS_OK;
     }
-    zero_bucket *k = &r->bk[w];
-    k->outstanding--;
-    if (k->fill == r->cap && w == r->cur && !k->outstanding)
-        return advance(r);
-    if (k->closed && !k->outstanding && w != r->cur)
-        return flush(r, w);
-    return DSRT_STATUS_OK;
+    return bucket_slot_done(r, w);
 }
 
 /* What is left of a parameter that comes in pieces, delivered as zeros
