@@ -66,6 +66,9 @@ char *dsrt_strdup(const char *s);
  * is refused. */
 dsrt_status dsrt_read_text_file(const char *path, const char *what, size_t max_bytes, char **text,
                                 size_t *len);
+/* Writes a whole file atomically: a temporary beside it, fsync, rename,
+ * then the folder's fsync. Errors name the file and call it a `what`. */
+dsrt_status dsrt_write_file_atomic(const char *path, const void *data, size_t len, const char *what);
 /* Shortest decimal text that reads back as exactly `d` (like Python's repr). */
 void dsrt_format_double(char out[32], double d);
 

@@ -42,7 +42,7 @@
 #include "zero/dist.h"
 #include "engine/engine.h"
 #include "engine/engine_impl.h"
-#include "model/gpt2.h"
+#include "model/model.h"
 #include "base/internal.h"
 #include "engine/loss_scaler.h"
 #include "engine/lr_sched.h"
@@ -74,7 +74,7 @@ void engine_destroy(dsrt_engine *e)
         }
     }
     engine_monitor_free(e); /* the comms summary: the comm is idle and still there */
-    dsrt_gpt2_destroy(e->model);
+    dsrt_model_destroy(e->model);
     if (e->own_comm && e->comm)
         e->comm->destroy(e->comm);
     if (be)
@@ -368,11 +368,13 @@ static dsrt_status init_zero(dsrt_engine *e)
             offset[i] = e->params[i].offset;
             numel[i] = e->params[i].numel;
         }
-        /* GPT-2's tied wte: its gradient is made at the end of the backward,
+        /* the token embedding (GPT-2's tied wte, LLaMA's embed_tokens): its
+         * gradient is made at the end of the backward,
          * through the buckets a block of rows at a time when a bucket holds a
          * row, else in its own buffer */
         if (e->model && e->buf.slots)
-            e->buf.tied[0] = ro.bucket_elems >= (size_t)e->mcfg.n_embd ? ZERO_GRAD_PIECES : ZERO_GRAD_OWN;
+            e->buf.tied[0] = ro.bucket_elems >= (size_t)dsrt_model_hidden_size(&e->mcfg) ? ZERO_GRAD_PIECES
+                                                                                          : ZERO_GRAD_OWN;
         st = zero_reducer_init(&e->red, &ro, be, e->comm, &e->lay, e->rank, offset, numel, e->n_params,
                                e->buf.grads, e->buf.pgrad, e->P, e->buf.tied);
         free(offset);
@@ -383,11 +385,11 @@ static dsrt_status init_zero(dsrt_engine *e)
             need = e->lay.padded * e->dsz;
         DSRT_TRY(e->comm->reserve(e->comm, need));
         if (e->buf.slots && e->model)
-            dsrt_gpt2_set_grad_slots(e->model, zero_reducer_slot_fn, &e->red);
+            dsrt_model_set_grad_slots(e->model, zero_reducer_slot_fn, &e->red);
         if (e->buf.slots && e->model && e->buf.tied[0] == ZERO_GRAD_PIECES)
-            dsrt_gpt2_set_grad_pieces(e->model, zero_reducer_piece_fn, zero_reducer_piece_done_fn, &e->red);
+            dsrt_model_set_grad_pieces(e->model, zero_reducer_piece_fn, zero_reducer_piece_done_fn, &e->red);
         if (e->model)
-            dsrt_gpt2_set_param_wait(e->model, params_wait, e);
+            dsrt_model_set_param_wait(e->model, params_wait, e);
     }
     if (e->stage && e->world > 1)
         DSRT_TRY(init_allgather(e));
@@ -477,29 +479,32 @@ static void setup_from_config(dsrt_engine *e, const ds_config *c, const dsrt_dis
     e->check_overflow = e->fp16 || (e->dt == DSRT_BF16 && c->bf16.check_grad_overflow);
 }
 
-/* The built-in GPT-2, its flat buffers and its tensor list. */
-static dsrt_status build_gpt2(dsrt_engine *e, const dsrt_engine_create_args *a)
+/* The built-in model (a preset, a config.json or a Hugging Face folder),
+ * its flat buffers and its tensor list. */
+static dsrt_status build_model(dsrt_engine *e, const dsrt_engine_create_args *a)
 {
-    DSRT_TRY(dsrt_gpt2_config_load(a->model, &e->mcfg));
-    e->T = a->seq_len > 0 ? a->seq_len : e->mcfg.n_positions;
-    if (e->T > e->mcfg.n_positions)
+    DSRT_TRY(dsrt_model_config_load(a->model, &e->mcfg));
+    int max_t = dsrt_model_max_positions(&e->mcfg);
+    e->T = a->seq_len > 0 ? a->seq_len : max_t;
+    if (e->T > max_t)
         return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
-                              "engine_create: seq_len %d exceeds the model's n_positions %d", e->T,
-                              e->mcfg.n_positions);
+                              "engine_create: seq_len %d exceeds the model's %s %d", e->T,
+                              e->mcfg.arch == DSRT_ARCH_GPT2 ? "n_positions" : "max_position_embeddings",
+                              max_t);
     /* room for the padded flat buffer (a multiple of 2N, spec 7.1): ZeRO
      * all-gathers straight into it */
     size_t cnt = 0, align = 2 * (size_t)e->world;
     /* stage 2: no full-size gradient buffer; the backward writes into the
      * reducer's bucket slots */
     e->buf.slots = e->stage == 2;
-    DSRT_TRY(dsrt_gpt2_create_ex(&e->mcfg, e->be, e->B, e->T, align, e->buf.slots ? DSRT_GPT2_NO_GRAD_BUFFER : 0,
-                                 &e->model));
-    DSRT_TRY(dsrt_gpt2_init(e->model, a->seed));
-    e->n = dsrt_gpt2_num_params(e->model);
+    DSRT_TRY(dsrt_model_create(&e->mcfg, e->be, e->B, e->T, align, e->buf.slots ? DSRT_GPT2_NO_GRAD_BUFFER : 0,
+                               &e->model));
+    DSRT_TRY(dsrt_model_init(e->model, a->seed));
+    e->n = dsrt_model_num_params(e->model);
     e->buf.param_cap = (e->n + align - 1) / align * align;
-    e->buf.params = dsrt_gpt2_param_buffer(e->model);
-    e->buf.grads = dsrt_gpt2_grad_buffer(e->model);
-    const dsrt_param *gp = dsrt_gpt2_params(e->model, &cnt);
+    e->buf.params = dsrt_model_param_buffer(e->model);
+    e->buf.grads = dsrt_model_grad_buffer(e->model);
+    const dsrt_param *gp = dsrt_model_params(e->model, &cnt);
     e->n_params = cnt;
     e->params = calloc(cnt, sizeof *e->params);
     e->buf.tied = calloc(cnt, 1);
@@ -550,9 +555,12 @@ static void log_summary(const dsrt_engine *e, bool host_model)
                  e->n, e->device, dsrt_dtype_name(e->dt));
     else
         dsrt_log(DSRT_LOG_INFO,
-                 "engine: GPT-2 %s, %zu parameters, %s %s, micro batch %d x %d tokens, "
+                 "engine: %s %s%s, %zu parameters, %s %s, micro batch %d x %d tokens, "
                  "gradient accumulation %d",
-                 e->mcfg.source, e->n, e->device, dsrt_dtype_name(e->dt), e->B, e->T, e->gas);
+                 dsrt_model_type(&e->mcfg),
+                 e->mcfg.arch == DSRT_ARCH_GPT2 ? e->mcfg.gpt2.source : e->mcfg.llama.source,
+                 e->mcfg.weights_dir[0] ? " (pretrained weights)" : "", e->n, e->device,
+                 dsrt_dtype_name(e->dt), e->B, e->T, e->gas);
     if (e->world > 1 || e->stage)
         dsrt_log(DSRT_LOG_INFO,
                  "engine: ZeRO stage %d over %d rank%s (%s), partition %zu elements, "
@@ -582,7 +590,7 @@ dsrt_status engine_create(const dsrt_engine_create_args *a, dsrt_engine **out)
     if (host_model && !st)
         st = upload_host_params(e, a);
     if (!host_model)
-        st = build_gpt2(e, a);
+        st = build_model(e, a);
     if (st || (st = init_zero(e)))
         goto fail;
     /* what a checkpoint records of the run's setup */
@@ -837,12 +845,12 @@ dsrt_status engine_train(dsrt_engine *e, const int32_t *tokens, const int32_t *t
         float dloss = (float)micro_begin(e);
         float loss = 0;
         double tw = wcb_now(e);
-        dsrt_status st = dsrt_gpt2_forward(e->model, tokens + i * per, targets + i * per, e->B,
+        dsrt_status st = dsrt_model_forward(e->model, tokens + i * per, targets + i * per, e->B,
                                            e->T, DSRT_GPT2_TRAIN, dloss, &loss);
         wcb_add(e, WCB_FORWARD, tw);
         tw = wcb_now(e);
         if (!st)
-            st = dsrt_gpt2_backward(e->model, e->red.hooks_on ? zero_reducer_hook : NULL, &e->red);
+            st = dsrt_model_backward(e->model, e->red.hooks_on ? zero_reducer_hook : NULL, &e->red);
         wcb_add(e, WCB_BACKWARD, tw);
         if (st) {
             e->in_micro = false;
@@ -945,7 +953,7 @@ dsrt_status engine_evaluate(dsrt_engine *e, const int32_t *tokens, const int32_t
         if (!c)
             continue;
         float l = 0;
-        DSRT_TRY(dsrt_gpt2_forward(e->model, tk, tg, nb, e->T, DSRT_GPT2_EVAL, 1.0f, &l));
+        DSRT_TRY(dsrt_model_forward(e->model, tk, tg, nb, e->T, DSRT_GPT2_EVAL, 1.0f, &l));
         sum += (double)l * (double)c;
         counted += c;
     }
@@ -957,7 +965,7 @@ void engine_info(dsrt_engine *e, dsrt_engine_info_args *a)
 {
     a->num_parameters = (int64_t)e->n;
     a->seq_len = e->T;
-    a->vocab_size = e->model ? e->mcfg.vocab_size : 0;
+    a->vocab_size = e->model ? dsrt_model_vocab_size(&e->mcfg) : 0;
     a->micro_batch_size = e->B;
     a->gradient_accumulation_steps = e->gas;
     a->device = e->device;

@@ -38,7 +38,50 @@
 /* elements per read on load: a small staging buffer, reused */
 #define CHUNK ((size_t)1 << 20)
 
-/* The model's config (GPT-2) or tensor list (host model), as JSON; malloc'd. */
+/* The keys of the built-in model's config that change the math, with this
+ * engine's values (written at save, compared at load; the tensors' names
+ * and shapes are compared apart). Returns how many. */
+typedef struct model_key {
+    const char *key;
+    double value;
+} model_key;
+
+static int model_keys(const dsrt_engine *e, model_key *k)
+{
+    int n = 0;
+    if (e->mcfg.arch == DSRT_ARCH_GPT2) {
+        const dsrt_gpt2_config *m = &e->mcfg.gpt2;
+        k[n++] = (model_key){"vocab_size", m->vocab_size};
+        k[n++] = (model_key){"n_positions", m->n_positions};
+        k[n++] = (model_key){"n_embd", m->n_embd};
+        k[n++] = (model_key){"n_layer", m->n_layer};
+        k[n++] = (model_key){"n_head", m->n_head};
+        k[n++] = (model_key){"n_inner", m->n_inner};
+        k[n++] = (model_key){"layer_norm_epsilon", m->layer_norm_epsilon};
+        return n;
+    }
+    const dsrt_llama_config *m = &e->mcfg.llama;
+    k[n++] = (model_key){"vocab_size", m->vocab_size};
+    k[n++] = (model_key){"hidden_size", m->hidden_size};
+    k[n++] = (model_key){"intermediate_size", m->intermediate_size};
+    k[n++] = (model_key){"num_hidden_layers", m->num_hidden_layers};
+    k[n++] = (model_key){"num_attention_heads", m->num_attention_heads};
+    k[n++] = (model_key){"num_key_value_heads", m->num_key_value_heads};
+    k[n++] = (model_key){"head_dim", m->head_dim};
+    k[n++] = (model_key){"rms_norm_eps", m->rms_norm_eps};
+    k[n++] = (model_key){"rope_theta", m->rope_theta};
+    k[n++] = (model_key){"rope_llama3", m->rope_llama3};
+    k[n++] = (model_key){"rope_factor", m->rope_factor};
+    k[n++] = (model_key){"rope_low_freq_factor", m->rope_low_freq_factor};
+    k[n++] = (model_key){"rope_high_freq_factor", m->rope_high_freq_factor};
+    k[n++] = (model_key){"rope_original_max_position_embeddings", m->rope_original_max_positions};
+    k[n++] = (model_key){"tie_word_embeddings", m->tie_word_embeddings};
+    return n;
+}
+
+enum { MODEL_KEYS_MAX = 24 };
+
+/* The model's config (built-in) or tensor list (host model), as JSON; malloc'd. */
 static char *model_json(const dsrt_engine *e)
 {
     dsrt_buf b = {0};
@@ -46,17 +89,22 @@ static char *model_json(const dsrt_engine *e)
     jw_init(&w, &b, 0);
     jw_object_begin(&w);
     if (e->model) {
-        const dsrt_gpt2_config *m = &e->mcfg;
-        jw_key(&w, "model_type"), jw_string(&w, "gpt2");
-        jw_key(&w, "vocab_size"), jw_int(&w, m->vocab_size);
-        jw_key(&w, "n_positions"), jw_int(&w, m->n_positions);
-        jw_key(&w, "n_embd"), jw_int(&w, m->n_embd);
-        jw_key(&w, "n_layer"), jw_int(&w, m->n_layer);
-        jw_key(&w, "n_head"), jw_int(&w, m->n_head);
-        jw_key(&w, "n_inner"), jw_int(&w, m->n_inner);
-        jw_key(&w, "layer_norm_epsilon"), jw_double(&w, m->layer_norm_epsilon);
-        jw_key(&w, "initializer_range"), jw_double(&w, m->initializer_range);
-        jw_key(&w, "source"), jw_string(&w, m->source);
+        model_key k[MODEL_KEYS_MAX];
+        int nk = model_keys(e, k);
+        jw_key(&w, "model_type"), jw_string(&w, dsrt_model_type(&e->mcfg));
+        for (int i = 0; i < nk; i++) {
+            jw_key(&w, k[i].key);
+            if (k[i].value == (double)(int64_t)k[i].value)
+                jw_int(&w, (int64_t)k[i].value);
+            else
+                jw_double(&w, k[i].value);
+        }
+        if (e->mcfg.arch == DSRT_ARCH_GPT2)
+            jw_key(&w, "initializer_range"), jw_double(&w, e->mcfg.gpt2.initializer_range);
+        jw_key(&w, "source"),
+            jw_string(&w, e->mcfg.weights_dir[0]                ? e->mcfg.weights_dir
+                          : e->mcfg.arch == DSRT_ARCH_GPT2 ? e->mcfg.gpt2.source
+                                                           : e->mcfg.llama.source);
     } else {
         jw_key(&w, "model_type"), jw_string(&w, "host");
     }
@@ -479,7 +527,7 @@ static dsrt_status check_model(const dsrt_engine *e, ckpt_reader *r, const char 
     }
     const json_value *type = json_object_get(root, "model_type");
     const char *saved_type = type && type->type == JSON_STRING ? type->u.str.s : "?";
-    const char *this_type = e->model ? "gpt2" : "host";
+    const char *this_type = e->model ? dsrt_model_type(&e->mcfg) : "host";
     if (strcmp(saved_type, this_type)) {
         st = dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
                             "engine_load: %s was saved from a %s model; this engine trains a %s model", path,
@@ -488,17 +536,9 @@ static dsrt_status check_model(const dsrt_engine *e, ckpt_reader *r, const char 
     }
     if (!e->model)
         goto out; /* a host model: its tensors' names and shapes are compared below */
-    const dsrt_gpt2_config *m = &e->mcfg;
-    const struct {
-        const char *key;
-        double value;
-    } keys[] = {
-        {"vocab_size", m->vocab_size}, {"n_positions", m->n_positions},
-        {"n_embd", m->n_embd},         {"n_layer", m->n_layer},
-        {"n_head", m->n_head},         {"n_inner", m->n_inner},
-        {"layer_norm_epsilon", m->layer_norm_epsilon},
-    };
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+    model_key keys[MODEL_KEYS_MAX];
+    int nkeys = model_keys(e, keys);
+    for (int i = 0; i < nkeys; i++) {
         const json_value *v = json_object_get(root, keys[i].key);
         if (!v || v->type != JSON_NUMBER) {
             st = dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,

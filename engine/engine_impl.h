@@ -11,7 +11,7 @@
 #include "kernels/backend.h"
 #include "zero/comm.h"
 #include "config/config.h"
-#include "model/gpt2.h"
+#include "model/model.h"
 #include "engine/loss_scaler.h"
 #include "engine/lr_sched.h"
 #include "zero/partition.h"
@@ -34,9 +34,9 @@ typedef struct eng_group_run {
 struct dsrt_engine {
     ds_config cfg;               /* the engine's own copy of the resolved config */
     /* ---- what runs */
-    dsrt_gpt2_config mcfg;
+    dsrt_model_config mcfg;
     dsrt_backend *be;
-    dsrt_gpt2 *model;            /* NULL: host model */
+    dsrt_model *model;           /* NULL: host model */
     dsrt_comm *comm;
     bool own_comm;
     dsrt_dtype dt, cdt;          /* model (storage) and communication dtypes */

@@ -356,12 +356,8 @@ dsrt_status engine_profiler_end(dsrt_engine *e)
     double dt = dsrt_now() - e->prof.t0;
     e->prof.t0 = 0;
     double fwd = 0;
-    if (e->model) {
-        const dsrt_gpt2_config *c = &e->mcfg;
-        double tok = (double)e->B * e->T * e->gas, C = c->n_embd, F = c->n_inner, V = c->vocab_size;
-        double per_layer = 2.0 * tok * (C * 3 * C + C * C + C * F + F * C) + 2.0 * 2.0 * e->B * e->gas * (double)e->T * e->T * C;
-        fwd = c->n_layer * per_layer + 2.0 * tok * C * V;
-    }
+    if (e->model)
+        fwd = dsrt_model_forward_flops(&e->mcfg, e->B * e->gas, e->T);
     char text[1024];
     int n = snprintf(text, sizeof text,
                      "-------------------------- DeepSpeed Flops Profiler (dsrt summary) --------------------------\n"

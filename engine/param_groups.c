@@ -46,12 +46,6 @@ static bool trainer_no_decay_name(const char *name)
     return false;
 }
 
-/* GPT-2's LayerNorm modules: transformer.h.<l>.ln_1 / ln_2, transformer.ln_f */
-static bool gpt2_layernorm(const char *name)
-{
-    return strstr(name, ".ln_1.") || strstr(name, ".ln_2.") || strstr(name, ".ln_f.");
-}
-
 typedef struct run_src {
     size_t lo, n;
     int g;
@@ -138,7 +132,7 @@ dsrt_status engine_groups_init(dsrt_engine *e, const dsrt_engine_create_args *a)
             e->grp.g[1] = (dsrt_param_group){0.0, 1.0};
             for (size_t i = 0; i < np; i++)
                 e->grp.of[i] = trainer_no_decay_name(e->params[i].name) ||
-                                       (e->model && gpt2_layernorm(e->params[i].name))
+                                       (e->model && dsrt_model_is_norm_param(&e->mcfg, e->params[i].name))
                                    ? 1
                                    : 0;
         }

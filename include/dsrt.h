@@ -301,7 +301,10 @@ typedef struct dsrt_param_group {
 typedef struct dsrt_engine_create_args {
     size_t struct_size;
     const dsrt_config *config; // the resolved ds_config; the engine keeps its own copy
-    const char *model;         // GPT-2 preset ("gpt2-tiny", "gpt2", "gpt2-medium") or config.json path
+    // GPT-2 preset ("gpt2-tiny", "gpt2", "gpt2-medium"), a config.json path
+    // (gpt2, llama, mistral, qwen2: random weights from seed) or a Hugging Face
+    // model folder (config.json + safetensors: its weights)
+    const char *model;
     int32_t seq_len;           // T of every micro-batch; 0 = the model's n_positions
     uint64_t seed;             // initial weights (identical on every backend and rank)
     dsrt_engine *engine;       // out
@@ -522,16 +525,18 @@ typedef struct dsrt_engine_load_args {
 
 /* ---------------------------------------------------------------- models (ABI 1.6)
  *
- * What a model string of engine_create_args.model (a preset or a GPT2Config
- * config.json) describes, without making the model: a host fills the
+ * What a model string of engine_create_args.model (a preset, a config.json
+ * or a model folder) describes, without making the model: a host fills the
  * Trainer's "auto" values that depend on the model (hidden_size for the
  * bucket sizes) before config_create, as the Hugging Face Trainer does. */
 typedef struct dsrt_model_info_args {
     size_t struct_size;
-    const char *model;         // preset name or config.json path
-    const char *model_type;    // out: "gpt2"
+    const char *model;         // preset name, config.json path or Hugging Face model folder
+    const char *model_type;    // out: "gpt2", "llama", "mistral" or "qwen2" (static)
     int64_t num_parameters;    // out
-    int32_t vocab_size, n_positions, n_embd, n_layer, n_head, n_inner; // out
+    // out, in GPT-2's names: vocab_size, max positions, hidden size, layers,
+    // attention heads, MLP width (LLaMA's intermediate_size)
+    int32_t vocab_size, n_positions, n_embd, n_layer, n_head, n_inner;
 } dsrt_model_info_args;
 #define DSRT_MODEL_INFO_ARGS_MIN_SIZE DSRT_STRUCT_SIZE(dsrt_model_info_args, n_inner)
 

@@ -34,6 +34,8 @@ typedef enum dsrt_wlayout {
 typedef struct dsrt_backend_shapes {
     int B, T, C, NH, V;
     int max_K, max_OC; /* over every matmul */
+    /* attention's key/value heads and head size (0: NH and C / NH, GPT-2) */
+    int NKV, HS;
 } dsrt_backend_shapes;
 
 /* One FusedAdam step's scalars (adamw_step; math in common/adamw.h). */
@@ -70,7 +72,7 @@ typedef struct dsrt_backend_ops {
     dsrt_status (*download_f32)(dsrt_backend *be, float *host_dst, const void *src, size_t n);
 
     /* ---- ops (see kernels/cpu/<op>.c for the readable definition of each) */
-    /* out (B,T,C) = wte[tokens] + wpe[t];  dwte, dwpe +=.
+    /* out (B,T,C) = wte[tokens] + wpe[t] (wpe NULL: wte[tokens] alone);  dwte, dwpe +=.
      * backward: dwte holds rows v0 .. v1-1 of the embedding's gradient (its
      * first element is row v0's): only tokens in [v0, v1) are added, so a
      * caller can fill the gradient a piece at a time. dwte or dwpe may be
@@ -100,12 +102,38 @@ typedef struct dsrt_backend_ops {
      * element rounded once (what a piece of a matmul_backward's dW needs). */
     dsrt_status (*gemm)(dsrt_backend *be, int ta, int tb, int M, int N, int K, const void *A,
                         int lda, const void *B, int ldb, void *C, int ldc, int accumulate);
-    /* qkv (B,T,3C) -> out (B,T,C); att (B,NH,T,T) softmax probabilities, saved.
-     * backward: dqkv (B,T,3C) = */
+    /* Causal attention with NH query heads and NKV key/value heads (NH a
+     * multiple of NKV; GPT-2: NKV = NH) of HS channels:
+     * qkv (B,T,(NH+2 NKV) HS) = q | k | v -> out (B,T,NH HS); att (B,NH,T,T)
+     * softmax probabilities, saved. backward: dqkv (B,T,(NH+2 NKV) HS) = */
     dsrt_status (*attention_forward)(dsrt_backend *be, void *out, void *att, const void *qkv, int B,
-                                     int T, int C, int NH);
+                                     int T, int NH, int NKV, int HS);
     dsrt_status (*attention_backward)(dsrt_backend *be, void *dqkv, const void *dout,
-                                      const void *qkv, const void *att, int B, int T, int C, int NH);
+                                      const void *qkv, const void *att, int B, int T, int NH,
+                                      int NKV, int HS);
+    /* RMSNorm (common/rmsnorm.h): out (N,C); rstd (N) fp32, saved.
+     * backward: dinp +=, dw += (dw may be NULL) */
+    dsrt_status (*rmsnorm_forward)(dsrt_backend *be, void *out, float *rstd, const void *inp,
+                                   const void *w, int N, int C, float eps);
+    dsrt_status (*rmsnorm_backward)(dsrt_backend *be, void *dinp, void *dw, const void *dout,
+                                    const void *inp, const void *w, const float *rstd, int N,
+                                    int C);
+    /* Rotary embeddings in place (common/rope.h): N rows of x at stride ld
+     * elements, heads 0..nh-1 of hs channels at each row's start, row r at
+     * position r % T; cos, sin (T, hs/2) fp32 tables in backend memory.
+     * inverse = 1 turns back (the backward, on the gradient). */
+    dsrt_status (*rope)(dsrt_backend *be, void *x, const float *cos, const float *sin, int N, int T,
+                        int nh, int hs, int ld, int inverse);
+    /* SwiGLU (common/swiglu.h): gu (N,2F) = gate | up -> out (N,F).
+     * backward: dgu (N,2F) = */
+    dsrt_status (*swiglu_forward)(dsrt_backend *be, void *out, const void *gu, int N, int F);
+    dsrt_status (*swiglu_backward)(dsrt_backend *be, void *dgu, const void *gu, const void *dout,
+                                   int N, int F);
+    /* x (N rows of OC at stride ld) += bias (OC); backward: dbias += column
+     * sums of dout (N rows of OC at stride ld) */
+    dsrt_status (*bias_forward)(dsrt_backend *be, void *x, const void *bias, int N, int OC, int ld);
+    dsrt_status (*bias_backward)(dsrt_backend *be, void *dbias, const void *dout, int N, int OC,
+                                 int ld);
     /* tanh-approximated GELU ("gelu_new"); backward dinp = */
     dsrt_status (*gelu_forward)(dsrt_backend *be, void *out, const void *inp, size_t n);
     dsrt_status (*gelu_backward)(dsrt_backend *be, void *dinp, const void *inp, const void *dout,

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "model/gpt2.h"
+#include "model/init_rng.h"
 #include "base/internal.h"
 
 typedef struct gpt2_layer_acts {
@@ -292,77 +293,26 @@ void dsrt_gpt2_destroy(dsrt_gpt2 *m)
     free(m);
 }
 
-/* ---- initialisation: splitmix64 per (seed, tensor), Box-Muller normals */
-static uint64_t splitmix64(uint64_t *s)
+/* HF GPT-2's _init_weights: LayerNorm weights 1, biases 0, the c_proj
+ * weights N(0, range / sqrt(2 n_layer)), every other weight N(0, range) */
+static dsrt_init_kind gpt2_init_rule(const dsrt_param *p, const void *user, double *std)
 {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static double uniform01(uint64_t *s) /* (0, 1] */
-{
-    return ((double)(splitmix64(s) >> 11) + 1.0) * 0x1.0p-53;
-}
-
-/* Normal draws (Box-Muller on a splitmix64 stream per parameter), produced in
- * chunks of an even length: the stream's state carries over, so the values do
- * not depend on the chunking. */
-typedef struct normal_stream {
-    uint64_t s;
-} normal_stream;
-
-static normal_stream normal_start(uint64_t seed, uint64_t stream)
-{
-    normal_stream ns = {seed ^ (0xd1b54a32d192ed03ull * (stream + 1))};
-    (void)splitmix64(&ns.s);
-    return ns;
-}
-
-static void fill_normal(normal_stream *ns, float *dst, size_t n, double std)
-{
-    for (size_t i = 0; i < n; i += 2) {
-        double u1 = uniform01(&ns->s), u2 = uniform01(&ns->s);
-        double r = sqrt(-2.0 * log(u1)), th = 6.283185307179586 * u2;
-        dst[i] = (float)(std * r * cos(th));
-        if (i + 1 < n)
-            dst[i + 1] = (float)(std * r * sin(th));
-    }
+    const dsrt_gpt2_config *c = user;
+    const char *nm = p->name;
+    size_t len = strlen(nm);
+    if (len > 5 && strcmp(nm + len - 5, ".bias") == 0)
+        return DSRT_INIT_ZEROS;
+    if (strstr(nm, ".ln_"))
+        return DSRT_INIT_ONES;
+    *std = c->initializer_range;
+    if (strstr(nm, "c_proj.weight"))
+        *std /= sqrt(2.0 * c->n_layer);
+    return DSRT_INIT_NORMAL;
 }
 
 dsrt_status dsrt_gpt2_init(dsrt_gpt2 *m, uint64_t seed)
 {
-    /* drawn and uploaded in chunks: the host holds 4 MiB, not a float per parameter */
-    enum { CHUNK = 1 << 20 };
-    float *h = malloc(CHUNK * sizeof(float));
-    if (!h)
-        return dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "gpt2_init");
-    double std = m->cfg.initializer_range;
-    double proj_std = std / sqrt(2.0 * m->cfg.n_layer);
-    dsrt_status st = DSRT_STATUS_OK;
-    for (size_t i = 0; i < m->n_params && !st; i++) {
-        const dsrt_param *p = &m->params[i];
-        const char *nm = p->name;
-        size_t len = strlen(nm);
-        bool is_bias = len > 5 && strcmp(nm + len - 5, ".bias") == 0;
-        bool is_ln = strstr(nm, ".ln_") != NULL;
-        bool is_proj = strstr(nm, "c_proj.weight") != NULL;
-        normal_stream ns = normal_start(seed, i);
-        for (size_t j = 0; j < p->numel && !st; j += CHUNK) {
-            size_t n = p->numel - j < CHUNK ? p->numel - j : CHUNK;
-            if (is_ln && !is_bias)
-                for (size_t k = 0; k < n; k++)
-                    h[k] = 1.0f;
-            else if (is_bias)
-                memset(h, 0, n * sizeof(float));
-            else
-                fill_normal(&ns, h, n, is_proj ? proj_std : std);
-            st = m->be->ops->upload_f32(m->be, pofs(m->param_mem, p->offset + j, m->dsz), h, n);
-        }
-    }
-    free(h);
-    return st;
+    return dsrt_init_params(m->be, m->param_mem, m->params, m->n_params, seed, gpt2_init_rule, &m->cfg);
 }
 
 dsrt_status dsrt_gpt2_set_params_f32(dsrt_gpt2 *m, const float *src)
@@ -482,7 +432,7 @@ dsrt_status dsrt_gpt2_forward(dsrt_gpt2 *m, const int32_t *tokens, const int32_t
                                   P(m, LP(l, GPT2_LN1_W)), P(m, LP(l, GPT2_LN1_B)), N, C, eps));
         DSRT_TRY(be->ops->matmul_forward(be, L->qkv, L->ln1, P(m, LP(l, GPT2_QKV_W)),
                                P(m, LP(l, GPT2_QKV_B)), N, C, 3 * C, DSRT_W_KN));
-        DSRT_TRY(be->ops->attention_forward(be, L->atty, L->att, L->qkv, B, T, C, NH));
+        DSRT_TRY(be->ops->attention_forward(be, L->atty, L->att, L->qkv, B, T, NH, NH, C / NH));
         DSRT_TRY(be->ops->matmul_forward(be, m->proj, L->atty, P(m, LP(l, GPT2_ATTPROJ_W)),
                                P(m, LP(l, GPT2_ATTPROJ_B)), N, C, C, DSRT_W_KN));
         DSRT_TRY(be->ops->residual_forward(be, L->residual2, res, m->proj, (size_t)N * C));
@@ -666,7 +616,7 @@ dsrt_status dsrt_gpt2_backward(dsrt_gpt2 *m, dsrt_grad_ready_fn fn, void *user)
         }
         ready(fn, user, LP(l, GPT2_ATTPROJ_B));
         ready(fn, user, LP(l, GPT2_ATTPROJ_W));
-        DSRT_TRY(be->ops->attention_backward(be, m->dqkv, m->datty, L->qkv, L->att, B, T, C, NH));
+        DSRT_TRY(be->ops->attention_backward(be, m->dqkv, m->datty, L->qkv, L->att, B, T, NH, NH, C / NH));
         {
             void *g0, *g1;
             DSRT_TRY(grad_at(m, LP(l, GPT2_QKV_B), &g1));

@@ -12,6 +12,7 @@
 #include "model/gpt2.h"
 #include "base/internal.h"
 #include "base/json.h"
+#include "model/config_json.h"
 
 /* One config.json text per preset, differing only in the sizes. */
 #define GPT2_PRESET_JSON(V, NPOS, C, L, NH)                                                        \
@@ -50,7 +51,7 @@ const char *dsrt_gpt2_preset_json(const char *name)
     return NULL;
 }
 
-static dsrt_status bad(const char *source, const json_value *v, const char *key, const char *what)
+dsrt_status mcfg_bad(const char *source, const json_value *v, const char *key, const char *what)
 {
     return dsrt_error_set(DSRT_STATUS_INVALID_CONFIG, "%s:%d: model config: %s: %s", source,
                           v ? v->line : 0, key, what);
@@ -59,7 +60,7 @@ static dsrt_status bad(const char *source, const json_value *v, const char *key,
 /* a positive integer key up to `max` (absent: keep the default). The limits
  * keep every size the model derives (4 n_embd, 3 n_embd, ...) inside int and
  * are far above any released model (n_embd 18432, vocab 256000, context 2^20). */
-static dsrt_status get_pos_int(const json_value *root, const char *key, const char *source,
+dsrt_status mcfg_pos_int(const json_value *root, const char *key, const char *source,
                                int *out, bool nullable, int max)
 {
     const json_value *v = json_object_get(root, key);
@@ -70,7 +71,7 @@ static dsrt_status get_pos_int(const json_value *root, const char *key, const ch
         v->u.num.i < 1 || v->u.num.i > max) {
         char what[96];
         snprintf(what, sizeof what, "must be a positive integer up to %d", max);
-        return bad(source, v, key, what);
+        return mcfg_bad(source, v, key, what);
     }
     *out = (int)v->u.num.i;
     return DSRT_STATUS_OK;
@@ -78,7 +79,7 @@ static dsrt_status get_pos_int(const json_value *root, const char *key, const ch
 
 /* lo_open: lo itself is excluded, after rounding to float (an epsilon of
  * 1e-50 is 0 in float: a division by zero on a constant row) */
-static dsrt_status get_float(const json_value *root, const char *key, const char *source,
+dsrt_status mcfg_float(const json_value *root, const char *key, const char *source,
                              float *out, double lo, double hi, bool lo_open)
 {
     const json_value *v = json_object_get(root, key);
@@ -89,21 +90,21 @@ static dsrt_status get_float(const json_value *root, const char *key, const char
         char msg[128];
         snprintf(msg, sizeof msg, "must be a number in %c%g, %g]%s", lo_open ? '(' : '[', lo, hi,
                  lo_open ? " that a float holds" : "");
-        return bad(source, v, key, msg);
+        return mcfg_bad(source, v, key, msg);
     }
     *out = (float)v->u.num.d;
     return DSRT_STATUS_OK;
 }
 
 /* a boolean key that must have the given value for this implementation */
-static dsrt_status require_bool(const json_value *root, const char *key, const char *source,
+dsrt_status mcfg_require_bool(const json_value *root, const char *key, const char *source,
                                 bool want, const char *why)
 {
     const json_value *v = json_object_get(root, key);
     if (!v)
         return DSRT_STATUS_OK;
     if (v->type != JSON_BOOL)
-        return bad(source, v, key, "must be true or false");
+        return mcfg_bad(source, v, key, "must be true or false");
     if (v->u.b != want) {
         char msg[256];
         snprintf(msg, sizeof msg, "%s is not supported (%s)", want ? "false" : "true", why);
@@ -133,7 +134,7 @@ dsrt_status dsrt_gpt2_config_parse(const char *text, size_t len, const char *sou
     snprintf(c.source, sizeof c.source, "%s", source);
     dsrt_status st = DSRT_STATUS_OK;
     if (!root || root->type != JSON_OBJECT) {
-        st = bad(source, root, "(top level)", "must be a JSON object");
+        st = mcfg_bad(source, root, "(top level)", "must be a JSON object");
         goto done;
     }
     const json_value *mt = json_object_get(root, "model_type");
@@ -146,15 +147,15 @@ dsrt_status dsrt_gpt2_config_parse(const char *text, size_t len, const char *sou
         goto done;
     }
     /* n_ctx is GPT2Config's older name for n_positions */
-    if ((st = get_pos_int(root, "n_ctx", source, &c.n_positions, false, 1 << 24)) ||
-        (st = get_pos_int(root, "n_positions", source, &c.n_positions, false, 1 << 24)) ||
-        (st = get_pos_int(root, "vocab_size", source, &c.vocab_size, false, 1 << 24)) ||
-        (st = get_pos_int(root, "n_embd", source, &c.n_embd, false, 1 << 20)) ||
-        (st = get_pos_int(root, "n_layer", source, &c.n_layer, false, 1 << 16)) ||
-        (st = get_pos_int(root, "n_head", source, &c.n_head, false, 1 << 16)) ||
-        (st = get_pos_int(root, "n_inner", source, &c.n_inner, true, 1 << 22)) ||
-        (st = get_float(root, "layer_norm_epsilon", source, &c.layer_norm_epsilon, 0.0, 1.0, true)) ||
-        (st = get_float(root, "initializer_range", source, &c.initializer_range, 0.0, 10.0, false)))
+    if ((st = mcfg_pos_int(root, "n_ctx", source, &c.n_positions, false, 1 << 24)) ||
+        (st = mcfg_pos_int(root, "n_positions", source, &c.n_positions, false, 1 << 24)) ||
+        (st = mcfg_pos_int(root, "vocab_size", source, &c.vocab_size, false, 1 << 24)) ||
+        (st = mcfg_pos_int(root, "n_embd", source, &c.n_embd, false, 1 << 20)) ||
+        (st = mcfg_pos_int(root, "n_layer", source, &c.n_layer, false, 1 << 16)) ||
+        (st = mcfg_pos_int(root, "n_head", source, &c.n_head, false, 1 << 16)) ||
+        (st = mcfg_pos_int(root, "n_inner", source, &c.n_inner, true, 1 << 22)) ||
+        (st = mcfg_float(root, "layer_norm_epsilon", source, &c.layer_norm_epsilon, 0.0, 1.0, true)) ||
+        (st = mcfg_float(root, "initializer_range", source, &c.initializer_range, 0.0, 10.0, false)))
         goto done;
     const json_value *act = json_object_get(root, "activation_function");
     if (act && (act->type != JSON_STRING || (strcmp(act->u.str.s, "gelu_new") != 0 &&
@@ -166,25 +167,25 @@ dsrt_status dsrt_gpt2_config_parse(const char *text, size_t len, const char *sou
                             act->type == JSON_STRING ? act->u.str.s : json_type_name(act->type));
         goto done;
     }
-    if ((st = require_bool(root, "tie_word_embeddings", source, true,
+    if ((st = mcfg_require_bool(root, "tie_word_embeddings", source, true,
                            "the LM head is the token embedding")) ||
-        (st = require_bool(root, "scale_attn_weights", source, true,
+        (st = mcfg_require_bool(root, "scale_attn_weights", source, true,
                            "attention is scaled by 1/sqrt(head size)")) ||
-        (st = require_bool(root, "scale_attn_by_inverse_layer_idx", source, false,
+        (st = mcfg_require_bool(root, "scale_attn_by_inverse_layer_idx", source, false,
                            "no per-layer attention scaling")) ||
-        (st = require_bool(root, "add_cross_attention", source, false, "decoder-only model")))
+        (st = mcfg_require_bool(root, "add_cross_attention", source, false, "decoder-only model")))
         goto done;
     static const char *const drops[] = {"resid_pdrop", "embd_pdrop", "attn_pdrop"};
     for (int i = 0; i < 3; i++) {
         float p = 0.0f;
-        if ((st = get_float(root, drops[i], source, &p, 0.0, 1.0, false)))
+        if ((st = mcfg_float(root, drops[i], source, &p, 0.0, 1.0, false)))
             goto done;
         if (p != 0.0f)
             dsrt_log(DSRT_LOG_WARNING, "%s: model config: %s = %g: dsrt trains with dropout 0",
                      source, drops[i], (double)p);
     }
     if (c.n_embd % c.n_head != 0) {
-        st = bad(source, json_object_get(root, "n_head"), "n_head",
+        st = mcfg_bad(source, json_object_get(root, "n_head"), "n_head",
                  "must divide n_embd (the head size is n_embd / n_head)");
         goto done;
     }

@@ -300,8 +300,17 @@ const st_tensor *st_find(const st_file *f, const char *name)
 
 dsrt_status st_to_f32(const st_tensor *t, float *dst)
 {
-    size_t esz = st_dtype_size(t->dtype), n = esz ? t->nbytes / esz : 0;
-    const unsigned char *p = t->data;
+    size_t esz = st_dtype_size(t->dtype);
+    return st_to_f32_range(t, 0, esz ? t->nbytes / esz : 0, dst);
+}
+
+dsrt_status st_to_f32_range(const st_tensor *t, size_t first, size_t n, float *dst)
+{
+    size_t esz = st_dtype_size(t->dtype);
+    if (!esz || first > t->nbytes / esz || n > t->nbytes / esz - first)
+        return dsrt_error_set(DSRT_STATUS_OUT_OF_RANGE, "tensor \"%s\": elements [%zu, %zu) of %zu", t->name,
+                              first, first + n, esz ? t->nbytes / esz : 0);
+    const unsigned char *p = (const unsigned char *)t->data + first * esz;
     switch (t->dtype) {
     case ST_F32:
         memcpy(dst, p, n * 4);

@@ -58,6 +58,8 @@ const st_tensor *st_find(const st_file *f, const char *name);
 /* A tensor's elements as fp32 (F32, F16, BF16, F64 rounded to nearest);
  * DSRT_STATUS_UNSUPPORTED for integer dtypes. dst holds numel floats. */
 dsrt_status st_to_f32(const st_tensor *t, float *dst);
+/* Elements [first, first + n) only. */
+dsrt_status st_to_f32_range(const st_tensor *t, size_t first, size_t n, float *dst);
 
 /* Writes n tensors (and n_meta key/value string pairs of __metadata__). */
 dsrt_status st_write(const char *path, const st_tensor *t, size_t n, const char *const *meta, size_t n_meta);

@@ -6,7 +6,7 @@
 #include "config/config.h"
 #include "zero/dist.h"
 #include "engine/engine.h"
-#include "model/gpt2.h"
+#include "model/model.h"
 #include "base/internal.h"
 #include "kernels/backend.h"
 
@@ -277,16 +277,20 @@ static dsrt_status api_model_info(dsrt_model_info_args *args)
     ARGS_IN(dsrt_model_info_args, args, a);
     if (!a.model)
         return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT, "model_info: model is NULL");
-    dsrt_gpt2_config c;
-    DSRT_TRY(dsrt_gpt2_config_load(a.model, &c));
-    a.model_type = "gpt2";
-    a.num_parameters = (int64_t)dsrt_gpt2_config_num_params(&c);
-    a.vocab_size = c.vocab_size;
-    a.n_positions = c.n_positions;
-    a.n_embd = c.n_embd;
-    a.n_layer = c.n_layer;
-    a.n_head = c.n_head;
-    a.n_inner = c.n_inner;
+    dsrt_model_config c;
+    DSRT_TRY(dsrt_model_config_load(a.model, &c));
+    static const char *const types[] = {"gpt2", "llama", "mistral", "qwen2"};
+    a.model_type = "gpt2"; /* static strings: the pointer outlives the call */
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(dsrt_model_type(&c), types[i]))
+            a.model_type = types[i];
+    a.num_parameters = (int64_t)dsrt_model_config_num_params(&c);
+    a.vocab_size = dsrt_model_vocab_size(&c);
+    a.n_positions = dsrt_model_max_positions(&c);
+    a.n_embd = dsrt_model_hidden_size(&c);
+    a.n_layer = dsrt_model_num_layers(&c);
+    a.n_head = dsrt_model_num_heads(&c);
+    a.n_inner = dsrt_model_intermediate_size(&c);
     dsrt_args_store(args, &a, sizeof a);
     return DSRT_STATUS_OK;
 }

@@ -159,6 +159,7 @@ static void test_bf16_rounding(void **state)
 typedef struct op_ctx {
     dsrt_backend *be;
     int B, T, C, NH, V, K, OC;
+    int NKV, HS, ld;    /* attention's key/value heads and head size; a row stride */
     dsrt_wlayout wl;
     float *x[4];  /* inputs */
     float *out;   /* forward output */
@@ -258,19 +259,20 @@ static void test_fd_layernorm(void **state)
 static double loss_attention(void *p)
 {
     op_ctx *c = p;
-    assert_int_equal(c->be->ops->attention_forward(c->be, c->out, c->aux, c->x[0], c->B, c->T, c->C,
-                                              c->NH),
+    assert_int_equal(c->be->ops->attention_forward(c->be, c->out, c->aux, c->x[0], c->B, c->T, c->NH,
+                                                   c->NKV, c->HS),
                      DSRT_STATUS_OK);
     return dot_d(c->out, c->w, c->nout);
 }
 
-static void run_attention_fd(int B, int T, int C, int NH)
+/* NH query heads over NKV key/value heads of HS channels (GPT-2: NKV = NH) */
+static void run_attention_fd(int B, int T, int NH, int NKV, int HS)
 {
-    op_ctx c = {.B = B, .T = T, .C = C, .NH = NH};
-    size_t N = (size_t)B * T;
-    c.be = make_cpu(DSRT_F32, B, T, C, NH, 8, 3 * C, 3 * C);
-    c.x[0] = rnd_array(N * 3 * C, 1.5f);
-    c.nout = N * C;
+    op_ctx c = {.B = B, .T = T, .C = NH * HS, .NH = NH, .NKV = NKV, .HS = HS};
+    size_t N = (size_t)B * T, W = (size_t)(NH + 2 * NKV) * HS;
+    c.be = make_cpu(DSRT_F32, B, T, NH * HS, NH, 8, (int)W, (int)W);
+    c.x[0] = rnd_array(N * W, 1.5f);
+    c.nout = N * NH * HS;
     c.out = zeros(c.nout);
     c.aux = zeros((size_t)B * NH * T * T);
     c.w = rnd_array(c.nout, 1.0f);
@@ -287,10 +289,10 @@ static void run_attention_fd(int B, int T, int C, int NH)
             }
             assert_float_equal(s, 1.0, 1e-5);
         }
-    float *dqkv = rnd_array(N * 3 * C, 1.0f); /* overwritten */
-    assert_int_equal(c.be->ops->attention_backward(c.be, dqkv, c.w, c.x[0], c.aux, B, T, C, NH),
+    float *dqkv = rnd_array(N * W, 1.0f); /* overwritten */
+    assert_int_equal(c.be->ops->attention_backward(c.be, dqkv, c.w, c.x[0], c.aux, B, T, NH, NKV, HS),
                      DSRT_STATUS_OK);
-    fd_check("attention dqkv", c.x[0], N * 3 * C, dqkv, loss_attention, &c, 80);
+    fd_check("attention dqkv", c.x[0], N * W, dqkv, loss_attention, &c, 120);
     free(c.x[0]), free(c.out), free(c.aux), free(c.w), free(dqkv);
     c.be->ops->destroy(c.be);
 }
@@ -298,8 +300,180 @@ static void run_attention_fd(int B, int T, int C, int NH)
 static void test_fd_attention(void **state)
 {
     (void)state;
-    run_attention_fd(2, 5, 12, 3);
-    run_attention_fd(1, 70, 8, 2); /* T > the 64-row block of the triangular products */
+    run_attention_fd(2, 5, 3, 3, 4);
+    run_attention_fd(1, 70, 2, 2, 4); /* T > the 64-row block of the triangular products */
+    run_attention_fd(2, 6, 4, 2, 3); /* grouped-query: two query heads per key/value head */
+    run_attention_fd(1, 67, 3, 1, 4); /* multi-query */
+    /* a query head count that is not a multiple of the key/value heads is refused */
+    dsrt_backend *be = make_cpu(DSRT_F32, 1, 4, 12, 3, 8, 12, 12);
+    float buf[1024] = {0};
+    assert_int_equal(be->ops->attention_forward(be, buf, buf, buf, 1, 2, 3, 2, 2),
+                     DSRT_STATUS_INVALID_ARGUMENT);
+    be->ops->destroy(be);
+}
+
+/* ---- RMSNorm: x[0] input (N,C), x[1] weight (C); aux rstd */
+static double loss_rmsnorm(void *p)
+{
+    op_ctx *c = p;
+    assert_int_equal(c->be->ops->rmsnorm_forward(c->be, c->out, c->aux, c->x[0], c->x[1],
+                                                 c->B * c->T, c->C, 1e-6f),
+                     DSRT_STATUS_OK);
+    return dot_d(c->out, c->w, c->nout);
+}
+
+static void test_fd_rmsnorm(void **state)
+{
+    (void)state;
+    op_ctx c = {.B = 3, .T = 5, .C = 70};
+    int N = c.B * c.T;
+    c.be = make_cpu(DSRT_F32, c.B, c.T, c.C, 2, 8, c.C, c.C);
+    c.x[0] = rnd_array((size_t)N * c.C, 1.5f);
+    c.x[1] = rnd_array(c.C, 1.0f);
+    c.nout = (size_t)N * c.C;
+    c.out = zeros(c.nout);
+    c.aux = zeros(N);
+    c.w = rnd_array(c.nout, 1.0f);
+    loss_rmsnorm(&c);
+    /* the saved statistic is 1/rms */
+    for (int i = 0; i < N; i++) {
+        double ss = 0;
+        for (int k = 0; k < c.C; k++)
+            ss += (double)c.x[0][(size_t)i * c.C + k] * c.x[0][(size_t)i * c.C + k];
+        assert_float_equal(c.aux[i], 1.0 / sqrt(ss / c.C + 1e-6), 1e-5 * c.aux[i]);
+    }
+    float *dx0 = rnd_array(c.nout, 1.0f), *dx = malloc(c.nout * sizeof(float));
+    memcpy(dx, dx0, c.nout * sizeof(float));
+    float *dw = rnd_array(c.C, 1.0f), *dw0 = malloc((size_t)c.C * sizeof(float));
+    memcpy(dw0, dw, (size_t)c.C * sizeof(float));
+    assert_int_equal(c.be->ops->rmsnorm_backward(c.be, dx, dw, c.w, c.x[0], c.x[1], c.aux, N, c.C),
+                     DSRT_STATUS_OK);
+    /* both accumulate: take the old values off before comparing */
+    for (size_t i = 0; i < c.nout; i++)
+        dx[i] -= dx0[i];
+    for (int i = 0; i < c.C; i++)
+        dw[i] -= dw0[i];
+    fd_check("rmsnorm dinp", c.x[0], c.nout, dx, loss_rmsnorm, &c, 60);
+    fd_check("rmsnorm dweight", c.x[1], c.C, dw, loss_rmsnorm, &c, 30);
+    free(c.x[0]), free(c.x[1]), free(c.out), free(c.aux), free(c.w), free(dx), free(dx0), free(dw), free(dw0);
+    c.be->ops->destroy(c.be);
+}
+
+/* ---- rotary embeddings: x[0] (N rows of ld), the first nh heads turned;
+ * cos/sin tables in x[1], x[2] */
+static double loss_rope(void *p)
+{
+    op_ctx *c = p;
+    size_t n = (size_t)c->B * c->T * c->ld;
+    memcpy(c->out, c->x[0], n * sizeof(float));
+    assert_int_equal(c->be->ops->rope(c->be, c->out, c->x[1], c->x[2], c->B * c->T, c->T, c->NH,
+                                      c->HS, c->ld, 0),
+                     DSRT_STATUS_OK);
+    return dot_d(c->out, c->w, c->nout);
+}
+
+static void test_fd_rope(void **state)
+{
+    (void)state;
+    op_ctx c = {.B = 2, .T = 7, .NH = 3, .HS = 6, .ld = 25};
+    size_t N = (size_t)c.B * c.T, n = N * c.ld;
+    int half = c.HS / 2;
+    c.be = make_cpu(DSRT_F32, c.B, c.T, 18, 3, 8, 25, 25);
+    c.x[0] = rnd_array(n, 1.5f);
+    c.x[1] = zeros((size_t)c.T * half);
+    c.x[2] = zeros((size_t)c.T * half);
+    for (int t = 0; t < c.T; t++)
+        for (int i = 0; i < half; i++) {
+            double a = t * pow(10000.0, -2.0 * i / c.HS);
+            c.x[1][t * half + i] = (float)cos(a);
+            c.x[2][t * half + i] = (float)sin(a);
+        }
+    c.nout = n;
+    c.out = zeros(n);
+    c.w = rnd_array(n, 1.0f);
+    loss_rope(&c);
+    /* transformers' rotate-half form at one element, and columns past the heads untouched */
+    {
+        int r = 9, t = r % c.T, h = 1, i = 2;
+        size_t b = (size_t)r * c.ld + (size_t)h * c.HS;
+        float x1 = c.x[0][b + i], x2 = c.x[0][b + half + i];
+        float co = c.x[1][t * half + i], si = c.x[2][t * half + i];
+        assert_float_equal(c.out[b + i], x1 * co - x2 * si, 1e-6);
+        assert_float_equal(c.out[b + half + i], x2 * co + x1 * si, 1e-6);
+        for (int k = c.NH * c.HS; k < c.ld; k++)
+            assert_true(c.out[(size_t)r * c.ld + k] == c.x[0][(size_t)r * c.ld + k]);
+    }
+    /* the backward is the inverse turn applied to the output gradient */
+    float *g = malloc(n * sizeof(float));
+    memcpy(g, c.w, n * sizeof(float));
+    assert_int_equal(c.be->ops->rope(c.be, g, c.x[1], c.x[2], (int)N, c.T, c.NH, c.HS, c.ld, 1),
+                     DSRT_STATUS_OK);
+    fd_check("rope dx", c.x[0], n, g, loss_rope, &c, 80);
+    free(c.x[0]), free(c.x[1]), free(c.x[2]), free(c.out), free(c.w), free(g);
+    c.be->ops->destroy(c.be);
+}
+
+/* ---- SwiGLU: x[0] gate|up (N, 2F) */
+static double loss_swiglu(void *p)
+{
+    op_ctx *c = p;
+    assert_int_equal(c->be->ops->swiglu_forward(c->be, c->out, c->x[0], c->B * c->T, c->C),
+                     DSRT_STATUS_OK);
+    return dot_d(c->out, c->w, c->nout);
+}
+
+static void test_fd_swiglu(void **state)
+{
+    (void)state;
+    op_ctx c = {.B = 2, .T = 3, .C = 11}; /* C plays F */
+    size_t N = (size_t)c.B * c.T;
+    c.be = make_cpu(DSRT_F32, c.B, c.T, 8, 2, 8, 22, 22);
+    c.x[0] = rnd_array(N * 2 * c.C, 3.0f);
+    c.nout = N * c.C;
+    c.out = zeros(c.nout);
+    c.w = rnd_array(c.nout, 1.0f);
+    loss_swiglu(&c);
+    float g = c.x[0][0], u = c.x[0][c.C];
+    assert_float_equal(c.out[0], g / (1.0 + exp(-g)) * u, 1e-5 * (1 + fabs(c.out[0])));
+    float *dgu = rnd_array(N * 2 * c.C, 1.0f); /* overwritten */
+    assert_int_equal(c.be->ops->swiglu_backward(c.be, dgu, c.x[0], c.w, (int)N, c.C), DSRT_STATUS_OK);
+    fd_check("swiglu dgate|dup", c.x[0], N * 2 * c.C, dgu, loss_swiglu, &c, 80);
+    free(c.x[0]), free(c.out), free(c.w), free(dgu);
+    c.be->ops->destroy(c.be);
+}
+
+/* ---- a bias over part of wider rows: x[0] (N, ld), x[1] bias (OC) */
+static double loss_bias(void *p)
+{
+    op_ctx *c = p;
+    size_t n = (size_t)c->B * c->T * c->ld;
+    memcpy(c->out, c->x[0], n * sizeof(float));
+    assert_int_equal(c->be->ops->bias_forward(c->be, c->out, c->x[1], c->B * c->T, c->OC, c->ld),
+                     DSRT_STATUS_OK);
+    return dot_d(c->out, c->w, c->nout);
+}
+
+static void test_fd_bias(void **state)
+{
+    (void)state;
+    op_ctx c = {.B = 3, .T = 30, .OC = 70, .ld = 83};
+    size_t N = (size_t)c.B * c.T, n = N * c.ld;
+    c.be = make_cpu(DSRT_F32, c.B, c.T, 8, 2, 8, 83, 83);
+    c.x[0] = rnd_array(n, 1.0f);
+    c.x[1] = rnd_array(c.OC, 1.0f);
+    c.nout = n;
+    c.out = zeros(n);
+    c.w = rnd_array(n, 1.0f);
+    loss_bias(&c);
+    assert_true(c.out[c.ld - 1] == c.x[0][c.ld - 1]); /* past OC: untouched */
+    float *db = rnd_array(c.OC, 1.0f), *db0 = malloc((size_t)c.OC * sizeof(float));
+    memcpy(db0, db, (size_t)c.OC * sizeof(float));
+    assert_int_equal(c.be->ops->bias_backward(c.be, db, c.w, (int)N, c.OC, c.ld), DSRT_STATUS_OK);
+    for (int i = 0; i < c.OC; i++)
+        db[i] -= db0[i];
+    fd_check("bias dbias", c.x[1], c.OC, db, loss_bias, &c, 40);
+    free(c.x[0]), free(c.x[1]), free(c.out), free(c.w), free(db), free(db0);
+    c.be->ops->destroy(c.be);
 }
 
 static double loss_gelu(void *p)
@@ -537,8 +711,8 @@ static void run_16bit(dsrt_dtype dt)
     size_t natt = (size_t)B * NH * T * T;
     float *qkv = rnd_exact(NC * 3, 1.0f), *att = zeros(natt), *ao = zeros(NC);
     void *qkv16 = up(b16, qkv, NC * 3), *att16 = up(b16, NULL, natt), *ao16 = up(b16, NULL, NC);
-    assert_int_equal(b32->ops->attention_forward(b32, ao, att, qkv, B, T, C, NH), 0);
-    assert_int_equal(b16->ops->attention_forward(b16, ao16, att16, qkv16, B, T, C, NH), 0);
+    assert_int_equal(b32->ops->attention_forward(b32, ao, att, qkv, B, T, NH, NH, C / NH), 0);
+    assert_int_equal(b16->ops->attention_forward(b16, ao16, att16, qkv16, B, T, NH, NH, C / NH), 0);
     expect_rounded("attention probabilities", b16, att16, att, natt);
 
     /* classifier: losses from the same logits are identical; gradients rounded once */
@@ -749,6 +923,10 @@ int main(void)
         cmocka_unit_test(test_fd_matmul),
         cmocka_unit_test(test_fd_layernorm),
         cmocka_unit_test(test_fd_attention),
+        cmocka_unit_test(test_fd_rmsnorm),
+        cmocka_unit_test(test_fd_rope),
+        cmocka_unit_test(test_fd_swiglu),
+        cmocka_unit_test(test_fd_bias),
         cmocka_unit_test(test_fd_gelu),
         cmocka_unit_test(test_fd_residual),
         cmocka_unit_test(test_fd_encoder),

@@ -6,8 +6,9 @@
  * (+=) start from the same random gradient on both sides. Backward inputs
  * that a forward produced (att, mean, rstd) are copied from the CPU run to
  * the GPU, so each backward is compared on identical inputs.
- * The GPU's reductions must be deterministic: the encoder, matmul and
- * layernorm backwards are run twice on the GPU and must give the same bits.
+ * The GPU's reductions must be deterministic: the encoder, matmul, layernorm,
+ * rmsnorm and bias backwards are run twice on the GPU and must give the same
+ * bits.
  * Without a usable GPU the whole program is skipped (exit 77). */
 #include <math.h>
 #include <setjmp.h>
@@ -424,26 +425,28 @@ static void test_matmul(void **state)
 }
 
 /* ---------------------------------------------------------------- attention */
-static void attention_case(pair *p, int B, int T, int C, int NH)
+/* NH query heads, NKV key/value heads of HS channels (GPT-2: NKV = NH) */
+static void attention_case(pair *p, int B, int T, int NH, int NKV, int HS)
 {
-    char what[80];
-    size_t nqkv = (size_t)B * T * 3 * C, nout = (size_t)B * T * C;
+    char what[96];
+    int W = (NH + 2 * NKV) * HS;
+    size_t nqkv = (size_t)B * T * W, nout = (size_t)B * T * NH * HS;
     size_t natt = (size_t)B * NH * T * T;
     tens qkv = tens_rand(p, nqkv, 0.0f, 1.5f);
     tens out = tens_new(p, nout), att = tens_new(p, natt);
-    OK(p->cpu->ops->attention_forward(p->cpu, out.c, att.c, qkv.c, B, T, C, NH));
-    OK(p->gpu->ops->attention_forward(p->gpu, out.g, att.g, qkv.g, B, T, C, NH));
-    snprintf(what, sizeof what, "attention B=%d T=%d C=%d NH=%d att", B, T, C, NH);
+    OK(p->cpu->ops->attention_forward(p->cpu, out.c, att.c, qkv.c, B, T, NH, NKV, HS));
+    OK(p->gpu->ops->attention_forward(p->gpu, out.g, att.g, qkv.g, B, T, NH, NKV, HS));
+    snprintf(what, sizeof what, "attention B=%d T=%d NH=%d NKV=%d HS=%d att", B, T, NH, NKV, HS);
     check(p, &att, what, tol_for(p->dt, 1, 1));
-    snprintf(what, sizeof what, "attention B=%d T=%d C=%d NH=%d out", B, T, C, NH);
+    snprintf(what, sizeof what, "attention B=%d T=%d NH=%d NKV=%d HS=%d out", B, T, NH, NKV, HS);
     check(p, &out, what, tol_for(p->dt, 1, 4));
 
     cpu_to_gpu(p, &att);
     tens dout = tens_rand(p, nout, 0.0f, 1.0f);
-    tens dqkv = tens_new(p, nqkv);
-    OK(p->cpu->ops->attention_backward(p->cpu, dqkv.c, dout.c, qkv.c, att.c, B, T, C, NH));
-    OK(p->gpu->ops->attention_backward(p->gpu, dqkv.g, dout.g, qkv.g, att.g, B, T, C, NH));
-    snprintf(what, sizeof what, "attention B=%d T=%d C=%d NH=%d dqkv", B, T, C, NH);
+    tens dqkv = tens_rand(p, nqkv, 0.0f, 1.0f); /* overwritten */
+    OK(p->cpu->ops->attention_backward(p->cpu, dqkv.c, dout.c, qkv.c, att.c, B, T, NH, NKV, HS));
+    OK(p->gpu->ops->attention_backward(p->gpu, dqkv.g, dout.g, qkv.g, att.g, B, T, NH, NKV, HS));
+    snprintf(what, sizeof what, "attention B=%d T=%d NH=%d NKV=%d HS=%d dqkv", B, T, NH, NKV, HS);
     check(p, &dqkv, what, tol_for(p->dt, 1, 4));
 
     tens *all[] = {&qkv, &out, &att, &dout, &dqkv};
@@ -454,9 +457,178 @@ static void attention_case(pair *p, int B, int T, int C, int NH)
 static void test_attention(void **state)
 {
     pair p = pair_new(state);
-    attention_case(&p, 2, 70, SHAPES.C, SHAPES.NH);       /* T over two warps' widths */
-    attention_case(&p, 1, SHAPES.T, SHAPES.C, 6);         /* hs = 16 */
-    attention_case(&p, SHAPES.B, 5, SHAPES.C, SHAPES.NH); /* T below a warp */
+    int C = SHAPES.C, NH = SHAPES.NH;
+    attention_case(&p, 2, 70, NH, NH, C / NH);       /* T over two warps' widths */
+    attention_case(&p, 1, SHAPES.T, 6, 6, C / 6);    /* hs = 16 */
+    attention_case(&p, SHAPES.B, 5, NH, NH, C / NH); /* T below a warp */
+    attention_case(&p, 2, 70, 6, 2, 16);             /* grouped-query: 3 heads a group */
+    attention_case(&p, 1, SHAPES.T, NH, 1, C / NH);  /* multi-query: one k, v head */
+    attention_case(&p, SHAPES.B, 5, 6, 3, 16);       /* GQA, T below a warp */
+    pair_free(&p);
+}
+
+/* ---------------------------------------------------------------- rmsnorm */
+static void rmsnorm_case(pair *p, int N, int C, int with_dw)
+{
+    size_t n = (size_t)N * C;
+    tens inp = tens_rand(p, n, 0.3f, 2.0f);
+    tens w = tens_rand(p, (size_t)C, 1.0f, 0.3f);
+    tens out = tens_new(p, n);
+    tens rstd = raw_new(p, (size_t)N);
+    OK(p->cpu->ops->rmsnorm_forward(p->cpu, out.c, rstd.c, inp.c, w.c, N, C, 1e-6f));
+    OK(p->gpu->ops->rmsnorm_forward(p->gpu, out.g, rstd.g, inp.g, w.g, N, C, 1e-6f));
+    check(p, &out, "rmsnorm out", tol_for(p->dt, 0, 1));
+    check(p, &rstd, "rmsnorm rstd", TOL_F32);
+
+    cpu_to_gpu(p, &rstd);
+    float *dinp0 = rnd_array(n, 0.0f, 0.5f), *dw0 = rnd_array((size_t)C, 0.0f, 0.5f);
+    tens dinp = tens_new(p, n), dw = with_dw ? tens_new(p, (size_t)C) : (tens){0};
+    tens_set(p, &dinp, dinp0);
+    if (with_dw)
+        tens_set(p, &dw, dw0);
+    tens dout = tens_rand(p, n, 0.0f, 1.0f);
+    OK(p->cpu->ops->rmsnorm_backward(p->cpu, dinp.c, dw.c, dout.c, inp.c, w.c, rstd.c, N, C));
+    OK(p->gpu->ops->rmsnorm_backward(p->gpu, dinp.g, dw.g, dout.g, inp.g, w.g, rstd.g, N, C));
+    check(p, &dinp, with_dw ? "rmsnorm dinp" : "rmsnorm dinp (no dw)", tol_for(p->dt, 0, 1));
+    if (with_dw) {
+        check(p, &dw, "rmsnorm dw", tol_for(p->dt, 1, 1));
+        void *a1 = gpu_bits(p, &dw);
+        tens_set_one(p->gpu, &dinp, dinp.g, dinp0);
+        tens_set_one(p->gpu, &dw, dw.g, dw0);
+        OK(p->gpu->ops->rmsnorm_backward(p->gpu, dinp.g, dw.g, dout.g, inp.g, w.g, rstd.g, N, C));
+        void *a2 = gpu_bits(p, &dw);
+        expect_same_bits(p, a1, a2, &dw, "rmsnorm dw");
+        free(a1), free(a2);
+        tens_free(p, &dw);
+    }
+
+    free(dinp0), free(dw0);
+    tens *all[] = {&inp, &w, &out, &rstd, &dinp, &dout};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        tens_free(p, all[i]);
+}
+
+static void test_rmsnorm(void **state)
+{
+    pair p = pair_new(state);
+    rmsnorm_case(&p, SHAPES.B * SHAPES.T, SHAPES.C, 1); /* 3 row chunks of the reduction */
+    rmsnorm_case(&p, 37, 40, 1);                        /* C not a multiple of 32 */
+    rmsnorm_case(&p, 37, 40, 0);                        /* dw NULL */
+    pair_free(&p);
+}
+
+/* ---------------------------------------------------------------- rope */
+/* Packed q|k|v rows (NH + 2 NKV heads of HS): rope turns the NH + NKV heads of
+ * q and k at the start of each row (ld > nh * hs) and leaves v alone. */
+static void rope_case(pair *p, int B, int T, int NH, int NKV, int HS)
+{
+    char what[96];
+    int N = B * T, nh = NH + NKV, half = HS / 2, ld = (NH + 2 * NKV) * HS;
+    /* a table of theta 10000, as LLaMA's */
+    float *cs = malloc((size_t)T * half * sizeof(float));
+    float *sn = malloc((size_t)T * half * sizeof(float));
+    assert_true(cs && sn);
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < half; i++) {
+            float inv_freq = 1.0f / powf(10000.0f, (float)(2 * i) / (float)HS);
+            float a = (float)t * inv_freq;
+            cs[(size_t)t * half + i] = cosf(a);
+            sn[(size_t)t * half + i] = sinf(a);
+        }
+    tens cosv = raw_new(p, (size_t)T * half), sinv = raw_new(p, (size_t)T * half);
+    tens_set(p, &cosv, cs);
+    tens_set(p, &sinv, sn);
+    tens x = tens_rand(p, (size_t)N * ld, 0.0f, 2.0f);
+    OK(p->cpu->ops->rope(p->cpu, x.c, cosv.c, sinv.c, N, T, nh, HS, ld, 0));
+    OK(p->gpu->ops->rope(p->gpu, x.g, cosv.g, sinv.g, N, T, nh, HS, ld, 0));
+    snprintf(what, sizeof what, "rope N=%d T=%d nh=%d hs=%d ld=%d", N, T, nh, HS, ld);
+    check(p, &x, what, tol_for(p->dt, 0, 1));
+    /* the inverse (the backward), from the same input on both */
+    cpu_to_gpu(p, &x);
+    OK(p->cpu->ops->rope(p->cpu, x.c, cosv.c, sinv.c, N, T, nh, HS, ld, 1));
+    OK(p->gpu->ops->rope(p->gpu, x.g, cosv.g, sinv.g, N, T, nh, HS, ld, 1));
+    snprintf(what, sizeof what, "rope inverse N=%d T=%d nh=%d hs=%d ld=%d", N, T, nh, HS, ld);
+    check(p, &x, what, tol_for(p->dt, 0, 1));
+
+    free(cs), free(sn);
+    tens *all[] = {&cosv, &sinv, &x};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        tens_free(p, all[i]);
+}
+
+static void test_rope(void **state)
+{
+    pair p = pair_new(state);
+    rope_case(&p, 2, 70, 6, 2, 16);
+    rope_case(&p, 1, SHAPES.T, 4, 4, 24);
+    pair_free(&p);
+}
+
+/* ---------------------------------------------------------------- swiglu */
+static void test_swiglu(void **state)
+{
+    pair p = pair_new(state);
+    int N = 37, F = 271;
+    size_t n = (size_t)N * F;
+    tens gu = tens_rand(&p, 2 * n, 0.0f, 5.0f);
+    tens out = tens_new(&p, n);
+    OK(p.cpu->ops->swiglu_forward(p.cpu, out.c, gu.c, N, F));
+    OK(p.gpu->ops->swiglu_forward(p.gpu, out.g, gu.g, N, F));
+    check(&p, &out, "swiglu out", tol_for(p.dt, 0, 1));
+    tens dout = tens_rand(&p, n, 0.0f, 1.0f);
+    tens dgu = tens_rand(&p, 2 * n, 0.0f, 1.0f); /* overwritten */
+    OK(p.cpu->ops->swiglu_backward(p.cpu, dgu.c, gu.c, dout.c, N, F));
+    OK(p.gpu->ops->swiglu_backward(p.gpu, dgu.g, gu.g, dout.g, N, F));
+    check(&p, &dgu, "swiglu dgu", tol_for(p.dt, 0, 1));
+    tens *all[] = {&gu, &out, &dout, &dgu};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        tens_free(&p, all[i]);
+    pair_free(&p);
+}
+
+/* ---------------------------------------------------------------- bias */
+/* x and dout: N rows of OC at stride ld > OC, starting at column off of
+ * their rows (a part of a wider row); the columns outside stay as they are */
+static void bias_case(pair *p, int N, int OC, int ld, int off)
+{
+    char what[96];
+    size_t n = (size_t)N * ld, es = dsrt_dtype_size(p->dt);
+    tens x = tens_rand(p, n, 0.0f, 2.0f);
+    tens bias = tens_rand(p, (size_t)OC, 0.0f, 1.0f);
+    OK(p->cpu->ops->bias_forward(p->cpu, (char *)x.c + off * es, bias.c, N, OC, ld));
+    OK(p->gpu->ops->bias_forward(p->gpu, (char *)x.g + off * es, bias.g, N, OC, ld));
+    snprintf(what, sizeof what, "bias N=%d OC=%d ld=%d off=%d x", N, OC, ld, off);
+    check(p, &x, what, tol_for(p->dt, 0, 1));
+
+    float *db0 = rnd_array((size_t)OC, 0.0f, 0.5f);
+    tens dbias = tens_new(p, (size_t)OC);
+    tens_set(p, &dbias, db0);
+    tens dout = tens_rand(p, n, 0.0f, 1.0f);
+    const void *dc = (const char *)dout.c + off * es, *dg = (const char *)dout.g + off * es;
+    OK(p->cpu->ops->bias_backward(p->cpu, dbias.c, dc, N, OC, ld));
+    OK(p->gpu->ops->bias_backward(p->gpu, dbias.g, dg, N, OC, ld));
+    snprintf(what, sizeof what, "bias N=%d OC=%d ld=%d off=%d dbias", N, OC, ld, off);
+    check(p, &dbias, what, tol_for(p->dt, N > 64, 1));
+
+    void *b1 = gpu_bits(p, &dbias);
+    tens_set_one(p->gpu, &dbias, dbias.g, db0);
+    OK(p->gpu->ops->bias_backward(p->gpu, dbias.g, dg, N, OC, ld));
+    void *b2 = gpu_bits(p, &dbias);
+    expect_same_bits(p, b1, b2, &dbias, "bias dbias");
+
+    free(b1), free(b2), free(db0);
+    tens *all[] = {&x, &bias, &dbias, &dout};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        tens_free(p, all[i]);
+}
+
+static void test_bias(void **state)
+{
+    pair p = pair_new(state);
+    int NT = SHAPES.B * SHAPES.T, C = SHAPES.C;
+    bias_case(&p, NT, C, 3 * C, 0);     /* q's part of q|k|v; 3 row chunks */
+    bias_case(&p, NT, 2 * C, 3 * C, C); /* k|v's part */
+    bias_case(&p, 37, 100, 131, 31);    /* OC not a multiple of 32, odd start */
     pair_free(&p);
 }
 
@@ -717,7 +889,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         GPU_TEST(test_memory, "memory"),       GPU_TEST(test_encoder, "encoder"),
         GPU_TEST(test_layernorm, "layernorm"), GPU_TEST(test_matmul, "matmul"),
-        GPU_TEST(test_attention, "attention"), GPU_TEST(test_gelu, "gelu"),
+        GPU_TEST(test_attention, "attention"), GPU_TEST(test_rmsnorm, "rmsnorm"),
+        GPU_TEST(test_rope, "rope"),           GPU_TEST(test_swiglu, "swiglu"),
+        GPU_TEST(test_bias, "bias"),           GPU_TEST(test_gelu, "gelu"),
         GPU_TEST(test_residual, "residual"),   GPU_TEST(test_classifier, "classifier"),
         GPU_TEST(test_adamw, "adamw"),         GPU_TEST(test_grad_stats, "grad_stats"),
     };

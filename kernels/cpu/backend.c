@@ -103,12 +103,17 @@ static dsrt_status cpu_reserve(dsrt_backend *be, const dsrt_backend_shapes *s)
     cpu_backend *cb = cpu_of(be);
     size_t N = (size_t)s->B * s->T;
     size_t att = (size_t)s->B * s->NH * s->T * s->T;
+    /* the widest activation row attention widens: q|k|v */
+    size_t qkv_row = s->HS ? (size_t)(s->NH + 2 * (s->NKV ? s->NKV : s->NH)) * s->HS : 3 * (size_t)s->C;
     size_t work = 2 * (size_t)s->T * s->T + 2 * (size_t)s->T;
     int threads = omp_get_max_threads();
     if (cb->reserved) {
         const dsrt_backend_shapes *o = &cb->shapes;
         if (s->B <= o->B && s->T <= o->T && s->C <= o->C && s->NH >= 1 && s->V <= o->V &&
-            s->max_K <= o->max_K && s->max_OC <= o->max_OC && work <= cb->att_work_n &&
+            s->max_K <= o->max_K && s->max_OC <= o->max_OC &&
+            (s->HS ? (size_t)(s->NH + 2 * (s->NKV ? s->NKV : s->NH)) * s->HS : 3 * (size_t)s->C) <=
+                (o->HS ? (size_t)(o->NH + 2 * (o->NKV ? o->NKV : o->NH)) * o->HS : 3 * (size_t)o->C) &&
+            work <= cb->att_work_n &&
             threads <= cb->threads)
             return DSRT_STATUS_OK;
         dsrt_error_set(DSRT_STATUS_INTERNAL, "cpu backend: reserve() may be called once");
@@ -124,7 +129,7 @@ static dsrt_status cpu_reserve(dsrt_backend *be, const dsrt_backend_shapes *s)
         /* what layernorm and attention widen whole (activation-sized); the
          * matmuls go through gemm.c's tiles, the classifier a row at a time */
         size_t n = 0;
-        n = max_sz(n, N * 3 * (size_t)s->C);
+        n = max_sz(n, N * qkv_row);
         n = max_sz(n, att);
         cb->slot_n = n;
         for (int i = 0; i < CPU_SCRATCH_SLOTS; i++) {
@@ -188,6 +193,13 @@ static const dsrt_backend_ops cpu_ops = {
     .gemm = cpu_gemm,
     .attention_forward = cpu_attention_forward,
     .attention_backward = cpu_attention_backward,
+    .rmsnorm_forward = cpu_rmsnorm_forward,
+    .rmsnorm_backward = cpu_rmsnorm_backward,
+    .rope = cpu_rope,
+    .swiglu_forward = cpu_swiglu_forward,
+    .swiglu_backward = cpu_swiglu_backward,
+    .bias_forward = cpu_bias_forward,
+    .bias_backward = cpu_bias_backward,
     .gelu_forward = cpu_gelu_forward,
     .gelu_backward = cpu_gelu_backward,
     .residual_forward = cpu_residual_forward,

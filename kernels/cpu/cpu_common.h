@@ -84,9 +84,20 @@ dsrt_status cpu_matmul_backward(dsrt_backend *be, void *dinp, void *dw, void *db
                                 const void *dout, const void *inp, const void *w, int N, int K,
                                 int OC, dsrt_wlayout wl);
 dsrt_status cpu_attention_forward(dsrt_backend *be, void *out, void *att, const void *qkv, int B,
-                                  int T, int C, int NH);
+                                  int T, int NH, int NKV, int HS);
 dsrt_status cpu_attention_backward(dsrt_backend *be, void *dqkv, const void *dout, const void *qkv,
-                                   const void *att, int B, int T, int C, int NH);
+                                   const void *att, int B, int T, int NH, int NKV, int HS);
+dsrt_status cpu_rmsnorm_forward(dsrt_backend *be, void *out, float *rstd, const void *inp,
+                                const void *w, int N, int C, float eps);
+dsrt_status cpu_rmsnorm_backward(dsrt_backend *be, void *dinp, void *dw, const void *dout,
+                                 const void *inp, const void *w, const float *rstd, int N, int C);
+dsrt_status cpu_rope(dsrt_backend *be, void *x, const float *cosv, const float *sinv, int N, int T,
+                     int nh, int hs, int ld, int inverse);
+dsrt_status cpu_swiglu_forward(dsrt_backend *be, void *out, const void *gu, int N, int F);
+dsrt_status cpu_swiglu_backward(dsrt_backend *be, void *dgu, const void *gu, const void *dout, int N,
+                                int F);
+dsrt_status cpu_bias_forward(dsrt_backend *be, void *x, const void *bias, int N, int OC, int ld);
+dsrt_status cpu_bias_backward(dsrt_backend *be, void *dbias, const void *dout, int N, int OC, int ld);
 dsrt_status cpu_gelu_forward(dsrt_backend *be, void *out, const void *inp, size_t n);
 dsrt_status cpu_gelu_backward(dsrt_backend *be, void *dinp, const void *inp, const void *dout,
                               size_t n);

@@ -1,10 +1,13 @@
 /* Token + position embedding (GPT-2's "encoder"):
  *   out[b,t,:] = wte[tokens[b,t],:] + wpe[t,:]
+ * wpe may be NULL: the token embedding alone (LLaMA's embed_tokens).
  * backward scatters dout into dwte (by token) and dwpe (by position), +=;
  * dwte holds rows [v0, v1) and other tokens are skipped; either may be NULL.
  * The backward runs rows in order so repeated tokens add up in one fixed
  * order (deterministic). Token ids must be in [0, V); the model checks them
  * before they reach a kernel. */
+#include <string.h>
+
 #include "kernels/cpu/cpu_common.h"
 
 dsrt_status cpu_encoder_forward(dsrt_backend *be, void *out, const int32_t *tokens, const void *wte,
@@ -15,7 +18,10 @@ dsrt_status cpu_encoder_forward(dsrt_backend *be, void *out, const int32_t *toke
     for (int bt = 0; bt < B * T; bt++) {
         int t = bt % T;
         size_t o = (size_t)bt * C, e = (size_t)tokens[bt] * C, p = (size_t)t * C;
-        if (dt == DSRT_F32) {
+        if (!wpe) {
+            memcpy((char *)out + o * dsrt_dtype_size(dt), (const char *)wte + e * dsrt_dtype_size(dt),
+                   (size_t)C * dsrt_dtype_size(dt));
+        } else if (dt == DSRT_F32) {
             float *y = (float *)out + o;
             const float *a = (const float *)wte + e, *b = (const float *)wpe + p;
             for (int c = 0; c < C; c++)

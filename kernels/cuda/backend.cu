@@ -206,15 +206,20 @@ static dsrt_status cu_reserve(dsrt_backend *be, const dsrt_backend_shapes *s)
 {
     cuda_backend *cb = cuda_of(be);
     if (s->B <= 0 || s->T <= 0 || s->C <= 0 || s->NH <= 0 || s->V < 0 || s->max_K < 0 ||
-        s->max_OC < 0)
+        s->max_OC < 0 || s->NKV < 0 || s->HS < 0)
         return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
                               "cuda backend: reserve: bad shapes B=%d T=%d C=%d NH=%d V=%d "
-                              "max_K=%d max_OC=%d",
-                              s->B, s->T, s->C, s->NH, s->V, s->max_K, s->max_OC);
+                              "max_K=%d max_OC=%d NKV=%d HS=%d",
+                              s->B, s->T, s->C, s->NH, s->V, s->max_K, s->max_OC, s->NKV, s->HS);
+    size_t N = (size_t)s->B * s->T;
+    /* attention's (B,T,.) slots hold q, k, v, out in heads: the wider of C
+     * and NH * HS channels (NKV <= NH, so k and v fit too) */
+    size_t HS = s->HS ? (size_t)s->HS : (size_t)(s->C / s->NH);
+    size_t btc = N * max_sz((size_t)s->C, (size_t)s->NH * HS);
     if (cb->reserved) {
         const dsrt_backend_shapes *o = &cb->shapes;
         if (s->B <= o->B && s->T <= o->T && s->C <= o->C && s->NH <= o->NH && s->V <= o->V &&
-            s->max_K <= o->max_K && s->max_OC <= o->max_OC)
+            s->max_K <= o->max_K && s->max_OC <= o->max_OC && btc <= cb->att_btc)
             return DSRT_STATUS_OK;
         return dsrt_error_set(DSRT_STATUS_INTERNAL,
                               "cuda backend: reserve() may be called once (larger shapes asked)");
@@ -223,8 +228,6 @@ static dsrt_status cu_reserve(dsrt_backend *be, const dsrt_backend_shapes *s)
     scratch_free(cb); /* leftovers of a reserve() that failed part way */
 
     size_t es = dsrt_dtype_size(be->dt);
-    size_t N = (size_t)s->B * s->T;
-    size_t btc = N * s->C;
     size_t tt = (size_t)s->B * s->NH * s->T * s->T;
     size_t cols = max_sz((size_t)s->max_OC, 2 * (size_t)s->C);
     size_t partials_n = cuda_colred_chunks(N) * cols;
@@ -232,8 +235,8 @@ static dsrt_status cu_reserve(dsrt_backend *be, const dsrt_backend_shapes *s)
     DSRT_TRY(cuda_encoder_sort_bytes(N, &sort_bytes));
 
     void *p = NULL;
-    DSRT_TRY(scratch_alloc(&cb->att_qkvp, 3 * btc * es, "attention q|k|v (3,B,NH,T,hs)"));
-    DSRT_TRY(scratch_alloc(&cb->att_tmp, btc * es, "attention (B,NH,T,hs)"));
+    DSRT_TRY(scratch_alloc(&cb->att_qkvp, 3 * btc * es, "attention q|k|v (3,B,NH,T,HS)"));
+    DSRT_TRY(scratch_alloc(&cb->att_tmp, btc * es, "attention (B,NH,T,HS)"));
     DSRT_TRY(scratch_alloc(&p, tt * sizeof(float), "attention scores (B,NH,T,T) fp32"));
     cb->att_scores = (float *)p;
     if (be->dt != DSRT_F32)
@@ -328,6 +331,13 @@ static const dsrt_backend_ops cuda_ops = {
     /* .gemm = */ cuda_gemm_op,
     /* .attention_forward = */ cuda_attention_forward,
     /* .attention_backward = */ cuda_attention_backward,
+    /* .rmsnorm_forward = */ cuda_rmsnorm_forward,
+    /* .rmsnorm_backward = */ cuda_rmsnorm_backward,
+    /* .rope = */ cuda_rope,
+    /* .swiglu_forward = */ cuda_swiglu_forward,
+    /* .swiglu_backward = */ cuda_swiglu_backward,
+    /* .bias_forward = */ cuda_bias_forward,
+    /* .bias_backward = */ cuda_bias_backward,
     /* .gelu_forward = */ cuda_gelu_forward,
     /* .gelu_backward = */ cuda_gelu_backward,
     /* .residual_forward = */ cuda_residual_forward,

@@ -63,14 +63,16 @@ typedef struct cuda_backend {
     bool reserved;
     dsrt_backend_shapes shapes;
     /* attention */
-    size_t att_btc;    /* elements reserved per (B,T,C) tensor */
+    size_t att_btc;    /* elements per (B,T,.) slot: B*T*max(C, NH*HS) */
     size_t att_tt;     /* elements reserved per (B,NH,T,T) tensor */
-    void *att_qkvp;    /* (3,B,NH,T,hs) S: q|k|v permuted; backward: dK into k, dV into v */
-    void *att_tmp;     /* (B,NH,T,hs) S: forward out before unpermute; backward dout, then dQ */
+    void *att_qkvp;    /* 3 slots in S: q (B,NH,T,HS), k, v (B,NKV,T,HS) permuted;
+                          backward: dK into k, dV into v */
+    void *att_tmp;     /* (B,NH,T,HS) S: forward out before unpermute; backward dout, then dQ */
     float *att_scores; /* (B,NH,T,T) fp32: forward scaled q.k^T; backward datt */
     void *att_dpre;    /* (B,NH,T,T) S, 16-bit storage only: d(pre-softmax) as a GEMM operand
                           (fp32 storage writes it in place over att_scores) */
-    /* column reductions (dbias, layernorm dw/db): fp32 partial sums per row chunk */
+    /* column reductions (matmul and bias dbias, layernorm dw/db, rmsnorm dw):
+     * fp32 partial sums per row chunk */
     float *partials;   /* (chunks(N), max(max_OC, 2C)) */
     size_t partials_n; /* floats */
     /* encoder backward: (token << 32 | position) keys, sorted */
@@ -185,9 +187,10 @@ static inline unsigned cuda_blocks(size_t n, unsigned threads)
     return (unsigned)(b < cap ? b : cap);
 }
 
-/* Column reductions (matmul dbias, layernorm dw/db) split the N rows into
- * chunks of this many rows; each chunk writes an fp32 partial per column and
- * a second kernel adds the partials in chunk order (deterministic). */
+/* Column reductions (matmul and bias dbias, layernorm and rmsnorm dw) split
+ * the N rows into chunks of this many rows; each chunk writes an fp32 partial
+ * per column and a second kernel adds the partials in chunk order
+ * (deterministic). */
 enum { CUDA_COLRED_ROWS = 256 };
 static inline size_t cuda_colred_chunks(size_t N)
 {
@@ -225,9 +228,21 @@ dsrt_status cuda_matmul_backward(dsrt_backend *be, void *dinp, void *dw, void *d
 dsrt_status cuda_gemm_op(dsrt_backend *be, int ta, int tb, int M, int N, int K, const void *A,
                          int lda, const void *B, int ldb, void *C, int ldc, int accumulate);
 dsrt_status cuda_attention_forward(dsrt_backend *be, void *out, void *att, const void *qkv, int B,
-                                   int T, int C, int NH);
+                                   int T, int NH, int NKV, int HS);
 dsrt_status cuda_attention_backward(dsrt_backend *be, void *dqkv, const void *dout, const void *qkv,
-                                    const void *att, int B, int T, int C, int NH);
+                                    const void *att, int B, int T, int NH, int NKV, int HS);
+dsrt_status cuda_rmsnorm_forward(dsrt_backend *be, void *out, float *rstd, const void *inp,
+                                 const void *w, int N, int C, float eps);
+dsrt_status cuda_rmsnorm_backward(dsrt_backend *be, void *dinp, void *dw, const void *dout,
+                                  const void *inp, const void *w, const float *rstd, int N, int C);
+dsrt_status cuda_rope(dsrt_backend *be, void *x, const float *cosv, const float *sinv, int N, int T,
+                      int nh, int hs, int ld, int inverse);
+dsrt_status cuda_swiglu_forward(dsrt_backend *be, void *out, const void *gu, int N, int F);
+dsrt_status cuda_swiglu_backward(dsrt_backend *be, void *dgu, const void *gu, const void *dout,
+                                 int N, int F);
+dsrt_status cuda_bias_forward(dsrt_backend *be, void *x, const void *bias, int N, int OC, int ld);
+dsrt_status cuda_bias_backward(dsrt_backend *be, void *dbias, const void *dout, int N, int OC,
+                               int ld);
 dsrt_status cuda_gelu_forward(dsrt_backend *be, void *out, const void *inp, size_t n);
 dsrt_status cuda_gelu_backward(dsrt_backend *be, void *dinp, const void *inp, const void *dout,
                                size_t n);

@@ -15,7 +15,8 @@
 
 #include "kernels/cuda/cuda_common.cuh"
 
-/* out (B,T,C) = wte (V,C) [tokens (B,T)] + wpe (T,C); n = B*T*C */
+/* out (B,T,C) = wte (V,C) [tokens (B,T)] + wpe (T,C) (wpe NULL: the token
+ * embedding alone, LLaMA's embed_tokens); n = B*T*C */
 template <typename S>
 __global__ void encoder_forward_kernel(S *out, const int32_t *tokens, const S *wte, const S *wpe,
                                        int T, int C, size_t n)
@@ -26,7 +27,7 @@ __global__ void encoder_forward_kernel(S *out, const int32_t *tokens, const S *w
         int c = (int)(i % (size_t)C);
         int t = (int)(bt % (size_t)T);
         size_t e = (size_t)tokens[bt] * C + c;
-        out[i] = from_f32<S>(to_f32(wte[e]) + to_f32(wpe[(size_t)t * C + c]));
+        out[i] = wpe ? from_f32<S>(to_f32(wte[e]) + to_f32(wpe[(size_t)t * C + c])) : wte[e];
     }
 }
 
