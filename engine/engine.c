@@ -42,6 +42,7 @@
 #include "zero/dist.h"
 #include "engine/engine.h"
 #include "engine/engine_impl.h"
+#include "model/hf.h"
 #include "model/model.h"
 #include "base/internal.h"
 #include "engine/loss_scaler.h"
@@ -958,6 +959,24 @@ dsrt_status engine_evaluate(dsrt_engine *e, const int32_t *tokens, const int32_t
         counted += c;
     }
     *loss = counted ? sum / (double)counted : NAN;
+    return DSRT_STATUS_OK;
+}
+
+dsrt_status engine_export_hf(dsrt_engine *e, const char *dir)
+{
+    if (!e->model)
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
+                              "engine_export_hf: this engine trains a host model: the host saves its own");
+    if (!dir || !*dir)
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT, "engine_export_hf: dir is NULL or empty");
+    DSRT_TRY(engine_params_settle(e));
+    if (e->rank != 0)
+        return DSRT_STATUS_OK;
+    size_t n = 0;
+    const dsrt_param *p = dsrt_model_params(e->model, &n);
+    DSRT_TRY(dsrt_hf_export(dir, &e->mcfg, e->be, e->buf.params, p, n));
+    dsrt_log(DSRT_LOG_INFO, "exported the %s model (%zu tensors, %s) to %s", dsrt_model_type(&e->mcfg), n,
+             dsrt_dtype_name(e->dt), dir);
     return DSRT_STATUS_OK;
 }
 

@@ -27,6 +27,8 @@ dsrt_status engine_grad_ready(dsrt_engine *e, int64_t index);
 /* Wait for the last boundary's all-gather (before anything reads the weights
  * outside the forward's per-layer waits). */
 dsrt_status engine_params_settle(dsrt_engine *e);
+/* The built-in model as a Hugging Face folder (rank 0 writes; model/hf.h). */
+dsrt_status engine_export_hf(dsrt_engine *e, const char *dir);
 dsrt_status engine_grad_slot(dsrt_engine *e, int64_t index, void **grad);
 dsrt_status engine_step(dsrt_engine *e, double loss, dsrt_step_report *report);
 /* checkpoints (engine_ckpt.c, ABI 1.3); *client_state: malloc'd JSON text */

@@ -53,7 +53,7 @@ extern "C" {
 #endif
 
 #define DSRT_ABI_MAJOR 1
-#define DSRT_ABI_MINOR 6
+#define DSRT_ABI_MINOR 7
 
 #define DSRT_GET_API_SYMBOL "dsrt_get_api"
 
@@ -540,6 +540,21 @@ typedef struct dsrt_model_info_args {
 } dsrt_model_info_args;
 #define DSRT_MODEL_INFO_ARGS_MIN_SIZE DSRT_STRUCT_SIZE(dsrt_model_info_args, n_inner)
 
+/* ---------------------------------------------------------------- Hugging Face export (ABI 1.7)
+ *
+ * The engine's built-in model as a Hugging Face folder: config.json and
+ * model.safetensors (shards of at most 5 GB and model.safetensors.index.json
+ * above that), the weights in the run's dtype (a 16-bit run writes its
+ * 16-bit weights, as DeepSpeed's save_16bit_model), names and shapes as
+ * transformers' from_pretrained expects them. Every rank calls it (the
+ * weights are settled first); rank 0 writes. Files are written atomically. */
+typedef struct dsrt_engine_export_hf_args {
+    size_t struct_size;
+    dsrt_engine *engine;
+    const char *dir;           // the folder, made when missing
+} dsrt_engine_export_hf_args;
+#define DSRT_ENGINE_EXPORT_HF_ARGS_MIN_SIZE DSRT_STRUCT_SIZE(dsrt_engine_export_hf_args, dir)
+
 /* ---------------------------------------------------------------- the table */
 
 typedef struct dsrt_api {
@@ -581,6 +596,9 @@ typedef struct dsrt_api {
 
     /* ABI 1.6 */
     dsrt_status (*model_info)(dsrt_model_info_args *args);
+
+    /* ABI 1.7 */
+    dsrt_status (*engine_export_hf)(dsrt_engine_export_hf_args *args);
 } dsrt_api;
 
 /* The one exported symbol. Returns a pointer to a constant table that lives

@@ -1,21 +1,21 @@
 /* dsrt-train: the reference host launcher. It loads libdsrt.so with dlopen
- * (it is not linked to it), as a user's own launcher would, and trains the
- * built-in GPT-2 under a DeepSpeed config on a token file.
+ * (it is not linked to it), as a user's own launcher would, and trains a
+ * built-in model (GPT-2 presets, or a Hugging Face GPT-2 / LLaMA / Mistral /
+ * Qwen2 folder with its weights) under a DeepSpeed config on a data file.
  *
- *   dsrt-train [--deepspeed_config FILE] [--model PRESET|config.json]
+ *   dsrt-train [--deepspeed_config FILE] [--model PRESET|config.json|DIR]
  *              [--data FILE] [--steps N] [--seed S] [--seq_len T] [--device D]
  *              [--eval_every K] [--eval_batches N] [--loss_csv FILE]
  *              [--reference_curve FILE --curve_rtol X [--curve_window N]]
  *              [--<TrainingArguments name> VALUE]...   (fill "auto", as dsrt-config --set)
  *
- * Data: a text file is read as bytes (token = byte, vocabulary 256); a .bin
- * file is an llm.c token shard (256 int32 header: magic 20240520, version 1,
- * token count; then uint16 tokens) or, without that header, raw uint16
- * tokens. Batches are consecutive windows, as llm.c's loader takes them:
- * each micro-batch reads B*T+1 tokens at the cursor (inputs, and targets
- * shifted by one), the cursor advances by B*T and wraps to the start when
- * the next window would pass the end. With --eval_every, the last 10% of the
- * file is held out for evaluation. */
+ * Data (launcher/dataset.h): JSONL token sequences with labels (-100 prompt
+ * masks), Megatron-LM .bin/.idx, llm.c .bin shards or raw uint16 tokens, or
+ * text read as bytes (vocabulary 256). Token streams are cut into
+ * consecutive windows as llm.c's loader does (B*T+1 tokens at the cursor,
+ * which advances by B*T and wraps); sequences are samples, shuffled each
+ * epoch from the seed, cut or padded to T. With --eval_every, the last 10%
+ * is held out for evaluation. */
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dataset.h"
 #include "loader.h"
 #include "plot.h"
 #include "options.h"
@@ -44,103 +45,6 @@ static void on_log(void *user, dsrt_log_level level, const char *msg)
     static const char *const names[] = {"DEBUG", "INFO", "WARNING", "ERROR"};
     if ((int)level >= log_level_min)
         fprintf(stderr, "[dsrt %s] %s\n", names[level], msg);
-}
-
-typedef struct tokens {
-    int32_t *data;
-    size_t n;
-} tokens;
-
-static int load_tokens(const char *path, tokens *out, int vocab)
-{
-    struct stat sb;
-    if (stat(path, &sb) != 0) {
-        fprintf(stderr, "dsrt-train: --data %s: %s\n", path, strerror(errno));
-        return -1;
-    }
-    if (S_ISDIR(sb.st_mode)) {
-        fprintf(stderr, "dsrt-train: --data %s: is a directory; give a text file or a .bin token file\n", path);
-        return -1;
-    }
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "dsrt-train: --data %s: %s\n", path, strerror(errno));
-        return -1;
-    }
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *raw = malloc(size > 0 ? (size_t)size : 1);
-    if (!raw || fread(raw, 1, (size_t)size, f) != (size_t)size) {
-        fprintf(stderr, "dsrt-train: --data %s: read failed: %s\n", path, raw ? strerror(errno) : "out of memory");
-        fclose(f);
-        free(raw);
-        return -1;
-    }
-    fclose(f);
-    size_t len = strlen(path);
-    int is_bin = len > 4 && !strcmp(path + len - 4, ".bin");
-    if (!is_bin) {
-        /* bytes as tokens: say so when they do not look like text (NUL bytes,
-         * or most bytes outside printable ASCII and UTF-8) */
-        size_t nul = 0, odd = 0, look = (size_t)size < 1000000 ? (size_t)size : 1000000;
-        for (size_t i = 0; i < look; i++) {
-            nul += raw[i] == 0;
-            odd += raw[i] < 9 || (raw[i] > 13 && raw[i] < 32) || raw[i] == 127;
-        }
-        if (look && (nul || odd * 20 > look))
-            fprintf(stderr,
-                    "dsrt-train: warning: --data %s does not look like text (%zu NUL and %zu control bytes "
-                    "in the first %zu): it is read as bytes, one token each; token files need the .bin "
-                    "suffix\n",
-                    path, nul, odd, look);
-        out->n = (size_t)size;
-        out->data = malloc(out->n * sizeof(int32_t));
-        for (size_t i = 0; i < out->n; i++)
-            out->data[i] = raw[i];
-    } else {
-        const int32_t *hdr = (const int32_t *)raw;
-        size_t off = 0, n = (size_t)size / 2;
-        if (size >= 1024 && hdr[0] == 20240520) {
-            if (hdr[1] != 1) {
-                fprintf(stderr, "dsrt-train: %s: llm.c shard version %d, expected 1\n", path,
-                        hdr[1]);
-                free(raw);
-                return -1;
-            }
-            off = 1024;
-            n = (size_t)hdr[2];
-            if (off + 2 * n > (size_t)size) {
-                fprintf(stderr, "dsrt-train: %s: header says %zu tokens, file holds %zu\n", path,
-                        n, ((size_t)size - off) / 2);
-                free(raw);
-                return -1;
-            }
-        }
-        if (!off && (size_t)size % 2)
-            fprintf(stderr,
-                    "dsrt-train: warning: --data %s: raw uint16 tokens, but the file has an odd number of bytes "
-                    "(%ld): the last byte is ignored\n",
-                    path, size);
-        out->n = n;
-        out->data = malloc(n * sizeof(int32_t));
-        for (size_t i = 0; i < n; i++) {
-            uint16_t t;
-            memcpy(&t, raw + off + 2 * i, 2);
-            out->data[i] = t;
-        }
-    }
-    free(raw);
-    for (size_t i = 0; i < out->n; i++) {
-        if (out->data[i] >= vocab) {
-            fprintf(stderr,
-                    "dsrt-train: %s: token %d at position %zu is outside the model's vocabulary "
-                    "(%d)\n",
-                    path, out->data[i], i, vocab);
-            return -1;
-        }
-    }
-    return 0;
 }
 
 typedef struct curve_row {
@@ -211,7 +115,7 @@ static double now_s(void)
 
 typedef struct opts {
     const char *config_path, *model, *data, *device, *loss_csv, *ref_curve, *dist_backend, *plot;
-    const char *save_dir, *load_dir;
+    const char *save_dir, *load_dir, *export_hf;
     double comm_timeout, curve_rtol;
     int64_t save_interval, steps, eval_every, eval_batches, curve_window, seq_len, local_rank;
     int resume, load_module_only, skip_optimizer_states;
@@ -228,9 +132,15 @@ typedef struct opts {
 static const opt_spec k_options[] = {
     STR_OPT("deepspeed_config", config_path, "FILE", "DeepSpeed config (default configs/ds_config.json)"),
     STR_OPT("deepspeed", config_path, "FILE", NULL),
-    STR_OPT("model", model, "M", "GPT-2 preset (gpt2-tiny, gpt2, gpt2-medium) or config.json (default gpt2-tiny)"),
-    STR_OPT("data", data, "FILE", "text (byte tokens) or .bin tokens (llm.c shard / raw uint16)"),
-    INT_OPT("steps", steps, 1, INT64_MAX, "N", "optimizer steps (default 100)"),
+    STR_OPT("model", model, "M",
+            "GPT-2 preset (gpt2-tiny, gpt2, gpt2-medium), a config.json (random weights), or a Hugging Face\n"
+            "model folder (config.json + safetensors: GPT-2, LLaMA, Mistral, Qwen2) (default gpt2-tiny)"),
+    STR_OPT("data", data, "FILE",
+            ".jsonl token sequences ({\"input_ids\": [..], \"labels\": [..]}, -100 = masked), Megatron\n"
+            ".bin/.idx, llm.c .bin tokens, or text (byte tokens)"),
+    INT_OPT("steps", steps, 0, INT64_MAX, "N", "optimizer steps (default 100; 0: none, e.g. to --export_hf a checkpoint)"),
+    STR_OPT("export_hf", export_hf, "DIR",
+            "at the end, write the model as a Hugging Face folder (config.json + safetensors) into DIR"),
     {"seed", 0, OPT_UINT64, O(seed), 0, 0, 0, 0, "S", "initial weights (default 1234)"},
     INT_OPT("seq_len", seq_len, 1, INT32_MAX, "T", "tokens per sequence (default min(256, n_positions))"),
     STR_OPT("device", device, "D", "cpu (default), cuda, cuda:N"),
@@ -391,8 +301,7 @@ typedef struct run {
     dsrt_engine_info_args info;
     int rank, world, B, T, gas;
     plot_data *plot;             /* --plot on rank 0, else NULL */
-    tokens tk;
-    size_t train_n, eval_off, window;
+    dataset ds;
     int tty;
 } run;
 
@@ -431,7 +340,7 @@ static int setup(run *r, opts *o)
     /* What the Trainer knows and fills "auto" from: the run's length and the
      * model's hidden size (an explicit --max_steps / --hidden_size wins) */
     char num[32];
-    if (!has_set(o, "max_steps")) {
+    if (!has_set(o, "max_steps") && o->steps > 0) {
         snprintf(num, sizeof num, "%ld", (long)o->steps);
         add_set(o, "max_steps", num);
     }
@@ -471,27 +380,20 @@ static int setup(run *r, opts *o)
     api->engine_info(&r->info);
     r->B = r->info.micro_batch_size, r->T = r->info.seq_len, r->gas = r->info.gradient_accumulation_steps;
 
-    if (load_tokens(o->data, &r->tk, r->info.vocab_size))
+    if (dataset_load(o->data, r->info.vocab_size, o->eval_every > 0, o->seed, &r->ds) ||
+        dataset_check(&r->ds, o->data, r->B, r->T))
         return 1;
-    r->train_n = r->tk.n;
-    if (o->eval_every > 0) {
-        r->eval_off = r->tk.n - r->tk.n / 10;
-        r->train_n = r->eval_off;
-    }
-    r->window = (size_t)r->B * r->T;
-    if (r->train_n < r->window + 1) {
-        fprintf(stderr, "dsrt-train: %s: %zu training tokens, one micro-batch needs %zu\n", o->data,
-                r->train_n, r->window + 1);
-        return 1;
-    }
-    if (r->rank == 0)
+    if (r->rank == 0) {
+        const char *unit = "";
+        size_t held = dataset_heldout(&r->ds, &unit);
         fprintf(stderr,
-                "dsrt-train: %s, %lld parameters on %s; %s: %zu tokens (%zu for training); "
+                "dsrt-train: %s, %lld parameters on %s; %s (%s): %zu %s for training, %zu held out; "
                 "micro batch %d x %d, gradient accumulation %d, %d rank%s (%s, ZeRO stage %d); "
                 "%ld steps\n",
-                o->model, (long long)r->info.num_parameters, r->info.device, o->data, r->tk.n,
-                r->train_n, r->B, r->T, r->gas, r->world, r->world == 1 ? "" : "s",
+                o->model, (long long)r->info.num_parameters, r->info.device, o->data, r->ds.format,
+                r->ds.n_train, unit, held, r->B, r->T, r->gas, r->world, r->world == 1 ? "" : "s",
                 r->dc.backend_used ? r->dc.backend_used : "local", r->info.zero_stage, o->steps);
+    }
     r->tty = r->rank == 0 && isatty(2);
     return 0;
 }
@@ -509,7 +411,7 @@ static void teardown(run *r)
             api->dist_destroy(&dd);
         dsrt_lib_close(&r->lib);
     }
-    free(r->tk.data);
+    dataset_free(&r->ds);
 }
 
 /* --resume / --load_dir: the engine's state from the checkpoint; the data
@@ -710,23 +612,20 @@ static FILE *open_loss_csv(const char *path, long start)
 /* The held-out loss on rank 0: 0, or 1 on an error. */
 static int evaluate(run *r, const opts *o, long step)
 {
-    size_t nb = (size_t)o->eval_batches, need = nb * r->T;
-    size_t avail = r->tk.n - r->eval_off - 1;
-    if (need > avail)
-        nb = avail / r->T, need = nb * r->T;
+    size_t want = (size_t)o->eval_batches;
+    int32_t *ei = malloc(want * r->T * sizeof(int32_t)), *et = malloc(want * r->T * sizeof(int32_t));
+    size_t nb = ei && et ? dataset_eval(&r->ds, want, r->T, ei, et) : 0;
     if (nb == 0) {
         static int said;
+        const char *unit = "";
+        size_t held = dataset_heldout(&r->ds, &unit);
         if (!said++)
             fprintf(stderr,
-                    "%sdsrt-train: warning: --eval_every: the held-out last 10%% of the data (%zu tokens) is "
-                    "shorter than one sequence (%d + 1 tokens): nothing is evaluated\n",
-                    r->tty ? "\r\033[K" : "", r->tk.n - r->eval_off, r->T);
+                    "%sdsrt-train: warning: --eval_every: the held-out last 10%% of the data (%zu %s) does not "
+                    "make one sequence of %d tokens: nothing is evaluated\n",
+                    r->tty ? "\r\033[K" : "", held, unit, r->T);
+        free(ei), free(et);
         return 0;
-    }
-    int32_t *ei = malloc(need * sizeof(int32_t)), *et = malloc(need * sizeof(int32_t));
-    for (size_t i = 0; i < need; i++) {
-        ei[i] = r->tk.data[r->eval_off + i];
-        et[i] = r->tk.data[r->eval_off + i + 1];
     }
     dsrt_engine_evaluate_args ev = {.struct_size = sizeof ev, .engine = r->e, .tokens = ei,
                                     .targets = et, .batch = (int32_t)nb};
@@ -780,26 +679,21 @@ static void progress(const run *r, const opts *o, long step, long start, double 
  * evaluation, checkpoints, progress. 0, or 1 on an error. */
 static int train_loop(run *r, const opts *o, long start, FILE *csv, curve_check *cc)
 {
-    size_t window = r->window;
+    size_t window = (size_t)r->B * r->T;
     int gas = r->gas;
     int32_t *inp = malloc((size_t)gas * window * sizeof(int32_t));
     int32_t *tgt = malloc((size_t)gas * window * sizeof(int32_t));
     /* rank r's k-th micro-batch is global micro-batch (k / gas) * gas * N +
      * (k % gas) * N + r: an optimizer step sees the same samples on N ranks
      * as on one rank with gas * N micro-batches (DistributedSampler's
-     * interleaving); the text is cut into consecutive windows, wrapping */
-    size_t n_windows = (r->train_n - 1) / window;
+     * interleaving) */
     long micro = (start - 1) * gas;
     double t0 = now_s();
     int rc = 0;
     for (long step = start; step <= o->steps; step++) {
         for (int g = 0; g < gas; g++, micro++) {
             long c = (micro / gas) * gas * r->world + (micro % gas) * r->world + r->rank;
-            size_t cursor = (size_t)(c % (long)n_windows) * window;
-            for (size_t i = 0; i < window; i++) {
-                inp[g * window + i] = r->tk.data[cursor + i];
-                tgt[g * window + i] = r->tk.data[cursor + i + 1];
-            }
+            dataset_batch(&r->ds, c, r->B, r->T, inp + g * window, tgt + g * window);
         }
         dsrt_engine_train_args tr = {.struct_size = sizeof tr, .engine = r->e, .tokens = inp,
                                      .targets = tgt, .micro_batches = gas};
@@ -859,9 +753,10 @@ int main(int argc, char **argv)
     if (o.ref_curve && r.rank == 0 && load_curve(o.ref_curve, &cc.ref, &cc.n_ref))
         return 1;
     if (o.ref_curve && r.rank == 0) {
-        cc.got = calloc((size_t)o.steps, sizeof(double));
-        cc.want = calloc((size_t)o.steps, sizeof(double));
-        cc.have = calloc((size_t)o.steps, 1);
+        size_t ns = o.steps > 0 ? (size_t)o.steps : 1;
+        cc.got = calloc(ns, sizeof(double));
+        cc.want = calloc(ns, sizeof(double));
+        cc.have = calloc(ns, 1);
         if (!cc.got || !cc.want || !cc.have) {
             fprintf(stderr, "dsrt-train: --reference_curve: no memory for %" PRId64 " steps\n", o.steps);
             return 1;
@@ -880,6 +775,17 @@ int main(int argc, char **argv)
     rc = train_loop(&r, &o, start, csv, &cc);
     if (csv)
         fclose(csv);
+    if (!rc && o.export_hf) {
+        dsrt_engine_export_hf_args ex = {.struct_size = sizeof ex, .engine = r.e, .dir = o.export_hf};
+        if (r.api->abi_minor < 7 || r.api->engine_export_hf(&ex)) {
+            fprintf(stderr, "dsrt-train: --export_hf %s: %s\n", o.export_hf,
+                    r.api->abi_minor < 7 ? "this libdsrt cannot export" : dsrt_lib_error(&r.lib));
+            rc = 1;
+        } else if (r.rank == 0) {
+            fprintf(stderr, "dsrt-train: exported the model to %s (transformers: from_pretrained(\"%s\"))\n",
+                    o.export_hf, o.export_hf);
+        }
+    }
     if (!rc && o.ref_curve && r.rank == 0)
         rc = curve_verdict(&cc, &o);
     if (r.plot) { /* also after a failure: the picture of what ran */

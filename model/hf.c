@@ -228,6 +228,21 @@ static size_t g_shard_bytes = (size_t)5000000000ull; /* transformers' "5GB" */
 
 void dsrt_hf_set_shard_bytes(size_t bytes) { g_shard_bytes = bytes ? bytes : (size_t)5000000000ull; }
 
+/* a float as the shortest decimal that reads back as the same float (1e-06,
+ * not 9.99999997e-07) */
+static void jw_float(jw *w, float f)
+{
+    char text[32];
+    for (int prec = 6; prec <= 9; prec++) {
+        snprintf(text, sizeof text, "%.*g", prec, (double)f);
+        if (strtof(text, NULL) == f)
+            break;
+    }
+    if (!strpbrk(text, ".eEn"))
+        strcat(text, ".0");
+    jw_raw(w, text);
+}
+
 static const char *dtype_torch_name(dsrt_dtype dt)
 {
     return dt == DSRT_F32 ? "float32" : dt == DSRT_F16 ? "float16" : "bfloat16";
@@ -250,8 +265,8 @@ char *dsrt_hf_config_json(const dsrt_model_config *cfg, dsrt_dtype dt)
         jw_key(&w, "n_head"), jw_int(&w, c->n_head);
         jw_key(&w, "n_inner"), jw_int(&w, c->n_inner);
         jw_key(&w, "activation_function"), jw_string(&w, "gelu_new");
-        jw_key(&w, "layer_norm_epsilon"), jw_double(&w, c->layer_norm_epsilon);
-        jw_key(&w, "initializer_range"), jw_double(&w, c->initializer_range);
+        jw_key(&w, "layer_norm_epsilon"), jw_float(&w, c->layer_norm_epsilon);
+        jw_key(&w, "initializer_range"), jw_float(&w, c->initializer_range);
         jw_key(&w, "resid_pdrop"), jw_double(&w, 0.0);
         jw_key(&w, "embd_pdrop"), jw_double(&w, 0.0);
         jw_key(&w, "attn_pdrop"), jw_double(&w, 0.0);
@@ -268,8 +283,8 @@ char *dsrt_hf_config_json(const dsrt_model_config *cfg, dsrt_dtype dt)
         jw_key(&w, "num_key_value_heads"), jw_int(&w, c->num_key_value_heads);
         jw_key(&w, "head_dim"), jw_int(&w, c->head_dim);
         jw_key(&w, "max_position_embeddings"), jw_int(&w, c->max_position_embeddings);
-        jw_key(&w, "rms_norm_eps"), jw_double(&w, c->rms_norm_eps);
-        jw_key(&w, "initializer_range"), jw_double(&w, c->initializer_range);
+        jw_key(&w, "rms_norm_eps"), jw_float(&w, c->rms_norm_eps);
+        jw_key(&w, "initializer_range"), jw_float(&w, c->initializer_range);
         jw_key(&w, "hidden_act"), jw_string(&w, "silu");
         jw_key(&w, "attention_dropout"), jw_double(&w, 0.0);
         /* transformers 4's spelling: 5 reads it too */

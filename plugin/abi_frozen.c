@@ -245,7 +245,12 @@ FROZEN(dsrt_model_info_args, n_layer, 44);
 FROZEN(dsrt_model_info_args, n_head, 48);
 FROZEN(dsrt_model_info_args, n_inner, 52);
 
-FROZEN_SIZE(dsrt_api, 200);
+FROZEN_SIZE(dsrt_engine_export_hf_args, 24);
+FROZEN(dsrt_engine_export_hf_args, struct_size, 0);
+FROZEN(dsrt_engine_export_hf_args, engine, 8);
+FROZEN(dsrt_engine_export_hf_args, dir, 16);
+
+FROZEN_SIZE(dsrt_api, 208);
 FROZEN(dsrt_api, struct_size, 0);
 FROZEN(dsrt_api, abi_major, 8);
 FROZEN(dsrt_api, abi_minor, 12);
@@ -272,6 +277,7 @@ FROZEN(dsrt_api, engine_save, 168);
 FROZEN(dsrt_api, engine_load, 176);
 FROZEN(dsrt_api, engine_grad_slot, 184);
 FROZEN(dsrt_api, model_info, 192);
+FROZEN(dsrt_api, engine_export_hf, 200);
 #endif
 
 /* ISO C wants a translation unit to declare something. */

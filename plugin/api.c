@@ -45,7 +45,8 @@
     X(engine_save, DSRT_ENGINE_SAVE_ARGS_MIN_SIZE) \
     X(engine_load, DSRT_ENGINE_LOAD_ARGS_MIN_SIZE) \
     X(engine_grad_slot, DSRT_ENGINE_GRAD_SLOT_ARGS_MIN_SIZE) \
-    X(model_info, DSRT_MODEL_INFO_ARGS_MIN_SIZE)
+    X(model_info, DSRT_MODEL_INFO_ARGS_MIN_SIZE) \
+    X(engine_export_hf, DSRT_ENGINE_EXPORT_HF_ARGS_MIN_SIZE)
 
 /* the minimum size ARGS_IN checks, per args type */
 #define MIN_SIZE_OF(name, min) enum { dsrt_##name##_args_MIN_SIZE_ = (int)(min) };
@@ -293,6 +294,13 @@ static dsrt_status api_model_info(dsrt_model_info_args *args)
     a.n_inner = dsrt_model_intermediate_size(&c);
     dsrt_args_store(args, &a, sizeof a);
     return DSRT_STATUS_OK;
+}
+
+static dsrt_status api_engine_export_hf(dsrt_engine_export_hf_args *args)
+{
+    ARGS_IN(dsrt_engine_export_hf_args, args, a);
+    NEED_ENGINE("engine_export_hf");
+    return engine_export_hf(a.engine, a.dir);
 }
 
 static dsrt_status api_engine_step(dsrt_engine_step_args *args)
