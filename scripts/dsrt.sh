@@ -14,10 +14,13 @@ cmd=${1:-}
 packages=(build-essential cmake ninja-build pkg-config git
           libcmocka-dev libcjson-dev libhdf5-dev hdf5-tools libopenblas-openmp-dev libopenmpi-dev openmpi-bin mpich
           valgrind clang libclang-rt-14-dev bible-kjv python3-h5py)
+# only the tests: transformers' from_pretrained reads dsrt's exports (Debian's
+# torch; transformers itself from PyPI into $build/hfvenv, see hf_venv)
+test_packages=(python3-torch python3-venv python3-pip)
 
 install_missing() {
     local missing=()
-    for p in "${packages[@]}"; do
+    for p in "${packages[@]}" "$@"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
     done
     [ ${#missing[@]} -eq 0 ] && return 0
@@ -26,6 +29,21 @@ install_missing() {
     [ "$(id -u)" -eq 0 ] || sudo=(sudo)
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+# A venv over Debian's python3-torch with transformers 4.45.2 (the last
+# release for torch 1.13) from PyPI, for the hf_from_pretrained tests; those
+# tests skip, saying why, when PyPI cannot be reached.
+hf_venv() {
+    local venv="$build/hfvenv"
+    if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import transformers, torch, safetensors" 2>/dev/null; then
+        return 0
+    fi
+    echo "== making $venv (transformers 4.45.2 from PyPI over Debian's torch)"
+    mkdir -p "$build"
+    /usr/bin/python3 -m venv --system-site-packages "$venv" &&
+        "$venv/bin/pip" install -q --disable-pip-version-check "transformers==4.45.2" ||
+        echo "== warning: could not install transformers into $venv: the hf_from_pretrained tests will skip"
 }
 
 configure_and_build() {
@@ -59,7 +77,8 @@ run)
     echo "== loss per step: $build/main_job_loss.csv; the curves: $build/main_job.svg"
     ;;
 test)
-    install_missing
+    install_missing "${test_packages[@]}"
+    hf_venv
     configure_and_build
     echo "== tests"
     ctest --test-dir "$build" --output-on-failure -j "$(nproc)" --timeout 900
