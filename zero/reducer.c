@@ -1,4 +1,5 @@
 /* The gradient reducer (reducer.h): DeepSpeed's IPG buckets. */
+#define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,6 +115,7 @@ void zero_reducer_free(zero_reducer *r)
         for (size_t i = 0; r->own && i < r->n_params; i++)
             r->be->ops->free(r->be, r->own[i]);
         r->be->ops->free(r->be, r->large);
+        r->be->ops->free(r->be, r->spare);
     }
     free(r->offset);
     free(r->numel);
@@ -130,7 +132,8 @@ void zero_reducer_free(zero_reducer *r)
 
 int64_t zero_reducer_bytes(const zero_reducer *r)
 {
-    return (int64_t)((size_t)r->nbk * r->cap * (r->esz + (r->o.cdt != r->o.dt ? r->csz : 0)));
+    return (int64_t)((size_t)r->nbk * r->cap * (r->esz + (r->o.cdt != r->o.dt ? r->csz : 0)) +
+                     (r->spare ? r->cap * r->esz : 0));
 }
 
 int64_t zero_reducer_own_bytes(const zero_reducer *r)
@@ -227,6 +230,39 @@ static bool owner_blocks(zero_reducer *r, const zero_bucket *k)
     return true;
 }
 
+static int by_flat_desc(const void *a, const void *b, void *lay)
+{
+    const zero_layout *l = lay;
+    const zero_piece *x = a, *y = b;
+    size_t fx = l->param_offset[x->param] + x->off, fy = l->param_offset[y->param] + y->off;
+    return fx < fy ? 1 : fx > fy ? -1 : 0;
+}
+
+/* Bucket k's pieces moved into flat order (the highest at the top, as the
+ * backward of a model whose hooks run in reverse registration order places
+ * them), through the spare buffer, which takes the old one's place: a model
+ * that finishes some gradients out of order (LLaMA's input_layernorm, whose
+ * weight's gradient is the last of its layer) is still reduce-scattered. */
+static dsrt_status sort_bucket(zero_reducer *r, zero_bucket *k)
+{
+    dsrt_backend *be = r->be;
+    if (!r->spare)
+        DSRT_TRY(be->ops->alloc(be, r->cap * r->esz, &r->spare));
+    qsort_r(k->pieces, k->npieces, sizeof *k->pieces, by_flat_desc, (void *)r->lay);
+    size_t pos = r->cap;
+    for (size_t i = 0; i < k->npieces; i++) {
+        zero_piece *p = &k->pieces[i];
+        pos -= p->n;
+        DSRT_TRY(be->ops->copy(be, at(r->spare, pos, r->esz), at(k->buf, p->at, r->esz), p->n * r->esz));
+        p->at = pos;
+    }
+    void *t = k->buf;
+    k->buf = r->spare;
+    r->spare = t;
+    r->n_sorted++;
+    return DSRT_STATUS_OK;
+}
+
 /* Reduce bucket b (filled, no slot outstanding). */
 static dsrt_status flush(zero_reducer *r, int b)
 {
@@ -234,6 +270,8 @@ static dsrt_status flush(zero_reducer *r, int b)
     if (!k->fill || k->pending)
         return DSRT_STATUS_OK;
     dsrt_backend *be = r->be;
+    if (r->o.stage > 0 && r->o.reduce_scatter && !owner_blocks(r, k))
+        DSRT_TRY(sort_bucket(r, k));
     size_t r0 = region(r, k);
     if (r->pre != 1.0f)
         DSRT_TRY(be->ops->scale(be, at(k->buf, r0, r->esz), r->o.dt, r->pre, k->fill));

@@ -20,9 +20,11 @@
  * Reduction: stages 1 and 2 with reduce_scatter send each rank only the
  * elements of its partition (a reduce-scatter with one block per owner: the
  * bucket is laid out in flat order, filled from its top down while the
- * backward visits the parameters last to first); stage 0, reduce_scatter
- * false, and a bucket whose pieces are not in flat order (round-robin
- * layouts, a host reporting out of order) are all-reduced.
+ * backward visits the parameters last to first; a bucket whose pieces came
+ * in another order, as LLaMA's layers finish their input_layernorm last or a
+ * host reports out of order, is first put in flat order through one spare
+ * bucket-sized buffer); stage 0, reduce_scatter false, and pieces outside
+ * the partitions (round-robin layouts) are all-reduced.
  *
  * Two ways to get the gradients in:
  *   copy  (stages 0 and 1, host models that keep a gradient buffer): the
@@ -123,8 +125,10 @@ typedef struct zero_reducer {
     size_t large_cap;
     long large_user[2];           /* parameter staged in each half, -1 free */
     size_t *counts;               /* (world) reduce-scatter blocks */
+    void *spare;                  /* (cap) a bucket's pieces sorted into flat order; made when first needed */
     /* what ran, for benchmarks and tests */
     long long n_reduce_scatter, n_allreduce;
+    long long n_sorted;           /* buckets whose pieces were put in flat order first */
     dsrt_status err;              /* the first failure inside a hook */
     char err_msg[1024];
 } zero_reducer;
