@@ -26,6 +26,7 @@
 
 #include <cmocka.h>
 
+#include "model/hf.h"
 #include "model/model.h"
 #include "model/safetensors.h"
 #include "base/internal.h"
@@ -298,6 +299,56 @@ static void test_llama32_1b_layer(void **state)
     st_close(&ref);
 }
 
+/* The GPT-2 124M preset and the same weights read back from a Hugging Face
+ * folder (written by dsrt_hf_export, as transformers names them): the same
+ * loss and logits to the last bit. No reference file: fp32 and bf16 both. */
+static void test_gpt2_124m_folder(void **state)
+{
+    (void)state;
+    if (strcmp(g_backend, "cpu"))
+        skip();
+    enum { B = 1, T = 64 };
+    dsrt_model_config preset, folder;
+    assert_int_equal(dsrt_model_config_load("gpt2", &preset), 0);
+    run_out a = {0}, b = {0};
+    a.be = make_backend();
+    if (dsrt_model_create(&preset, a.be, B, T, 1, 0, &a.m) || dsrt_model_init(a.m, 1234))
+        fail_msg("%s", dsrt_error_message());
+    char dir[] = "/tmp/dsrt_gpt2_124m.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    size_t n = 0;
+    const dsrt_param *p = dsrt_model_params(a.m, &n);
+    assert_int_equal(dsrt_hf_export(dir, &preset, a.be, dsrt_model_param_buffer(a.m), p, n), 0);
+    assert_int_equal(dsrt_model_config_load(dir, &folder), 0);
+    assert_string_equal(folder.weights_dir, dir);
+    b.be = make_backend();
+    if (dsrt_model_create(&folder, b.be, B, T, 1, 0, &b.m) || dsrt_model_init(b.m, 999))
+        fail_msg("%s", dsrt_error_message());
+    int32_t tok[B * T], tgt[B * T];
+    for (int i = 0; i < B * T; i++) {
+        tok[i] = (int32_t)((i * 7919u + 13u) % 50257u);
+        tgt[i] = (int32_t)(((i + 1) * 7919u + 13u) % 50257u);
+    }
+    float la = 0, lb = 0;
+    assert_int_equal(dsrt_model_forward(a.m, tok, tgt, B, T, DSRT_GPT2_EVAL, 1.0f, &la), 0);
+    assert_int_equal(dsrt_model_forward(b.m, tok, tgt, B, T, DSRT_GPT2_EVAL, 1.0f, &lb), 0);
+    size_t nl = (size_t)B * T * 50257;
+    a.logits = malloc(nl * sizeof(float));
+    b.logits = malloc(nl * sizeof(float));
+    assert_int_equal(dsrt_model_get_logits_f32(a.m, a.logits), 0);
+    assert_int_equal(dsrt_model_get_logits_f32(b.m, b.logits), 0);
+    if (la != lb)
+        fail_msg("GPT-2 124M: preset loss %.9g, from the folder %.9g", (double)la, (double)lb);
+    assert_memory_equal(a.logits, b.logits, nl * sizeof(float));
+    print_message("gpt2 (124M, %zu parameters): the preset and its Hugging Face folder give loss %.7f both\n",
+                  dsrt_model_num_params(a.m), (double)la);
+    run_free(&a);
+    run_free(&b);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
@@ -322,6 +373,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_tiny_qwen2),
         cmocka_unit_test(test_tiny_gpt2),
         cmocka_unit_test(test_llama32_1b_layer),
+        cmocka_unit_test(test_gpt2_124m_folder),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
