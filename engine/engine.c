@@ -449,6 +449,17 @@ static dsrt_status check_create_args(const dsrt_engine_create_args *a, const ds_
     return DSRT_STATUS_OK;
 }
 
+void engine_config_dtypes(const ds_config *c, dsrt_dtype *dt, dsrt_dtype *cdt)
+{
+    *dt = c->precision == DSRT_PRECISION_FP16   ? DSRT_F16
+          : c->precision == DSRT_PRECISION_BF16 ? DSRT_BF16
+                                                : DSRT_F32;
+    *cdt = c->communication_data_type == DS_COMM_FP16   ? DSRT_F16
+           : c->communication_data_type == DS_COMM_BF16 ? DSRT_BF16
+           : c->communication_data_type == DS_COMM_FP32 ? DSRT_F32
+                                                        : *dt;
+}
+
 /* The run's shape from the config: ranks, stage, batch, dtypes. */
 static void setup_from_config(dsrt_engine *e, const ds_config *c, const dsrt_dist *dist)
 {
@@ -467,14 +478,8 @@ static void setup_from_config(dsrt_engine *e, const ds_config *c, const dsrt_dis
     e->stage = c->zero_stage;
     e->B = (int)c->train_micro_batch_size_per_gpu;
     e->gas = (int)c->gradient_accumulation_steps;
-    e->dt = c->precision == DSRT_PRECISION_FP16   ? DSRT_F16
-            : c->precision == DSRT_PRECISION_BF16 ? DSRT_BF16
-                                                  : DSRT_F32;
+    engine_config_dtypes(c, &e->dt, &e->cdt);
     e->dsz = dsrt_dtype_size(e->dt);
-    e->cdt = c->communication_data_type == DS_COMM_FP16   ? DSRT_F16
-             : c->communication_data_type == DS_COMM_BF16 ? DSRT_BF16
-             : c->communication_data_type == DS_COMM_FP32 ? DSRT_F32
-                                                          : e->dt;
     e->csz = dsrt_dtype_size(e->cdt);
     e->fp16 = e->dt == DSRT_F16;
     e->check_overflow = e->fp16 || (e->dt == DSRT_BF16 && c->bf16.check_grad_overflow);

@@ -29,6 +29,10 @@ dsrt_status engine_grad_ready(dsrt_engine *e, int64_t index);
 dsrt_status engine_params_settle(dsrt_engine *e);
 /* The built-in model as a Hugging Face folder (rank 0 writes; model/hf.h). */
 dsrt_status engine_export_hf(dsrt_engine *e, const char *dir);
+/* A rank's memory for a config, model and sequence length (estimate.c). */
+struct ds_config;
+dsrt_status engine_estimate(const struct ds_config *c, const char *model, int32_t seq_len, const char *device,
+                            dsrt_estimate_memory_args *out);
 dsrt_status engine_grad_slot(dsrt_engine *e, int64_t index, void **grad);
 dsrt_status engine_step(dsrt_engine *e, double loss, dsrt_step_report *report);
 /* checkpoints (engine_ckpt.c, ABI 1.3); *client_state: malloc'd JSON text */

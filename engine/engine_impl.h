@@ -132,6 +132,9 @@ struct dsrt_engine {
 
 
 /* ---- monitor.c: the tensorboard and csv_monitor blocks */
+/* The storage and communication dtypes a config asks for. */
+void engine_config_dtypes(const ds_config *c, dsrt_dtype *dt, dsrt_dtype *cdt);
+
 dsrt_status engine_monitor_init(dsrt_engine *e);
 dsrt_status engine_monitor_step(dsrt_engine *e, const dsrt_step_report *r);
 void engine_monitor_free(dsrt_engine *e);

@@ -555,6 +555,32 @@ typedef struct dsrt_engine_export_hf_args {
 } dsrt_engine_export_hf_args;
 #define DSRT_ENGINE_EXPORT_HF_ARGS_MIN_SIZE DSRT_STRUCT_SIZE(dsrt_engine_export_hf_args, dir)
 
+/* ---------------------------------------------------------------- memory estimate (ABI 1.7)
+ *
+ * What one rank will hold, before anything is allocated: for a resolved
+ * config (its world size, ZeRO stage, precision, micro batch, buckets), a
+ * built-in model (as dsrt_engine_create_args.model) and a sequence length.
+ * The model-state figures are what engine_info reports once the engine has
+ * stepped; activations and scratch are what the model and the backend add.
+ * The host process itself (libraries, MPI) is not counted. */
+typedef struct dsrt_estimate_memory_args {
+    size_t struct_size;
+    const dsrt_config *config; // resolved; estimated for its world size
+    const char *model;         // a preset, a config.json or a model folder
+    int32_t seq_len;           // T of every micro-batch; 0 = the model's maximum
+    const char *device;        // "cpu" (NULL) or "cuda", "cuda:N"
+    int64_t num_parameters;    // out
+    // out, bytes per rank, as dsrt_engine_info_args names them:
+    int64_t bytes_params, bytes_grads, bytes_grad_transient, bytes_masters, bytes_moments;
+    int64_t bytes_buckets, bytes_gather;
+    int64_t bytes_total_model_states; // out: the sum of the seven above
+    int64_t bytes_activations; // out: activations and their gradients for one micro-batch, the
+                               //      model's statistics and index buffers, the 2N padding
+    int64_t bytes_scratch;     // out: the backend's op scratch and the comm's
+    int64_t bytes_total;       // out
+} dsrt_estimate_memory_args;
+#define DSRT_ESTIMATE_MEMORY_ARGS_MIN_SIZE DSRT_STRUCT_SIZE(dsrt_estimate_memory_args, bytes_total)
+
 /* ---------------------------------------------------------------- the table */
 
 typedef struct dsrt_api {
@@ -599,6 +625,7 @@ typedef struct dsrt_api {
 
     /* ABI 1.7 */
     dsrt_status (*engine_export_hf)(dsrt_engine_export_hf_args *args);
+    dsrt_status (*estimate_memory)(dsrt_estimate_memory_args *args);
 } dsrt_api;
 
 /* The one exported symbol. Returns a pointer to a constant table that lives

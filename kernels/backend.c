@@ -27,6 +27,13 @@ bad:
                           "engine_create: device \"%s\": use \"cpu\", \"cuda\" or \"cuda:N\"", device);
 }
 
+size_t dsrt_backend_scratch_bytes(const char *device, dsrt_dtype dt, const dsrt_backend_shapes *s)
+{
+    if (device && !strncmp(device, "cuda", 4))
+        return dsrt_cuda_scratch_bytes(dt, s);
+    return dsrt_cpu_scratch_bytes(dt, s);
+}
+
 dsrt_status dsrt_backend_adamw_step(dsrt_backend *be, void *params, float *master, float *m, float *v,
                                     const void *grads, size_t n, const dsrt_adamw_args *a)
 {

@@ -213,6 +213,14 @@ dsrt_status dsrt_backend_create(const char *device, dsrt_dtype dt, dsrt_backend 
 dsrt_status dsrt_backend_adamw_step(dsrt_backend *be, void *params, float *master, float *m, float *v,
                                     const void *grads, size_t n, const dsrt_adamw_args *a);
 
+/* The bytes of op scratch a backend's reserve() allocates for these shapes
+ * (memory estimates, without making the backend): device as for
+ * dsrt_backend_create. CUDA: from the same formulas as its reserve(), the
+ * encoder sort's temporary and cuBLAS's workspace approximated. */
+size_t dsrt_backend_scratch_bytes(const char *device, dsrt_dtype dt, const dsrt_backend_shapes *s);
+size_t dsrt_cpu_scratch_bytes(dsrt_dtype dt, const dsrt_backend_shapes *s);
+size_t dsrt_cuda_scratch_bytes(dsrt_dtype dt, const dsrt_backend_shapes *s);
+
 /* CUDA devices usable now: 0 when CUDA is not compiled in, no driver or no device. */
 int dsrt_cuda_device_count(void);
 

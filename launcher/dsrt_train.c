@@ -117,8 +117,8 @@ typedef struct opts {
     const char *config_path, *model, *data, *device, *loss_csv, *ref_curve, *dist_backend, *plot;
     const char *save_dir, *load_dir, *export_hf;
     double comm_timeout, curve_rtol;
-    int64_t save_interval, steps, eval_every, eval_batches, curve_window, seq_len, local_rank;
-    int resume, load_module_only, skip_optimizer_states;
+    int64_t save_interval, steps, eval_every, eval_batches, curve_window, seq_len, local_rank, estimate_ranks;
+    int resume, load_module_only, skip_optimizer_states, estimate;
     uint64_t seed;
     const char **sets; /* "name=value" TrainingArguments values for "auto" */
     char **owned;
@@ -139,6 +139,11 @@ static const opt_spec k_options[] = {
             ".jsonl token sequences ({\"input_ids\": [..], \"labels\": [..]}, -100 = masked), Megatron\n"
             ".bin/.idx, llm.c .bin tokens, or text (byte tokens)"),
     INT_OPT("steps", steps, 0, INT64_MAX, "N", "optimizer steps (default 100; 0: none, e.g. to --export_hf a checkpoint)"),
+    {"estimate", 0, OPT_FLAG, O(estimate), 0, 0, 0, 0, NULL,
+     "print each rank's memory (weights, gradients, optimizer, buckets, activations, scratch) for the\n"
+     "config, model and --seq_len, and exit without allocating it"},
+    INT_OPT("estimate_ranks", estimate_ranks, 1, INT32_MAX, "N",
+            "with --estimate: for N data-parallel ranks (default: this process group's size)"),
     STR_OPT("export_hf", export_hf, "DIR",
             "at the end, write the model as a Hugging Face folder (config.json + safetensors) into DIR"),
     {"seed", 0, OPT_UINT64, O(seed), 0, 0, 0, 0, "S", "initial weights (default 1234)"},
@@ -279,8 +284,13 @@ static int parse_args(int argc, char **argv, opts *o)
         }
         o->local_rank = v;
     }
-    if (!o->data) {
-        fprintf(stderr, "dsrt-train: --data FILE is required (a text file or .bin tokens)\n");
+    if (!o->data && !o->estimate) {
+        fprintf(stderr, "dsrt-train: --data FILE is required (.jsonl sequences, Megatron .bin/.idx, .bin tokens or "
+                        "text)\n");
+        return 2;
+    }
+    if (o->estimate_ranks && !o->estimate) {
+        fprintf(stderr, "dsrt-train: --estimate_ranks goes with --estimate\n");
         return 2;
     }
     if (o->resume && !o->save_dir && !o->load_dir) {
@@ -304,6 +314,54 @@ typedef struct run {
     dataset ds;
     int tty;
 } run;
+
+/* --estimate: the memory of one rank, then the run ends (setup returns 2) */
+static int print_estimate(run *r, const opts *o, int world)
+{
+    if (r->api->abi_minor < 7) {
+        fprintf(stderr, "dsrt-train: --estimate: %s has no memory estimate (ABI %u.%u)\n", r->lib.path,
+                r->api->abi_major, r->api->abi_minor);
+        return -1;
+    }
+    dsrt_estimate_memory_args a = {.struct_size = sizeof a, .config = r->config, .model = o->model,
+                                   .seq_len = (int32_t)(o->seq_len ? o->seq_len : 256), .device = o->device};
+    dsrt_status st = r->api->estimate_memory(&a);
+    if (st == DSRT_STATUS_INVALID_ARGUMENT && !o->seq_len) {
+        a.seq_len = 0; /* the model's context is below 256, as engine_create falls back */
+        st = r->api->estimate_memory(&a);
+    }
+    if (st) {
+        fprintf(stderr, "dsrt-train: --estimate: %s\n", dsrt_lib_error(&r->lib));
+        return -1;
+    }
+    dsrt_config_summary_args cs = {.struct_size = sizeof cs, .config = r->config};
+    r->api->config_summary(&cs);
+    if (r->rank != 0)
+        return 0;
+    const double M = 1024.0 * 1024.0;
+    printf("dsrt-train --estimate: %s, %lld parameters, %s, %d rank%s, sequences of %d tokens on %s\n", o->model,
+           (long long)a.num_parameters, o->config_path, world, world == 1 ? "" : "s", (int)a.seq_len,
+           o->device ? o->device : "cpu");
+    static const char *const prec[] = {"fp32", "fp16", "bf16"};
+    printf("  ZeRO stage %d, %s, micro batch %lld x %d, gradient accumulation %lld\n", (int)cs.zero_stage,
+           (unsigned)cs.precision < 3 ? prec[cs.precision] : "?", (long long)cs.train_micro_batch_size_per_gpu,
+           (int)a.seq_len, (long long)cs.gradient_accumulation_steps);
+    printf("  per rank                                   MiB\n");
+    const struct {
+        const char *what;
+        int64_t b;
+    } rows[] = {
+        {"parameters (run dtype)", a.bytes_params},         {"gradients kept", a.bytes_grads},
+        {"gradient staging (stage 1/2)", a.bytes_grad_transient}, {"fp32 master weights", a.bytes_masters},
+        {"Adam moments (fp32)", a.bytes_moments},          {"reduction buckets", a.bytes_buckets},
+        {"all-gather staging", a.bytes_gather},            {"= model states", a.bytes_total_model_states},
+        {"activations (one micro-batch)", a.bytes_activations}, {"op and comm scratch", a.bytes_scratch},
+        {"= total", a.bytes_total},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+        printf("  %-36s %12.1f\n", rows[i].what, (double)rows[i].b / M);
+    return 0;
+}
 
 /* libdsrt, the process group, the config, the engine and the data. */
 static int setup(run *r, opts *o)
@@ -354,13 +412,15 @@ static int setup(run *r, opts *o)
         add_set(o, "hidden_size", num);
     }
     dsrt_config_create_args cc = {.struct_size = sizeof cc, .path = o->config_path,
-                                  .world_size = r->world, .hf_values = o->sets,
-                                  .hf_value_count = o->n_sets};
+                                  .world_size = o->estimate && o->estimate_ranks ? (int32_t)o->estimate_ranks : r->world,
+                                  .hf_values = o->sets, .hf_value_count = o->n_sets};
     if (api->config_create(&cc)) {
         fprintf(stderr, "dsrt-train: %s\n", dsrt_lib_error(&r->lib));
         return 1;
     }
     r->config = cc.config;
+    if (o->estimate)
+        return print_estimate(r, o, cc.world_size ? cc.world_size : 1) ? 1 : 2;
     dsrt_engine_create_args ec = {.struct_size = sizeof ec, .config = cc.config, .model = o->model,
                                   .seq_len = (int32_t)o->seq_len, .seed = o->seed, .device = o->device,
                                   .dist = r->dc.dist};
@@ -744,7 +804,12 @@ int main(int argc, char **argv)
      * group must: the launcher (mpirun, torchrun) then ends the others */
     run r = {0};
     long start = 1;
-    if ((rc = setup(&r, &o)) || (rc = resume(&r, &o, &start)))
+    if ((rc = setup(&r, &o)) == 2) { /* --estimate printed */
+        teardown(&r);
+        opts_free(&o);
+        return 0;
+    }
+    if (rc || (rc = resume(&r, &o, &start)))
         return rc;
     FILE *csv = NULL;
     if (o.loss_csv && r.rank == 0 && !(csv = open_loss_csv(o.loss_csv, start)))

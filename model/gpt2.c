@@ -207,6 +207,29 @@ static void carve_activations(dsrt_gpt2 *m, bool count_only)
     }
 }
 
+void dsrt_gpt2_shapes(const dsrt_gpt2_config *cfg, int B, int T, dsrt_backend_shapes *s)
+{
+    int K = cfg->n_inner > cfg->n_embd ? cfg->n_inner : cfg->n_embd;
+    int OC = cfg->vocab_size;
+    if (3 * cfg->n_embd > OC)
+        OC = 3 * cfg->n_embd;
+    if (cfg->n_inner > OC)
+        OC = cfg->n_inner;
+    *s = (dsrt_backend_shapes){.B = B, .T = T, .C = cfg->n_embd, .NH = cfg->n_head, .V = cfg->vocab_size,
+                               .max_K = K, .max_OC = OC};
+}
+
+size_t dsrt_gpt2_activation_bytes_for(const dsrt_gpt2_config *cfg, int B, int T, dsrt_dtype dt)
+{
+    dsrt_gpt2 m = {.cfg = *cfg, .B = B, .T = T, .dsz = dsrt_dtype_size(dt)};
+    m.layers = calloc((size_t)cfg->n_layer, sizeof *m.layers);
+    if (!m.layers)
+        return 0;
+    carve_activations(&m, true);
+    free(m.layers);
+    return m.act_bytes + m.stat_bytes + 2 * (size_t)B * T * sizeof(int32_t);
+}
+
 dsrt_status dsrt_gpt2_create(const dsrt_gpt2_config *cfg, dsrt_backend *be, int B, int T,
                              dsrt_gpt2 **out)
 {
@@ -258,14 +281,8 @@ dsrt_status dsrt_gpt2_create_ex(const dsrt_gpt2_config *cfg, dsrt_backend *be, i
     carve_activations(m, false);
     m->tokens = m->idx_mem;
     m->targets = m->idx_mem + (size_t)B * T;
-    int K = cfg->n_inner > cfg->n_embd ? cfg->n_inner : cfg->n_embd;
-    int OC = cfg->vocab_size;
-    if (3 * cfg->n_embd > OC)
-        OC = 3 * cfg->n_embd;
-    if (cfg->n_inner > OC)
-        OC = cfg->n_inner;
-    dsrt_backend_shapes shapes = {.B = B, .T = T, .C = cfg->n_embd, .NH = cfg->n_head,
-                                  .V = cfg->vocab_size, .max_K = K, .max_OC = OC};
+    dsrt_backend_shapes shapes;
+    dsrt_gpt2_shapes(cfg, B, T, &shapes);
     if ((st = be->ops->reserve(be, &shapes)))
         goto fail;
     *out = m;

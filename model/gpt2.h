@@ -74,6 +74,12 @@ const dsrt_param *dsrt_gpt2_params(const dsrt_gpt2 *m, size_t *count);
 size_t dsrt_gpt2_num_params(const dsrt_gpt2 *m);
 /* The same, from the config alone (no model made) */
 size_t dsrt_gpt2_config_num_params(const dsrt_gpt2_config *c);
+/* The backend shapes a model of B x T reserves its scratch for. */
+void dsrt_gpt2_shapes(const dsrt_gpt2_config *cfg, int B, int T, dsrt_backend_shapes *s);
+/* The bytes a model of B x T in dtype dt holds for activations, their
+ * gradients, statistics and token indices (what create allocates besides
+ * the parameters and gradients), without making it. */
+size_t dsrt_gpt2_activation_bytes_for(const dsrt_gpt2_config *cfg, int B, int T, dsrt_dtype dt);
 /* Bytes of activations (and their gradient scratch) held for B x T. */
 size_t dsrt_gpt2_activation_bytes(const dsrt_gpt2 *m);
 /* The flat parameter and gradient buffers (backend memory, storage dtype;

@@ -255,6 +255,33 @@ void dsrt_llama_rope_table(const dsrt_llama_config *c, int T, float *cosv, float
     }
 }
 
+void dsrt_llama_shapes(const dsrt_llama_config *cfg, int B, int T, dsrt_backend_shapes *s)
+{
+    int C = cfg->hidden_size, F = cfg->intermediate_size, V = cfg->vocab_size;
+    int Q = cfg->num_attention_heads * cfg->head_dim, W = Q + 2 * cfg->num_key_value_heads * cfg->head_dim;
+    int K = C > F ? C : F;
+    K = K > Q ? K : Q;
+    int OC = V > C ? V : C;
+    OC = OC > W ? OC : W;
+    OC = OC > 2 * F ? OC : 2 * F;
+    *s = (dsrt_backend_shapes){.B = B, .T = T, .C = C, .NH = cfg->num_attention_heads, .V = V, .max_K = K,
+                               .max_OC = OC, .NKV = cfg->num_key_value_heads, .HS = cfg->head_dim};
+}
+
+size_t dsrt_llama_activation_bytes_for(const dsrt_llama_config *cfg, int B, int T, dsrt_dtype dt)
+{
+    dsrt_llama m = {.cfg = *cfg, .B = B, .T = T, .dsz = dsrt_dtype_size(dt)};
+    m.Q = cfg->num_attention_heads * cfg->head_dim;
+    m.KV = cfg->num_key_value_heads * cfg->head_dim;
+    m.W = m.Q + 2 * m.KV;
+    m.layers = calloc((size_t)cfg->num_hidden_layers, sizeof *m.layers);
+    if (!m.layers)
+        return 0;
+    carve_activations(&m, true);
+    free(m.layers);
+    return m.act_bytes + m.stat_bytes + 2 * (size_t)B * T * sizeof(int32_t);
+}
+
 dsrt_status dsrt_llama_create_ex(const dsrt_llama_config *cfg, dsrt_backend *be, int B, int T,
                                  size_t param_align, unsigned flags, dsrt_llama **out)
 {
@@ -322,15 +349,8 @@ dsrt_status dsrt_llama_create_ex(const dsrt_llama_config *cfg, dsrt_backend *be,
     }
     free(table);
     table = NULL;
-    int C = cfg->hidden_size, F = cfg->intermediate_size, V = cfg->vocab_size;
-    int K = C > F ? C : F;
-    K = K > m->Q ? K : m->Q;
-    int OC = V > C ? V : C;
-    OC = OC > m->W ? OC : m->W;
-    OC = OC > 2 * F ? OC : 2 * F;
-    dsrt_backend_shapes shapes = {.B = B, .T = T, .C = C, .NH = cfg->num_attention_heads, .V = V,
-                                  .max_K = K, .max_OC = OC, .NKV = cfg->num_key_value_heads,
-                                  .HS = cfg->head_dim};
+    dsrt_backend_shapes shapes;
+    dsrt_llama_shapes(cfg, B, T, &shapes);
     if ((st = be->ops->reserve(be, &shapes)))
         goto fail;
     *out = m;

@@ -68,6 +68,10 @@ dsrt_status dsrt_llama_create_ex(const dsrt_llama_config *cfg, dsrt_backend *be,
                                  size_t param_align, unsigned flags, dsrt_llama **out);
 void dsrt_llama_destroy(dsrt_llama *m);
 
+/* As dsrt_gpt2_shapes / dsrt_gpt2_activation_bytes_for. */
+void dsrt_llama_shapes(const dsrt_llama_config *cfg, int B, int T, dsrt_backend_shapes *s);
+size_t dsrt_llama_activation_bytes_for(const dsrt_llama_config *cfg, int B, int T, dsrt_dtype dt);
+
 const dsrt_llama_config *dsrt_llama_get_config(const dsrt_llama *m);
 const dsrt_param *dsrt_llama_params(const dsrt_llama *m, size_t *count);
 size_t dsrt_llama_num_params(const dsrt_llama *m);

@@ -149,6 +149,34 @@ double dsrt_model_forward_flops(const dsrt_model_config *c, int B, int T)
     return l->num_hidden_layers * per_layer + 2.0 * tok * C * V;
 }
 
+void dsrt_model_shapes(const dsrt_model_config *c, int B, int T, dsrt_backend_shapes *s)
+{
+    if (c->arch == DSRT_ARCH_GPT2)
+        dsrt_gpt2_shapes(&c->gpt2, B, T, s);
+    else
+        dsrt_llama_shapes(&c->llama, B, T, s);
+}
+
+size_t dsrt_model_activation_bytes_for(const dsrt_model_config *c, int B, int T, dsrt_dtype dt)
+{
+    return c->arch == DSRT_ARCH_GPT2 ? dsrt_gpt2_activation_bytes_for(&c->gpt2, B, T, dt)
+                                     : dsrt_llama_activation_bytes_for(&c->llama, B, T, dt);
+}
+
+static size_t max3(size_t a, size_t b, size_t c) { return a > b ? (a > c ? a : c) : (b > c ? b : c); }
+
+size_t dsrt_model_largest_param(const dsrt_model_config *c)
+{
+    if (c->arch == DSRT_ARCH_GPT2) {
+        size_t C = (size_t)c->gpt2.n_embd, F = (size_t)c->gpt2.n_inner;
+        return max3((size_t)c->gpt2.n_positions * C, 3 * C * C, C * F);
+    }
+    const dsrt_llama_config *l = &c->llama;
+    size_t C = (size_t)l->hidden_size, F = (size_t)l->intermediate_size;
+    size_t Q = (size_t)l->num_attention_heads * l->head_dim;
+    return max3(l->tie_word_embeddings ? 0 : (size_t)l->vocab_size * C, C * F, C * Q);
+}
+
 bool dsrt_model_is_norm_param(const dsrt_model_config *c, const char *name)
 {
     if (c->arch == DSRT_ARCH_GPT2)

@@ -46,6 +46,13 @@ int dsrt_model_intermediate_size(const dsrt_model_config *c);
  * attention's two T x T products counted over the whole square as
  * DeepSpeed's flops profiler does). */
 double dsrt_model_forward_flops(const dsrt_model_config *c, int B, int T);
+/* The backend shapes and the activation bytes of a model of B x T in dt
+ * (see dsrt_gpt2_activation_bytes_for), without making it. */
+void dsrt_model_shapes(const dsrt_model_config *c, int B, int T, dsrt_backend_shapes *s);
+size_t dsrt_model_activation_bytes_for(const dsrt_model_config *c, int B, int T, dsrt_dtype dt);
+/* The largest parameter's elements, the token embedding left out (its
+ * gradient goes through the buckets in pieces). */
+size_t dsrt_model_largest_param(const dsrt_model_config *c);
 /* Is parameter `name` a normalisation weight (the Trainer's no-decay group)? */
 bool dsrt_model_is_norm_param(const dsrt_model_config *c, const char *name);
 

@@ -250,7 +250,26 @@ FROZEN(dsrt_engine_export_hf_args, struct_size, 0);
 FROZEN(dsrt_engine_export_hf_args, engine, 8);
 FROZEN(dsrt_engine_export_hf_args, dir, 16);
 
-FROZEN_SIZE(dsrt_api, 208);
+FROZEN_SIZE(dsrt_estimate_memory_args, 136);
+FROZEN(dsrt_estimate_memory_args, struct_size, 0);
+FROZEN(dsrt_estimate_memory_args, config, 8);
+FROZEN(dsrt_estimate_memory_args, model, 16);
+FROZEN(dsrt_estimate_memory_args, seq_len, 24);
+FROZEN(dsrt_estimate_memory_args, device, 32);
+FROZEN(dsrt_estimate_memory_args, num_parameters, 40);
+FROZEN(dsrt_estimate_memory_args, bytes_params, 48);
+FROZEN(dsrt_estimate_memory_args, bytes_grads, 56);
+FROZEN(dsrt_estimate_memory_args, bytes_grad_transient, 64);
+FROZEN(dsrt_estimate_memory_args, bytes_masters, 72);
+FROZEN(dsrt_estimate_memory_args, bytes_moments, 80);
+FROZEN(dsrt_estimate_memory_args, bytes_buckets, 88);
+FROZEN(dsrt_estimate_memory_args, bytes_gather, 96);
+FROZEN(dsrt_estimate_memory_args, bytes_total_model_states, 104);
+FROZEN(dsrt_estimate_memory_args, bytes_activations, 112);
+FROZEN(dsrt_estimate_memory_args, bytes_scratch, 120);
+FROZEN(dsrt_estimate_memory_args, bytes_total, 128);
+
+FROZEN_SIZE(dsrt_api, 216);
 FROZEN(dsrt_api, struct_size, 0);
 FROZEN(dsrt_api, abi_major, 8);
 FROZEN(dsrt_api, abi_minor, 12);
@@ -278,6 +297,7 @@ FROZEN(dsrt_api, engine_load, 176);
 FROZEN(dsrt_api, engine_grad_slot, 184);
 FROZEN(dsrt_api, model_info, 192);
 FROZEN(dsrt_api, engine_export_hf, 200);
+FROZEN(dsrt_api, estimate_memory, 208);
 #endif
 
 /* ISO C wants a translation unit to declare something. */

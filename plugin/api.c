@@ -46,7 +46,8 @@
     X(engine_load, DSRT_ENGINE_LOAD_ARGS_MIN_SIZE) \
     X(engine_grad_slot, DSRT_ENGINE_GRAD_SLOT_ARGS_MIN_SIZE) \
     X(model_info, DSRT_MODEL_INFO_ARGS_MIN_SIZE) \
-    X(engine_export_hf, DSRT_ENGINE_EXPORT_HF_ARGS_MIN_SIZE)
+    X(engine_export_hf, DSRT_ENGINE_EXPORT_HF_ARGS_MIN_SIZE) \
+    X(estimate_memory, DSRT_ESTIMATE_MEMORY_ARGS_MIN_SIZE)
 
 /* the minimum size ARGS_IN checks, per args type */
 #define MIN_SIZE_OF(name, min) enum { dsrt_##name##_args_MIN_SIZE_ = (int)(min) };
@@ -301,6 +302,16 @@ static dsrt_status api_engine_export_hf(dsrt_engine_export_hf_args *args)
     ARGS_IN(dsrt_engine_export_hf_args, args, a);
     NEED_ENGINE("engine_export_hf");
     return engine_export_hf(a.engine, a.dir);
+}
+
+static dsrt_status api_estimate_memory(dsrt_estimate_memory_args *args)
+{
+    ARGS_IN(dsrt_estimate_memory_args, args, a);
+    if (!a.config || !a.model)
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT, "estimate_memory: config and model are required");
+    dsrt_status st = engine_estimate(config_resolved(a.config), a.model, a.seq_len, a.device, &a);
+    dsrt_args_store(args, &a, sizeof a);
+    return st;
 }
 
 static dsrt_status api_engine_step(dsrt_engine_step_args *args)

@@ -98,14 +98,40 @@ static dsrt_status cpu_download_f32(dsrt_backend *be, float *dst, const void *sr
 
 static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
 
+/* floats per fp32 staging slot for 16-bit storage: what layernorm and
+ * attention widen whole (activation-sized: q|k|v rows, the attention
+ * probabilities); the matmuls go through gemm.c's tiles, the classifier a
+ * row at a time */
+static size_t slot_floats(const dsrt_backend_shapes *s)
+{
+    size_t N = (size_t)s->B * s->T;
+    size_t att = (size_t)s->B * s->NH * s->T * s->T;
+    size_t qkv_row = s->HS ? (size_t)(s->NH + 2 * (s->NKV ? s->NKV : s->NH)) * s->HS : 3 * (size_t)s->C;
+    return max_sz(N * qkv_row, att);
+}
+
+static size_t att_work_floats(const dsrt_backend_shapes *s) { return 2 * (size_t)s->T * s->T + 2 * (size_t)s->T; }
+
+static size_t gemm_tile_floats(void)
+{
+    return (size_t)CPU_GEMM_TK * (CPU_GEMM_TM > CPU_GEMM_TN ? CPU_GEMM_TM : CPU_GEMM_TN);
+}
+
+size_t dsrt_cpu_scratch_bytes(dsrt_dtype dt, const dsrt_backend_shapes *s)
+{
+    size_t threads = (size_t)omp_get_max_threads(), h = CPU_ALLOC_HEADER;
+    size_t b = att_work_floats(s) * sizeof(float) * threads + h;
+    if (dt != DSRT_F32)
+        b += CPU_SCRATCH_SLOTS * (slot_floats(s) * sizeof(float) + h) + 2 * (gemm_tile_floats() * sizeof(float) + h) +
+             (size_t)CPU_GEMM_TM * CPU_GEMM_TN * sizeof(float) + h +
+             threads * (size_t)(s->V > 0 ? s->V : 1) * sizeof(float) + h;
+    return b;
+}
+
 static dsrt_status cpu_reserve(dsrt_backend *be, const dsrt_backend_shapes *s)
 {
     cpu_backend *cb = cpu_of(be);
-    size_t N = (size_t)s->B * s->T;
-    size_t att = (size_t)s->B * s->NH * s->T * s->T;
-    /* the widest activation row attention widens: q|k|v */
-    size_t qkv_row = s->HS ? (size_t)(s->NH + 2 * (s->NKV ? s->NKV : s->NH)) * s->HS : 3 * (size_t)s->C;
-    size_t work = 2 * (size_t)s->T * s->T + 2 * (size_t)s->T;
+    size_t work = att_work_floats(s);
     int threads = omp_get_max_threads();
     if (cb->reserved) {
         const dsrt_backend_shapes *o = &cb->shapes;
@@ -126,11 +152,7 @@ static dsrt_status cpu_reserve(dsrt_backend *be, const dsrt_backend_shapes *s)
     if (!cb->att_work)
         return dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "cpu backend: attention work rows");
     if (be->dt != DSRT_F32) {
-        /* what layernorm and attention widen whole (activation-sized); the
-         * matmuls go through gemm.c's tiles, the classifier a row at a time */
-        size_t n = 0;
-        n = max_sz(n, N * qkv_row);
-        n = max_sz(n, att);
+        size_t n = slot_floats(s);
         cb->slot_n = n;
         for (int i = 0; i < CPU_SCRATCH_SLOTS; i++) {
             cb->slot[i] = dsrt_cpu_alloc(n * sizeof(float));
@@ -139,7 +161,7 @@ static dsrt_status cpu_reserve(dsrt_backend *be, const dsrt_backend_shapes *s)
                                       "cpu backend: fp32 staging for %s (%zu bytes)",
                                       dsrt_dtype_name(be->dt), n * sizeof(float));
         }
-        size_t ab = (size_t)CPU_GEMM_TK * (CPU_GEMM_TM > CPU_GEMM_TN ? CPU_GEMM_TM : CPU_GEMM_TN);
+        size_t ab = gemm_tile_floats();
         cb->gemm_a = dsrt_cpu_alloc(ab * sizeof(float));
         cb->gemm_b = dsrt_cpu_alloc(ab * sizeof(float));
         cb->gemm_c = dsrt_cpu_alloc((size_t)CPU_GEMM_TM * CPU_GEMM_TN * sizeof(float));

@@ -202,6 +202,20 @@ static dsrt_status scratch_alloc(void **p, size_t bytes, const char *what)
 
 static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
 
+size_t dsrt_cuda_scratch_bytes(dsrt_dtype dt, const dsrt_backend_shapes *s)
+{
+    size_t N = (size_t)s->B * s->T, es = dsrt_dtype_size(dt);
+    size_t HS = s->HS ? (size_t)s->HS : (size_t)(s->C / (s->NH ? s->NH : 1));
+    size_t btc = N * max_sz((size_t)s->C, (size_t)s->NH * HS);
+    size_t tt = (size_t)s->B * s->NH * s->T * s->T;
+    size_t cols = max_sz((size_t)s->max_OC, 2 * (size_t)s->C);
+    size_t b = 4 * btc * es + tt * sizeof(float) + (dt != DSRT_F32 ? tt * es : 0) +
+               cuda_colred_chunks(N) * cols * sizeof(float) + 2 * N * sizeof(uint64_t);
+    /* the encoder sort's temporary (cub asks the device; about the keys
+     * again) and cuBLAS's workspace */
+    return b + 2 * N * sizeof(uint64_t) + CUDA_BLAS_WORKSPACE;
+}
+
 static dsrt_status cu_reserve(dsrt_backend *be, const dsrt_backend_shapes *s)
 {
     cuda_backend *cb = cuda_of(be);
