@@ -409,6 +409,13 @@ static void test_fd_rope(void **state)
     assert_int_equal(c.be->ops->rope(c.be, g, c.x[1], c.x[2], (int)N, c.T, c.NH, c.HS, c.ld, 1),
                      DSRT_STATUS_OK);
     fd_check("rope dx", c.x[0], n, g, loss_rope, &c, 80);
+    /* an odd head size, rows narrower than the heads, no positions: refused */
+    assert_int_equal(c.be->ops->rope(c.be, g, c.x[1], c.x[2], (int)N, c.T, c.NH, 5, c.ld, 0),
+                     DSRT_STATUS_INVALID_ARGUMENT);
+    assert_int_equal(c.be->ops->rope(c.be, g, c.x[1], c.x[2], (int)N, c.T, 5, c.HS, c.ld, 0),
+                     DSRT_STATUS_INVALID_ARGUMENT);
+    assert_int_equal(c.be->ops->rope(c.be, g, c.x[1], c.x[2], (int)N, 0, c.NH, c.HS, c.ld, 0),
+                     DSRT_STATUS_INVALID_ARGUMENT);
     free(c.x[0]), free(c.x[1]), free(c.x[2]), free(c.out), free(c.w), free(g);
     c.be->ops->destroy(c.be);
 }
@@ -472,6 +479,8 @@ static void test_fd_bias(void **state)
     for (int i = 0; i < c.OC; i++)
         db[i] -= db0[i];
     fd_check("bias dbias", c.x[1], c.OC, db, loss_bias, &c, 40);
+    assert_int_equal(c.be->ops->bias_forward(c.be, c.out, c.x[1], (int)N, c.OC, c.OC - 1),
+                     DSRT_STATUS_INVALID_ARGUMENT);
     free(c.x[0]), free(c.x[1]), free(c.out), free(c.w), free(db), free(db0);
     c.be->ops->destroy(c.be);
 }
@@ -676,6 +685,63 @@ static void run_16bit(dsrt_dtype dt)
     expect_rounded("matmul dinp", b16, dx16, dx, NC);
     expect_rounded("matmul dweight", b16, dw16, dw, (size_t)C * F);
     expect_rounded("matmul dbias", b16, db16, db, F);
+
+    /* the LLaMA ops: RMSNorm (the statistic identical), rotary embeddings in
+     * place, SwiGLU, a bias over part of wider rows */
+    {
+        float *rs32 = zeros(N), *rs16 = zeros(N), *ry = zeros(NC), *rdx = zeros(NC), *rdw = zeros(C);
+        void *ry16 = up(b16, NULL, NC), *rdx16 = up(b16, NULL, NC), *rdw16 = up(b16, NULL, C);
+        float *rw = rnd_exact(C, 1.0f);
+        void *rw16 = up(b16, rw, C);
+        assert_int_equal(b32->ops->rmsnorm_forward(b32, ry, rs32, x, rw, N, C, 1e-6f), 0);
+        assert_int_equal(b16->ops->rmsnorm_forward(b16, ry16, rs16, x16, rw16, N, C, 1e-6f), 0);
+        expect_rounded("rmsnorm out", b16, ry16, ry, NC);
+        assert_memory_equal(rs32, rs16, (size_t)N * sizeof(float));
+        float *rdy = rnd_exact(NC, 1.0f);
+        void *rdy16 = up(b16, rdy, NC);
+        assert_int_equal(b32->ops->rmsnorm_backward(b32, rdx, rdw, rdy, x, rw, rs32, N, C), 0);
+        assert_int_equal(b16->ops->rmsnorm_backward(b16, rdx16, rdw16, rdy16, x16, rw16, rs16, N, C), 0);
+        expect_rounded("rmsnorm dinp", b16, rdx16, rdx, NC);
+        expect_rounded("rmsnorm dweight", b16, rdw16, rdw, C);
+        /* rope over the first 3 heads of 4 (rows of C = 16, head size 4) */
+        float *cs = zeros((size_t)T * 2), *sn = zeros((size_t)T * 2);
+        for (int t = 0; t < T; t++)
+            for (int i = 0; i < 2; i++)
+                cs[t * 2 + i] = cosf(0.3f * t * (i + 1)), sn[t * 2 + i] = sinf(0.3f * t * (i + 1));
+        float *rx = malloc(NC * sizeof(float));
+        memcpy(rx, x, NC * sizeof(float));
+        void *rx16 = up(b16, x, NC);
+        assert_int_equal(b32->ops->rope(b32, rx, cs, sn, N, T, 3, 4, C, 0), 0);
+        assert_int_equal(b16->ops->rope(b16, rx16, cs, sn, N, T, 3, 4, C, 0), 0);
+        expect_rounded("rope", b16, rx16, rx, NC);
+        /* swiglu: gate|up of F/2 each */
+        int F2 = F / 2;
+        float *sg = zeros((size_t)N * F2), *sdgu = zeros(NF), *sdh = rnd_exact((size_t)N * F2, 1.0f);
+        float *gu = rnd_exact(NF, 3.0f);
+        void *gu16 = up(b16, gu, NF), *sg16 = up(b16, NULL, (size_t)N * F2), *sdgu16 = up(b16, NULL, NF);
+        void *sdh16 = up(b16, sdh, (size_t)N * F2);
+        assert_int_equal(b32->ops->swiglu_forward(b32, sg, gu, N, F2), 0);
+        assert_int_equal(b16->ops->swiglu_forward(b16, sg16, gu16, N, F2), 0);
+        expect_rounded("swiglu out", b16, sg16, sg, (size_t)N * F2);
+        assert_int_equal(b32->ops->swiglu_backward(b32, sdgu, gu, sdh, N, F2), 0);
+        assert_int_equal(b16->ops->swiglu_backward(b16, sdgu16, gu16, sdh16, N, F2), 0);
+        expect_rounded("swiglu dgate|dup", b16, sdgu16, sdgu, NF);
+        /* bias over columns 0..F2-1 of rows of F */
+        float *bx = malloc(NF * sizeof(float)), *bdb = zeros(F2);
+        memcpy(bx, gu, NF * sizeof(float));
+        void *bx16 = up(b16, gu, NF), *bdb16 = up(b16, NULL, F2);
+        assert_int_equal(b32->ops->bias_forward(b32, bx, bias, N, F2, F), 0);
+        assert_int_equal(b16->ops->bias_forward(b16, bx16, b16b, N, F2, F), 0);
+        expect_rounded("bias out", b16, bx16, bx, NF);
+        assert_int_equal(b32->ops->bias_backward(b32, bdb, gu, N, F2, F), 0);
+        assert_int_equal(b16->ops->bias_backward(b16, bdb16, gu16, N, F2, F), 0);
+        expect_rounded("bias dbias", b16, bdb16, bdb, F2);
+        free(rs32), free(rs16), free(ry), free(rdx), free(rdw), free(rw), free(rdy), free(cs), free(sn), free(rx);
+        free(sg), free(sdgu), free(sdh), free(gu), free(bx), free(bdb);
+        void *p16[] = {ry16, rdx16, rdw16, rw16, rdy16, rx16, gu16, sg16, sdgu16, sdh16, bx16, bdb16};
+        for (size_t i = 0; i < sizeof p16 / sizeof p16[0]; i++)
+            b16->ops->free(b16, p16[i]);
+    }
 
     /* gelu */
     float *g = zeros(NF), *dg = zeros(NF);

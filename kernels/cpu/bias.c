@@ -5,8 +5,17 @@
  * count). */
 #include "kernels/cpu/cpu_common.h"
 
+static dsrt_status check(const char *op, int N, int OC, int ld)
+{
+    if (N < 0 || OC < 0 || ld < OC)
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT, "cpu backend: %s: N=%d OC=%d ld=%d (ld >= OC)", op, N, OC,
+                              ld);
+    return DSRT_STATUS_OK;
+}
+
 dsrt_status cpu_bias_forward(dsrt_backend *be, void *x, const void *bias, int N, int OC, int ld)
 {
+    DSRT_TRY(check("bias_forward", N, OC, ld));
     dsrt_dtype dt = be->dt;
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < N; r++)
@@ -19,6 +28,7 @@ dsrt_status cpu_bias_forward(dsrt_backend *be, void *x, const void *bias, int N,
 
 dsrt_status cpu_bias_backward(dsrt_backend *be, void *dbias, const void *dout, int N, int OC, int ld)
 {
+    DSRT_TRY(check("bias_backward", N, OC, ld));
     dsrt_dtype dt = be->dt;
     enum { BLK = 64 };
     int nblk = (OC + BLK - 1) / BLK;

@@ -8,6 +8,10 @@
 dsrt_status cpu_rope(dsrt_backend *be, void *x, const float *cosv, const float *sinv, int N, int T,
                      int nh, int hs, int ld, int inverse)
 {
+    if (N < 0 || T < 1 || nh < 0 || hs < 2 || hs % 2 || ld < nh * hs)
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
+                              "cpu backend: rope: N=%d T=%d nh=%d hs=%d ld=%d (hs even, rows of ld >= nh*hs)", N, T,
+                              nh, hs, ld);
     dsrt_dtype dt = be->dt;
     int half = hs / 2;
 #pragma omp parallel for schedule(static)
