@@ -328,6 +328,38 @@ char *dsrt_hf_config_json(const dsrt_model_config *cfg, dsrt_dtype dt)
     return dsrt_buf_take(&b);
 }
 
+/* The tokenizer and generation files of the folder the model came from go
+ * with it (as the Trainer's save_model writes the tokenizer beside the
+ * weights), so the export is a folder transformers can run as it is. */
+static dsrt_status copy_side_files(const char *from, const char *to)
+{
+    static const char *const names[] = {"tokenizer.json",     "tokenizer_config.json", "special_tokens_map.json",
+                                        "tokenizer.model",    "vocab.json",            "merges.txt",
+                                        "added_tokens.json",  "generation_config.json", "chat_template.jinja"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char src[8192], dst[8192];
+        snprintf(src, sizeof src, "%s/%s", from, names[i]);
+        snprintf(dst, sizeof dst, "%s/%s", to, names[i]);
+        if (!strcmp(src, dst))
+            continue;
+        FILE *f = fopen(src, "rb");
+        if (!f)
+            continue;
+        dsrt_buf b = {0};
+        char chunk[65536];
+        size_t n;
+        while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+            dsrt_buf_append(&b, chunk, n);
+        int err = ferror(f);
+        fclose(f);
+        dsrt_status st = err || b.oom ? dsrt_error_set(DSRT_STATUS_IO_ERROR, "export: cannot read %s", src)
+                                      : dsrt_write_file_atomic(dst, b.data ? b.data : "", b.len, "export");
+        dsrt_buf_free(&b);
+        DSRT_TRY(st);
+    }
+    return DSRT_STATUS_OK;
+}
+
 dsrt_status dsrt_hf_export(const char *dir, const dsrt_model_config *cfg, dsrt_backend *be,
                            const void *param_mem, const dsrt_param *params, size_t n)
 {
@@ -421,6 +453,8 @@ dsrt_status dsrt_hf_export(const char *dir, const dsrt_model_config *cfg, dsrt_b
                   : dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "export: config.json");
         free(text);
     }
+    if (!st && cfg->weights_dir[0])
+        st = copy_side_files(cfg->weights_dir, dir);
     free(t);
     free(shard_of);
     free(copy);

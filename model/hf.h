@@ -12,7 +12,8 @@
  *
  * Writing: config.json and model.safetensors (shards of at most 5 GB with
  * model.safetensors.index.json above that) that from_pretrained loads with no
- * missing or unexpected keys; tensors in the run's dtype. Every file is
+ * missing or unexpected keys; tensors in the run's dtype; the tokenizer and
+ * generation files of the folder the model came from, copied. Every file is
  * written atomically. */
 #ifndef DSRT_MODEL_HF_H
 #define DSRT_MODEL_HF_H
