@@ -29,19 +29,19 @@ dsrt_status dsrt_model_config_parse(const char *text, size_t len, const char *so
                               je.col, je.msg);
     const json_value *root = json_doc_root(doc);
     const json_value *mt = root && root->type == JSON_OBJECT ? json_object_get(root, "model_type") : NULL;
-    bool llama = mt && mt->type == JSON_STRING &&
-                 (!strcmp(mt->u.str.s, "llama") || !strcmp(mt->u.str.s, "mistral") ||
-                  !strcmp(mt->u.str.s, "qwen2"));
+    /* the name outlives the document for the message below */
+    char type[64] = "";
+    if (mt && mt->type == JSON_STRING)
+        snprintf(type, sizeof type, "%s", mt->u.str.s);
     json_doc_free(doc);
-    if (llama) {
+    if (!strcmp(type, "llama") || !strcmp(type, "mistral") || !strcmp(type, "qwen2")) {
         out->arch = DSRT_ARCH_LLAMA;
         return dsrt_llama_config_parse(text, len, source, &out->llama);
     }
     out->arch = DSRT_ARCH_GPT2;
     dsrt_status st = dsrt_gpt2_config_parse(text, len, source, &out->gpt2);
-    if (st == DSRT_STATUS_UNSUPPORTED && mt && mt->type == JSON_STRING)
-        dsrt_error_set(st, "%s: model_type \"%s\": dsrt trains gpt2, llama, mistral and qwen2", source,
-                       mt->u.str.s);
+    if (st == DSRT_STATUS_UNSUPPORTED && type[0] && strcmp(type, "gpt2"))
+        dsrt_error_set(st, "%s: model_type \"%s\": dsrt trains gpt2, llama, mistral and qwen2", source, type);
     return st;
 }
 

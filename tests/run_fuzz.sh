@@ -43,7 +43,10 @@ fuzz_config | selftest)
     shared=${DSRT_SHARED_DIR:-$src/../shared}
     if [ -d "$shared/ds_configs/real" ]; then cp "$shared"/ds_configs/real/*.json "$work/corpus/" 2>/dev/null || true; fi
     ;;
-fuzz_model_config) cp "$src"/configs/model/*.json "$work/corpus/" ;;
+fuzz_model_config) cp "$src"/configs/model/*.json "$work/corpus/"
+    for m in "$src"/compat_tests/hf/models/* "$src"/compat_tests/hf/llama32-1b-layer; do
+        cp "$m/config.json" "$work/corpus/$(basename "$m").json"
+    done ;;
 fuzz_ckpt) export DSRT_FUZZ_CORPUS="$work/corpus" ;;
 fuzz_safetensors)
     perl -e '$h = q({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}); print pack("Q<", length $h), $h, "\0" x 8' \
