@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "model/gpt2.h"
+#include "model/decoder.h"
 #include "model/init_rng.h"
 #include "base/internal.h"
 
@@ -28,28 +29,13 @@ typedef struct gpt2_layer_acts {
 } gpt2_layer_acts;
 
 struct dsrt_gpt2 {
+    decoder d;      /* the table, buffers, tokens, loss and hooks (decoder.h) */
     dsrt_gpt2_config cfg;
-    dsrt_backend *be;
-    int B, T; /* capacity */
-    size_t dsz;
-
-    dsrt_param *params;
-    size_t n_params; /* tensors */
-    size_t numel;    /* elements */
-    char *names;     /* storage for the names */
-
-    void *param_mem, *grad_mem;
-    void *act_mem;
-    float *stat_mem;
-    int32_t *idx_mem;
-    size_t act_bytes, stat_bytes; /* sizes of act_mem and stat_mem, from carve_activations */
 
     void *encoded;  /* (B,T,C) */
     gpt2_layer_acts *layers;
     void *lnf;      /* (B,T,C) */
     float *lnf_mean, *lnf_rstd;
-    void *logits;   /* (B,T,V) */
-    float *losses;  /* (B,T) */
     void *proj;     /* (B,T,C) output of the two c_proj matmuls before the residual add */
     /* backward scratch */
     void *dresidual; /* (B,T,C) the residual stream's gradient */
@@ -57,39 +43,22 @@ struct dsrt_gpt2 {
     void *datty;     /* (B,T,C) */
     void *dqkv;      /* (B,T,3C) */
     void *dfch;      /* (B,T,F) */
-    int32_t *tokens, *targets; /* (B,T) backend copies */
-
-    float *losses_host; /* (B,T) */
-    int cur_B, cur_T;
-    int have_train_fwd, have_eval_fwd;
-    /* no gradient buffer: the backward asks where each gradient goes */
-    dsrt_grad_slot_fn slot_fn;
-    void *slot_user;
-    dsrt_grad_piece_fn piece_fn; /* parameter 0 in pieces (optional) */
-    dsrt_grad_piece_done_fn piece_done;
-    void *piece_user;
-    /* the weights may still be arriving: wait per layer */
-    dsrt_param_wait_fn wait_fn;
-    void *wait_user;
 };
 
-static void *pofs(void *base, size_t elems, size_t dsz) { return (char *)base + elems * dsz; }
-
-void *dsrt_gpt2_param_buffer(dsrt_gpt2 *m) { return m->param_mem; }
-void *dsrt_gpt2_grad_buffer(dsrt_gpt2 *m) { return m->grad_mem; }
+void *dsrt_gpt2_param_buffer(dsrt_gpt2 *m) { return m->d.param_mem; }
+void *dsrt_gpt2_grad_buffer(dsrt_gpt2 *m) { return m->d.grad_mem; }
 const dsrt_gpt2_config *dsrt_gpt2_get_config(const dsrt_gpt2 *m) { return &m->cfg; }
-size_t dsrt_gpt2_num_params(const dsrt_gpt2 *m) { return m->numel; }
-size_t dsrt_gpt2_activation_bytes(const dsrt_gpt2 *m) { return m->act_bytes; }
+size_t dsrt_gpt2_num_params(const dsrt_gpt2 *m) { return m->d.numel; }
+size_t dsrt_gpt2_activation_bytes(const dsrt_gpt2 *m) { return m->d.act_bytes; }
 
 const dsrt_param *dsrt_gpt2_params(const dsrt_gpt2 *m, size_t *count)
 {
     if (count)
-        *count = m->n_params;
-    return m->params;
+        *count = m->d.n_params;
+    return m->d.params;
 }
 
-static void *P(dsrt_gpt2 *m, size_t i) { return pofs(m->param_mem, m->params[i].offset, m->dsz); }
-static void *G(dsrt_gpt2 *m, size_t i) { return pofs(m->grad_mem, m->params[i].offset, m->dsz); }
+static void *P(dsrt_gpt2 *m, size_t i) { return decoder_param(&m->d, (long)i); }
 static size_t LP(int layer, int slot) { return 2 + (size_t)GPT2_PER_LAYER * layer + slot; }
 
 /* The parameter table in HF named_parameters() order. */
@@ -103,12 +72,9 @@ size_t dsrt_gpt2_config_num_params(const dsrt_gpt2_config *c)
 static dsrt_status build_params(dsrt_gpt2 *m)
 {
     const dsrt_gpt2_config *c = &m->cfg;
+    decoder *d = &m->d;
     int64_t V = c->vocab_size, C = c->n_embd, F = c->n_inner, Tm = c->n_positions;
-    size_t n = 2 + (size_t)GPT2_PER_LAYER * c->n_layer + 2;
-    m->params = calloc(n, sizeof *m->params);
-    m->names = calloc(n, 64);
-    if (!m->params || !m->names)
-        return dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "gpt2: parameter table");
+    DSRT_TRY(decoder_table(d, 2 + (size_t)GPT2_PER_LAYER * c->n_layer + 2));
     static const char *const slot_names[GPT2_PER_LAYER] = {
         "ln_1.weight",        "ln_1.bias",        "attn.c_attn.weight", "attn.c_attn.bias",
         "attn.c_proj.weight", "attn.c_proj.bias", "ln_2.weight",        "ln_2.bias",
@@ -118,35 +84,13 @@ static dsrt_status build_params(dsrt_gpt2 *m)
         {C, 0}, {C, 0}, {C, 3 * C}, {3 * C, 0}, {C, C}, {C, 0},
         {C, 0}, {C, 0}, {C, F},     {F, 0},     {F, C}, {C, 0},
     };
-    size_t k = 0, off = 0;
-#define ADD(nm, d0, d1)                                                                            \
-    do {                                                                                           \
-        dsrt_param *p = &m->params[k];                                                             \
-        char *nm_ = m->names + k * 64;                                                               \
-        snprintf(nm_, 64, "%s", nm);                                                               \
-        p->name = nm_;                                                                             \
-        p->shape[0] = (d0);                                                                        \
-        p->shape[1] = (d1);                                                                        \
-        p->ndim = (d1) ? 2 : 1;                                                                    \
-        p->numel = (size_t)(d0) * (size_t)((d1) ? (d1) : 1);                                       \
-        p->offset = off;                                                                           \
-        off += p->numel;                                                                           \
-        k++;                                                                                       \
-    } while (0)
-    ADD("transformer.wte.weight", V, C);
-    ADD("transformer.wpe.weight", Tm, C);
-    for (int l = 0; l < c->n_layer; l++) {
-        for (int s = 0; s < GPT2_PER_LAYER; s++) {
-            char nm[64];
-            snprintf(nm, sizeof nm, "transformer.h.%d.%s", l, slot_names[s]);
-            ADD(nm, slot_shape[s][0], slot_shape[s][1]);
-        }
-    }
-    ADD("transformer.ln_f.weight", C, 0);
-    ADD("transformer.ln_f.bias", C, 0);
-#undef ADD
-    m->n_params = k;
-    m->numel = off;
+    decoder_add(d, V, C, "transformer.wte.weight");
+    decoder_add(d, Tm, C, "transformer.wpe.weight");
+    for (int l = 0; l < c->n_layer; l++)
+        for (int s = 0; s < GPT2_PER_LAYER; s++)
+            decoder_add(d, slot_shape[s][0], slot_shape[s][1], "transformer.h.%d.%s", l, slot_names[s]);
+    decoder_add(d, C, 0, "transformer.ln_f.weight");
+    decoder_add(d, C, 0, "transformer.ln_f.bias");
     return DSRT_STATUS_OK;
 }
 
@@ -155,20 +99,21 @@ static dsrt_status build_params(dsrt_gpt2 *m)
 static void carve_activations(dsrt_gpt2 *m, bool count_only)
 {
     const dsrt_gpt2_config *c = &m->cfg;
-    size_t BT = (size_t)m->B * m->T, C = (size_t)c->n_embd, F = (size_t)c->n_inner;
-    size_t V = (size_t)c->vocab_size, NH = (size_t)c->n_head, T = (size_t)m->T;
-    size_t a = 0, s = 0, dsz = m->dsz;
+    decoder *d = &m->d;
+    size_t BT = (size_t)d->B * d->T, C = (size_t)c->n_embd, F = (size_t)c->n_inner;
+    size_t V = (size_t)c->vocab_size, NH = (size_t)c->n_head, T = (size_t)d->T;
+    size_t a = 0, s = 0, dsz = d->dsz;
     /* keep every array 256-byte aligned */
 #define ACT(ptr, n)                                                                                \
     do {                                                                                           \
         if (!count_only)                                                                           \
-            (ptr) = (void *)((char *)m->act_mem + a);                                              \
+            (ptr) = (void *)((char *)d->act_mem + a);                                              \
         a += (((n) * dsz) + 255) & ~(size_t)255;                                                   \
     } while (0)
 #define STAT(ptr, n)                                                                               \
     do {                                                                                           \
         if (!count_only)                                                                           \
-            (ptr) = (float *)((char *)m->stat_mem + s);                                            \
+            (ptr) = (float *)((char *)d->stat_mem + s);                                            \
         s += (((n) * sizeof(float)) + 255) & ~(size_t)255;                                         \
     } while (0)
     ACT(m->encoded, BT * C);
@@ -179,7 +124,7 @@ static void carve_activations(dsrt_gpt2 *m, bool count_only)
         STAT(L->ln1_rstd, BT);
         ACT(L->qkv, BT * 3 * C);
         ACT(L->atty, BT * C);
-        ACT(L->att, (size_t)m->B * NH * T * T);
+        ACT(L->att, (size_t)d->B * NH * T * T);
         ACT(L->residual2, BT * C);
         ACT(L->ln2, BT * C);
         STAT(L->ln2_mean, BT);
@@ -191,8 +136,8 @@ static void carve_activations(dsrt_gpt2 *m, bool count_only)
     ACT(m->lnf, BT * C);
     STAT(m->lnf_mean, BT);
     STAT(m->lnf_rstd, BT);
-    ACT(m->logits, BT * V);
-    STAT(m->losses, BT);
+    ACT(d->logits, BT * V);
+    STAT(d->losses, BT);
     ACT(m->proj, BT * C);
     ACT(m->dresidual, BT * C);
     ACT(m->dln, BT * C);
@@ -202,8 +147,8 @@ static void carve_activations(dsrt_gpt2 *m, bool count_only)
 #undef ACT
 #undef STAT
     if (count_only) {
-        m->act_bytes = a;
-        m->stat_bytes = s;
+        d->act_bytes = a;
+        d->stat_bytes = s;
     }
 }
 
@@ -221,13 +166,13 @@ void dsrt_gpt2_shapes(const dsrt_gpt2_config *cfg, int B, int T, dsrt_backend_sh
 
 size_t dsrt_gpt2_activation_bytes_for(const dsrt_gpt2_config *cfg, int B, int T, dsrt_dtype dt)
 {
-    dsrt_gpt2 m = {.cfg = *cfg, .B = B, .T = T, .dsz = dsrt_dtype_size(dt)};
+    dsrt_gpt2 m = {.cfg = *cfg, .d = {.B = B, .T = T, .dsz = dsrt_dtype_size(dt)}};
     m.layers = calloc((size_t)cfg->n_layer, sizeof *m.layers);
     if (!m.layers)
         return 0;
     carve_activations(&m, true);
     free(m.layers);
-    return m.act_bytes + m.stat_bytes + 2 * (size_t)B * T * sizeof(int32_t);
+    return m.d.act_bytes + m.d.stat_bytes + 2 * (size_t)B * T * sizeof(int32_t);
 }
 
 dsrt_status dsrt_gpt2_create(const dsrt_gpt2_config *cfg, dsrt_backend *be, int B, int T,
@@ -256,31 +201,20 @@ dsrt_status dsrt_gpt2_create_ex(const dsrt_gpt2_config *cfg, dsrt_backend *be, i
     if (!m)
         return dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "gpt2_create");
     m->cfg = *cfg;
-    m->be = be;
-    m->B = B;
-    m->T = T;
-    m->dsz = dsrt_dtype_size(be->dt);
+    m->d = (decoder){.who = "gpt2", .be = be, .dsz = dsrt_dtype_size(be->dt), .B = B, .T = T,
+                     .V = cfg->vocab_size};
     dsrt_status st = build_params(m);
     if (st)
         goto fail;
     m->layers = calloc((size_t)cfg->n_layer, sizeof *m->layers);
-    m->losses_host = calloc((size_t)B * T, sizeof(float));
-    if (!m->layers || !m->losses_host) {
+    if (!m->layers) {
         st = dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "gpt2_create");
         goto fail;
     }
     carve_activations(m, true);
-    size_t align = param_align ? param_align : 1;
-    size_t cap = (m->numel + align - 1) / align * align;
-    if ((st = be->ops->alloc(be, cap * m->dsz, &m->param_mem)) ||
-        (!(flags & DSRT_GPT2_NO_GRAD_BUFFER) && (st = be->ops->alloc(be, cap * m->dsz, &m->grad_mem))) ||
-        (st = be->ops->alloc(be, m->act_bytes, &m->act_mem)) ||
-        (st = be->ops->alloc(be, m->stat_bytes, (void **)&m->stat_mem)) ||
-        (st = be->ops->alloc(be, 2 * (size_t)B * T * sizeof(int32_t), (void **)&m->idx_mem)))
+    if ((st = decoder_alloc(&m->d, param_align, flags)))
         goto fail;
     carve_activations(m, false);
-    m->tokens = m->idx_mem;
-    m->targets = m->idx_mem + (size_t)B * T;
     dsrt_backend_shapes shapes;
     dsrt_gpt2_shapes(cfg, B, T, &shapes);
     if ((st = be->ops->reserve(be, &shapes)))
@@ -296,17 +230,8 @@ void dsrt_gpt2_destroy(dsrt_gpt2 *m)
 {
     if (!m)
         return;
-    if (m->be) {
-        m->be->ops->free(m->be, m->param_mem);
-        m->be->ops->free(m->be, m->grad_mem);
-        m->be->ops->free(m->be, m->act_mem);
-        m->be->ops->free(m->be, m->stat_mem);
-        m->be->ops->free(m->be, m->idx_mem);
-    }
-    free(m->params);
-    free(m->names);
+    decoder_free(&m->d);
     free(m->layers);
-    free(m->losses_host);
     free(m);
 }
 
@@ -329,120 +254,59 @@ static dsrt_init_kind gpt2_init_rule(const dsrt_param *p, const void *user, doub
 
 dsrt_status dsrt_gpt2_init(dsrt_gpt2 *m, uint64_t seed)
 {
-    return dsrt_init_params(m->be, m->param_mem, m->params, m->n_params, seed, gpt2_init_rule, &m->cfg);
+    return dsrt_init_params(m->d.be, m->d.param_mem, m->d.params, m->d.n_params, seed, gpt2_init_rule, &m->cfg);
 }
 
 dsrt_status dsrt_gpt2_set_params_f32(dsrt_gpt2 *m, const float *src)
 {
-    return m->be->ops->upload_f32(m->be, m->param_mem, src, m->numel);
+    return m->d.be->ops->upload_f32(m->d.be, m->d.param_mem, src, m->d.numel);
 }
 
 dsrt_status dsrt_gpt2_get_params_f32(dsrt_gpt2 *m, float *dst)
 {
-    return m->be->ops->download_f32(m->be, dst, m->param_mem, m->numel);
+    return m->d.be->ops->download_f32(m->d.be, dst, m->d.param_mem, m->d.numel);
 }
 
 void dsrt_gpt2_set_param_wait(dsrt_gpt2 *m, dsrt_param_wait_fn fn, void *user)
 {
-    m->wait_fn = fn;
-    m->wait_user = user;
-}
-
-static dsrt_status params_ready(dsrt_gpt2 *m, size_t first, size_t last)
-{
-    return m->wait_fn ? m->wait_fn(m->wait_user, first, last) : DSRT_STATUS_OK;
+    m->d.wait_fn = fn;
+    m->d.wait_user = user;
 }
 
 void dsrt_gpt2_set_grad_slots(dsrt_gpt2 *m, dsrt_grad_slot_fn fn, void *user)
 {
-    m->slot_fn = fn;
-    m->slot_user = user;
+    m->d.slot_fn = fn;
+    m->d.slot_user = user;
 }
 
 void dsrt_gpt2_set_grad_pieces(dsrt_gpt2 *m, dsrt_grad_piece_fn piece, dsrt_grad_piece_done_fn done,
                                void *user)
 {
-    m->piece_fn = piece;
-    m->piece_done = done;
-    m->piece_user = user;
+    m->d.piece_fn = piece;
+    m->d.piece_done = done;
+    m->d.piece_user = user;
 }
 
-static dsrt_status no_grad_buffer(const char *who)
-{
-    return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
-                          "%s: this model was created without a gradient buffer (its gradients go to "
-                          "the slots the reducer hands out)",
-                          who);
-}
+dsrt_status dsrt_gpt2_get_grads_f32(dsrt_gpt2 *m, float *dst) { return decoder_get_grads_f32(&m->d, dst); }
 
-dsrt_status dsrt_gpt2_get_grads_f32(dsrt_gpt2 *m, float *dst)
-{
-    if (!m->grad_mem)
-        return no_grad_buffer("gpt2_get_grads");
-    return m->be->ops->download_f32(m->be, dst, m->grad_mem, m->numel);
-}
-
-dsrt_status dsrt_gpt2_zero_grad(dsrt_gpt2 *m)
-{
-    if (!m->grad_mem)
-        return no_grad_buffer("gpt2_zero_grad");
-    return m->be->ops->memset0(m->be, m->grad_mem, m->numel * m->dsz);
-}
+dsrt_status dsrt_gpt2_zero_grad(dsrt_gpt2 *m) { return decoder_zero_grad(&m->d); }
 
 /* ---- forward */
-static dsrt_status check_inputs(dsrt_gpt2 *m, const int32_t *tokens, const int32_t *targets,
-                                int B, int T, int *n_valid)
-{
-    if (!tokens)
-        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT, "gpt2_forward: tokens is NULL");
-    if (B < 1 || T < 1 || B > m->B || T > m->T)
-        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
-                              "gpt2_forward: batch %d x %d exceeds the model's %d x %d", B, T, m->B,
-                              m->T);
-    int V = m->cfg.vocab_size;
-    *n_valid = 0;
-    for (int i = 0; i < B * T; i++) {
-        if (tokens[i] < 0 || tokens[i] >= V)
-            return dsrt_error_set(DSRT_STATUS_OUT_OF_RANGE,
-                                  "gpt2_forward: tokens[%d][%d] = %d is outside the vocabulary "
-                                  "[0, %d)",
-                                  i / T, i % T, (int)tokens[i], V);
-        if (targets) {
-            int32_t y = targets[i];
-            if (y == -100)
-                continue;
-            if (y < 0 || y >= V)
-                return dsrt_error_set(DSRT_STATUS_OUT_OF_RANGE,
-                                      "gpt2_forward: targets[%d][%d] = %d is outside the vocabulary "
-                                      "[0, %d) and is not the ignore index -100",
-                                      i / T, i % T, (int)y, V);
-            (*n_valid)++;
-        }
-    }
-    return DSRT_STATUS_OK;
-}
-
 dsrt_status dsrt_gpt2_forward(dsrt_gpt2 *m, const int32_t *tokens, const int32_t *targets, int B,
                               int T, dsrt_gpt2_mode mode, float loss_scale, float *loss)
 {
-    if (mode == DSRT_GPT2_TRAIN && !targets)
-        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
-                              "gpt2_forward: training needs targets");
     int n_valid = 0;
-    DSRT_TRY(check_inputs(m, tokens, targets, B, T, &n_valid));
-    dsrt_backend *be = m->be;
+    decoder *d = &m->d;
+    DSRT_TRY(decoder_begin(d, mode, tokens, targets, B, T, &n_valid));
+    dsrt_backend *be = d->be;
     const dsrt_gpt2_config *c = &m->cfg;
     int C = c->n_embd, NH = c->n_head, F = c->n_inner, V = c->vocab_size, N = B * T;
-    m->have_train_fwd = m->have_eval_fwd = 0;
-    DSRT_TRY(be->ops->upload(be, m->tokens, tokens, (size_t)N * sizeof(int32_t)));
-    if (targets)
-        DSRT_TRY(be->ops->upload(be, m->targets, targets, (size_t)N * sizeof(int32_t)));
 
-    DSRT_TRY(params_ready(m, 0, 1));
-    DSRT_TRY(be->ops->encoder_forward(be, m->encoded, m->tokens, P(m, 0), P(m, 1), B, T, C));
+    DSRT_TRY(decoder_params_ready(d, 0, 1));
+    DSRT_TRY(be->ops->encoder_forward(be, m->encoded, d->tokens, P(m, 0), P(m, 1), B, T, C));
     for (int l = 0; l < c->n_layer; l++) {
         gpt2_layer_acts *L = &m->layers[l];
-        DSRT_TRY(params_ready(m, LP(l, 0), LP(l, GPT2_PER_LAYER - 1)));
+        DSRT_TRY(decoder_params_ready(d, LP(l, 0), LP(l, GPT2_PER_LAYER - 1)));
         void *res = l == 0 ? m->encoded : m->layers[l - 1].residual3;
         float eps = c->layer_norm_epsilon;
         DSRT_TRY(be->ops->layernorm_forward(be, L->ln1, L->ln1_mean, L->ln1_rstd, res,
@@ -462,121 +326,54 @@ dsrt_status dsrt_gpt2_forward(dsrt_gpt2 *m, const int32_t *tokens, const int32_t
                                P(m, LP(l, GPT2_FCPROJ_B)), N, F, C, DSRT_W_KN));
         DSRT_TRY(be->ops->residual_forward(be, L->residual3, L->residual2, m->proj, (size_t)N * C));
     }
-    size_t lnf = m->n_params - 2;
-    DSRT_TRY(params_ready(m, lnf, lnf + 1));
+    size_t lnf = d->n_params - 2;
+    DSRT_TRY(decoder_params_ready(d, lnf, lnf + 1));
     DSRT_TRY(be->ops->layernorm_forward(be, m->lnf, m->lnf_mean, m->lnf_rstd,
                               m->layers[c->n_layer - 1].residual3, P(m, lnf), P(m, lnf + 1), N, C,
                               c->layer_norm_epsilon));
-    DSRT_TRY(be->ops->matmul_forward(be, m->logits, m->lnf, P(m, 0), NULL, N, C, V, DSRT_W_NK));
-    m->cur_B = B;
-    m->cur_T = T;
-    if (!targets) {
-        m->have_eval_fwd = 1;
-        if (loss)
-            *loss = NAN;
-        return DSRT_STATUS_OK;
-    }
-    int grad = mode == DSRT_GPT2_TRAIN;
-    float dloss = n_valid ? loss_scale / (float)n_valid : 0.0f;
-    DSRT_TRY(be->ops->classifier_forward(be, m->losses, m->logits, m->targets, N, V, dloss, grad));
-    DSRT_TRY(be->ops->download(be, m->losses_host, m->losses, (size_t)N * sizeof(float)));
-    double sum = 0.0;
-    for (int i = 0; i < N; i++)
-        sum += m->losses_host[i];
-    if (loss)
-        *loss = n_valid ? (float)(sum / n_valid) : NAN;
-    m->have_train_fwd = grad;
-    m->have_eval_fwd = !grad;
-    return DSRT_STATUS_OK;
+    DSRT_TRY(be->ops->matmul_forward(be, d->logits, m->lnf, P(m, 0), NULL, N, C, V, DSRT_W_NK));
+    return decoder_finish(d, targets, B, T, mode, loss_scale, n_valid, loss);
 }
 
-dsrt_status dsrt_gpt2_get_logits_f32(dsrt_gpt2 *m, float *dst)
-{
-    if (!m->have_eval_fwd)
-        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
-                              "gpt2_get_logits: no evaluation forward to read (a training "
-                              "forward replaces the logits by their gradient)");
-    return m->be->ops->download_f32(m->be, dst, m->logits,
-                               (size_t)m->cur_B * m->cur_T * m->cfg.vocab_size);
-}
+dsrt_status dsrt_gpt2_get_logits_f32(dsrt_gpt2 *m, float *dst) { return decoder_get_logits_f32(&m->d, dst); }
 
 /* ---- backward (reverse of the forward; the residual stream's gradient
  * accumulates in one buffer since the residual add passes it through) */
-/* Where parameter i's gradient is written: the gradient buffer, or the slot
- * the reducer hands out (asked for right before the kernel that writes it). */
-static dsrt_status grad_at(dsrt_gpt2 *m, size_t i, void **out)
-{
-    if (m->grad_mem) {
-        *out = G(m, i);
-        return DSRT_STATUS_OK;
-    }
-    return m->slot_fn(m->slot_user, i, out);
-}
+static dsrt_status grad_at(dsrt_gpt2 *m, size_t i, void **out) { return decoder_grad_at(&m->d, (long)i, out); }
 
-static void ready(dsrt_grad_ready_fn fn, void *user, size_t i)
-{
-    if (fn)
-        fn(user, i);
-}
+static void ready(dsrt_grad_ready_fn fn, void *user, size_t i) { decoder_ready(fn, user, (long)i); }
 
 /* The tied wte's gradient, rows [v0, v1) into g (row v0 first): the LM head's
  * part dlogits[:, v0:v1]^T . ln_f(x), then the embedding's (one rounding
  * each, in that order, as before the split) */
-static dsrt_status wte_rows(dsrt_gpt2 *m, void *g, int v0, int v1)
+static dsrt_status wte_rows(void *ctx, void *g, int v0, int v1)
 {
-    dsrt_backend *be = m->be;
-    int N = m->cur_B * m->cur_T, C = m->cfg.n_embd, V = m->cfg.vocab_size;
-    DSRT_TRY(be->ops->gemm(be, 1, 0, v1 - v0, C, N, (char *)m->logits + (size_t)v0 * m->dsz, V,
+    dsrt_gpt2 *m = ctx;
+    decoder *d = &m->d;
+    dsrt_backend *be = d->be;
+    int N = d->cur_B * d->cur_T, C = m->cfg.n_embd, V = m->cfg.vocab_size;
+    DSRT_TRY(be->ops->gemm(be, 1, 0, v1 - v0, C, N, (char *)d->logits + (size_t)v0 * d->dsz, V,
                            m->lnf, C, g, C, 1));
-    return be->ops->encoder_backward(be, g, NULL, m->dresidual, m->tokens, m->cur_B, m->cur_T, C,
+    return be->ops->encoder_backward(be, g, NULL, m->dresidual, d->tokens, d->cur_B, d->cur_T, C,
                                      v0, v1);
-}
-
-static dsrt_status wte_grad(dsrt_gpt2 *m)
-{
-    int C = m->cfg.n_embd, V = m->cfg.vocab_size;
-    if (m->grad_mem || !m->piece_fn) {
-        void *g0;
-        DSRT_TRY(grad_at(m, 0, &g0));
-        return wte_rows(m, g0, 0, V);
-    }
-    size_t end = (size_t)V * C;
-    while (end) {
-        size_t off = 0;
-        void *g = NULL;
-        DSRT_TRY(m->piece_fn(m->piece_user, 0, end, (size_t)C, &off, &g));
-        if (off >= end || off % (size_t)C)
-            return dsrt_error_set(DSRT_STATUS_INTERNAL,
-                                  "gpt2_backward: gradient piece [%zu, %zu) of wte is not whole rows",
-                                  off, end);
-        DSRT_TRY(wte_rows(m, g, (int)(off / (size_t)C), (int)(end / (size_t)C)));
-        DSRT_TRY(m->piece_done(m->piece_user, 0, off));
-        end = off;
-    }
-    return DSRT_STATUS_OK;
 }
 
 dsrt_status dsrt_gpt2_backward(dsrt_gpt2 *m, dsrt_grad_ready_fn fn, void *user)
 {
-    if (!m->have_train_fwd)
-        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
-                              "gpt2_backward: needs a training forward first (each forward "
-                              "allows one backward)");
-    if (!m->grad_mem && !m->slot_fn)
-        return no_grad_buffer("gpt2_backward");
-    m->have_train_fwd = 0;
-    dsrt_backend *be = m->be;
+    decoder *d = &m->d;
+    DSRT_TRY(decoder_backward_begin(d));
+    dsrt_backend *be = d->be;
     const dsrt_gpt2_config *c = &m->cfg;
-    int B = m->cur_B, T = m->cur_T, N = B * T;
+    int B = d->cur_B, T = d->cur_T, N = B * T;
     int C = c->n_embd, NH = c->n_head, F = c->n_inner, V = c->vocab_size;
     size_t NC = (size_t)N * C;
-    size_t lnf = m->n_params - 2;
+    size_t lnf = d->n_params - 2;
 
-    DSRT_TRY(be->ops->memset0(be, m->dresidual, NC * m->dsz));
+    DSRT_TRY(be->ops->memset0(be, m->dresidual, NC * d->dsz));
     /* logits hold dlogits after the fused classifier. Only ln_f's input
      * gradient here: the LM head's weight gradient (the tied wte's) is made
      * at the end, next to the embedding's part, so no one holds it meanwhile */
-    DSRT_TRY(be->ops->matmul_backward(be, m->dln, NULL, NULL, m->logits, m->lnf, P(m, 0), N, C, V,
+    DSRT_TRY(be->ops->matmul_backward(be, m->dln, NULL, NULL, d->logits, m->lnf, P(m, 0), N, C, V,
                                       DSRT_W_NK));
     {
         void *g0, *g1;
@@ -657,10 +454,10 @@ dsrt_status dsrt_gpt2_backward(dsrt_gpt2 *m, dsrt_grad_ready_fn fn, void *user)
     {
         void *g1;
         DSRT_TRY(grad_at(m, 1, &g1));
-        DSRT_TRY(be->ops->encoder_backward(be, NULL, g1, m->dresidual, m->tokens, B, T, C, 0, 0));
+        DSRT_TRY(be->ops->encoder_backward(be, NULL, g1, m->dresidual, d->tokens, B, T, C, 0, 0));
     }
     ready(fn, user, 1);
-    DSRT_TRY(wte_grad(m));
+    DSRT_TRY(decoder_embedding_grad(d, 0, C, wte_rows, m));
     ready(fn, user, 0);
     return DSRT_STATUS_OK;
 }

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "model/llama.h"
+#include "model/decoder.h"
 #include "model/init_rng.h"
 #include "base/internal.h"
 
@@ -44,28 +45,15 @@ typedef struct llama_layer {
 } llama_layer;
 
 struct dsrt_llama {
+    decoder d;      /* the table, buffers, tokens, loss and hooks (decoder.h) */
     dsrt_llama_config cfg;
-    dsrt_backend *be;
-    int B, T;
-    size_t dsz;
-    int Q, KV, W; /* NH*HS, NKV*HS, Q + 2 KV */
-
-    dsrt_param *params;
-    size_t n_params, numel;
-    char *names;
+    int Q, KV, W;   /* NH*HS, NKV*HS, Q + 2 KV */
     size_t embed, norm, head; /* indices: embed_tokens, model.norm, the head (= embed when tied) */
-
-    void *param_mem, *grad_mem, *act_mem;
-    float *stat_mem;
-    int32_t *idx_mem;
-    size_t act_bytes, stat_bytes;
 
     void *embedded; /* (N,C) */
     llama_layer *layers;
     void *lnf;      /* (N,C) */
     float *rstdf;   /* (N) */
-    void *logits;   /* (N,V) */
-    float *losses;  /* (N) */
     float *rope_cos, *rope_sin; /* (T, HS/2) */
     void *proj;     /* (N,C) */
     void *dresidual, *dln; /* (N,C) */
@@ -73,121 +61,74 @@ struct dsrt_llama {
     void *dqkv;     /* (N,W) */
     void *dgu;      /* (N,2F) */
     void *dh;       /* (N,F) */
-    int32_t *tokens, *targets;
-
-    float *losses_host;
-    int cur_B, cur_T;
-    int have_train_fwd, have_eval_fwd;
-    dsrt_grad_slot_fn slot_fn;
-    void *slot_user;
-    dsrt_grad_piece_fn piece_fn;
-    dsrt_grad_piece_done_fn piece_done;
-    void *piece_user;
-    dsrt_param_wait_fn wait_fn;
-    void *wait_user;
 };
 
 static void *pofs(void *base, size_t elems, size_t dsz) { return (char *)base + elems * dsz; }
-static void *P(dsrt_llama *m, long i) { return i < 0 ? NULL : pofs(m->param_mem, m->params[i].offset, m->dsz); }
+static void *P(dsrt_llama *m, long i) { return decoder_param(&m->d, i); }
 
 const dsrt_llama_config *dsrt_llama_get_config(const dsrt_llama *m) { return &m->cfg; }
-size_t dsrt_llama_num_params(const dsrt_llama *m) { return m->numel; }
-size_t dsrt_llama_activation_bytes(const dsrt_llama *m) { return m->act_bytes; }
-void *dsrt_llama_param_buffer(dsrt_llama *m) { return m->param_mem; }
-void *dsrt_llama_grad_buffer(dsrt_llama *m) { return m->grad_mem; }
+size_t dsrt_llama_num_params(const dsrt_llama *m) { return m->d.numel; }
+size_t dsrt_llama_activation_bytes(const dsrt_llama *m) { return m->d.act_bytes; }
+void *dsrt_llama_param_buffer(dsrt_llama *m) { return m->d.param_mem; }
+void *dsrt_llama_grad_buffer(dsrt_llama *m) { return m->d.grad_mem; }
 
 const dsrt_param *dsrt_llama_params(const dsrt_llama *m, size_t *count)
 {
     if (count)
-        *count = m->n_params;
-    return m->params;
+        *count = m->d.n_params;
+    return m->d.params;
 }
 
 /* ---- the parameter table, in transformers' named_parameters() order:
  * embed_tokens, per layer self_attn.{q,k,v,o}_proj (weight, bias), mlp.
  * {gate,up,down}_proj, input_layernorm, post_attention_layernorm; norm;
  * lm_head when untied */
-enum { NAME_LEN = 80 };
-
 static dsrt_status build_params(dsrt_llama *m)
 {
     const dsrt_llama_config *c = &m->cfg;
+    decoder *d = &m->d;
     int64_t V = c->vocab_size, C = c->hidden_size, F = c->intermediate_size, Q = m->Q, KV = m->KV;
-    size_t cap = 1 + (size_t)LL_SLOTS * c->num_hidden_layers + 2;
-    m->params = calloc(cap, sizeof *m->params);
-    m->names = calloc(cap, NAME_LEN);
-    if (!m->params || !m->names)
-        return dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "llama: parameter table");
-    size_t k = 0, off = 0;
-#define ADD(d0, d1, ...)                                                                           \
-    do {                                                                                           \
-        dsrt_param *p_ = &m->params[k];                                                            \
-        char *nm_ = m->names + k * NAME_LEN;                                                       \
-        snprintf(nm_, NAME_LEN, __VA_ARGS__);                                                      \
-        p_->name = nm_;                                                                            \
-        p_->shape[0] = (d0);                                                                       \
-        p_->shape[1] = (d1);                                                                       \
-        p_->ndim = (d1) ? 2 : 1;                                                                   \
-        p_->numel = (size_t)(d0) * (size_t)((d1) ? (d1) : 1);                                      \
-        p_->offset = off;                                                                          \
-        off += p_->numel;                                                                          \
-        k++;                                                                                       \
-    } while (0)
-    m->embed = k;
-    ADD(V, C, "model.embed_tokens.weight");
+    DSRT_TRY(decoder_table(d, 1 + (size_t)LL_SLOTS * c->num_hidden_layers + 2));
+    m->embed = decoder_add(d, V, C, "model.embed_tokens.weight");
     static const char *const proj[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
                                        "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
                                        "mlp.down_proj"};
     const int64_t out_dim[] = {Q, KV, KV, C, F, F, C}, in_dim[] = {C, C, C, Q, C, C, F};
     for (int l = 0; l < c->num_hidden_layers; l++) {
         llama_layer *L = &m->layers[l];
-        L->first = k;
+        L->first = d->n_params;
         for (int s = 0; s < 7; s++) {
             bool bias = s < 3 ? c->qkv_bias : s == 3 ? c->o_bias : c->mlp_bias;
-            L->idx[2 * s] = (long)k;
-            ADD(out_dim[s], in_dim[s], "model.layers.%d.%s.weight", l, proj[s]);
-            L->idx[2 * s + 1] = -1;
-            if (bias) {
-                L->idx[2 * s + 1] = (long)k;
-                ADD(out_dim[s], 0, "model.layers.%d.%s.bias", l, proj[s]);
-            }
+            L->idx[2 * s] = (long)decoder_add(d, out_dim[s], in_dim[s], "model.layers.%d.%s.weight", l, proj[s]);
+            L->idx[2 * s + 1] = bias ? (long)decoder_add(d, out_dim[s], 0, "model.layers.%d.%s.bias", l, proj[s]) : -1;
         }
-        L->idx[LL_IN_NORM] = (long)k;
-        ADD(C, 0, "model.layers.%d.input_layernorm.weight", l);
-        L->idx[LL_POST_NORM] = (long)k;
-        ADD(C, 0, "model.layers.%d.post_attention_layernorm.weight", l);
-        L->last = k - 1;
+        L->idx[LL_IN_NORM] = (long)decoder_add(d, C, 0, "model.layers.%d.input_layernorm.weight", l);
+        L->idx[LL_POST_NORM] = (long)decoder_add(d, C, 0, "model.layers.%d.post_attention_layernorm.weight", l);
+        L->last = d->n_params - 1;
     }
-    m->norm = k;
-    ADD(C, 0, "model.norm.weight");
-    m->head = m->embed;
-    if (!c->tie_word_embeddings) {
-        m->head = k;
-        ADD(V, C, "lm_head.weight");
-    }
-#undef ADD
-    m->n_params = k;
-    m->numel = off;
+    m->norm = decoder_add(d, C, 0, "model.norm.weight");
+    m->head = c->tie_word_embeddings ? m->embed : decoder_add(d, V, C, "lm_head.weight");
     return DSRT_STATUS_OK;
 }
 
 static void carve_activations(dsrt_llama *m, bool count_only)
 {
     const dsrt_llama_config *c = &m->cfg;
-    size_t N = (size_t)m->B * m->T, C = (size_t)c->hidden_size, F = (size_t)c->intermediate_size;
-    size_t V = (size_t)c->vocab_size, NH = (size_t)c->num_attention_heads, T = (size_t)m->T;
+    decoder *d = &m->d;
+    size_t N = (size_t)d->B * d->T, C = (size_t)c->hidden_size, F = (size_t)c->intermediate_size;
+    size_t V = (size_t)c->vocab_size, NH = (size_t)c->num_attention_heads, T = (size_t)d->T;
     size_t Q = (size_t)m->Q, W = (size_t)m->W, half = (size_t)c->head_dim / 2;
-    size_t a = 0, s = 0, dsz = m->dsz;
+    size_t a = 0, s = 0, dsz = d->dsz;
 #define ACT(ptr, n)                                                                                \
     do {                                                                                           \
         if (!count_only)                                                                           \
-            (ptr) = (void *)((char *)m->act_mem + a);                                              \
+            (ptr) = (void *)((char *)d->act_mem + a);                                              \
         a += (((n) * dsz) + 255) & ~(size_t)255;                                                   \
     } while (0)
 #define STAT(ptr, n)                                                                               \
     do {                                                                                           \
         if (!count_only)                                                                           \
-            (ptr) = (float *)((char *)m->stat_mem + s);                                            \
+            (ptr) = (float *)((char *)d->stat_mem + s);                                            \
         s += (((n) * sizeof(float)) + 255) & ~(size_t)255;                                         \
     } while (0)
     ACT(m->embedded, N * C);
@@ -196,7 +137,7 @@ static void carve_activations(dsrt_llama *m, bool count_only)
         ACT(L->ln1, N * C);
         STAT(L->rstd1, N);
         ACT(L->qkv, N * W);
-        ACT(L->att, (size_t)m->B * NH * T * T);
+        ACT(L->att, (size_t)d->B * NH * T * T);
         ACT(L->atty, N * Q);
         ACT(L->residual2, N * C);
         ACT(L->ln2, N * C);
@@ -207,8 +148,8 @@ static void carve_activations(dsrt_llama *m, bool count_only)
     }
     ACT(m->lnf, N * C);
     STAT(m->rstdf, N);
-    ACT(m->logits, N * V);
-    STAT(m->losses, N);
+    ACT(d->logits, N * V);
+    STAT(d->losses, N);
     STAT(m->rope_cos, T * half);
     STAT(m->rope_sin, T * half);
     ACT(m->proj, N * C);
@@ -221,8 +162,8 @@ static void carve_activations(dsrt_llama *m, bool count_only)
 #undef ACT
 #undef STAT
     if (count_only) {
-        m->act_bytes = a;
-        m->stat_bytes = s;
+        d->act_bytes = a;
+        d->stat_bytes = s;
     }
 }
 
@@ -270,7 +211,7 @@ void dsrt_llama_shapes(const dsrt_llama_config *cfg, int B, int T, dsrt_backend_
 
 size_t dsrt_llama_activation_bytes_for(const dsrt_llama_config *cfg, int B, int T, dsrt_dtype dt)
 {
-    dsrt_llama m = {.cfg = *cfg, .B = B, .T = T, .dsz = dsrt_dtype_size(dt)};
+    dsrt_llama m = {.cfg = *cfg, .d = {.B = B, .T = T, .dsz = dsrt_dtype_size(dt)}};
     m.Q = cfg->num_attention_heads * cfg->head_dim;
     m.KV = cfg->num_key_value_heads * cfg->head_dim;
     m.W = m.Q + 2 * m.KV;
@@ -279,7 +220,7 @@ size_t dsrt_llama_activation_bytes_for(const dsrt_llama_config *cfg, int B, int 
         return 0;
     carve_activations(&m, true);
     free(m.layers);
-    return m.act_bytes + m.stat_bytes + 2 * (size_t)B * T * sizeof(int32_t);
+    return m.d.act_bytes + m.d.stat_bytes + 2 * (size_t)B * T * sizeof(int32_t);
 }
 
 dsrt_status dsrt_llama_create_ex(const dsrt_llama_config *cfg, dsrt_backend *be, int B, int T,
@@ -310,18 +251,15 @@ dsrt_status dsrt_llama_create_ex(const dsrt_llama_config *cfg, dsrt_backend *be,
     if (!m)
         return dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "llama_create");
     m->cfg = *cfg;
-    m->be = be;
-    m->B = B;
-    m->T = T;
-    m->dsz = dsrt_dtype_size(be->dt);
+    m->d = (decoder){.who = "llama", .be = be, .dsz = dsrt_dtype_size(be->dt), .B = B, .T = T,
+                     .V = cfg->vocab_size};
     m->Q = cfg->num_attention_heads * cfg->head_dim;
     m->KV = cfg->num_key_value_heads * cfg->head_dim;
     m->W = m->Q + 2 * m->KV;
     dsrt_status st;
     m->layers = calloc((size_t)cfg->num_hidden_layers, sizeof *m->layers);
-    m->losses_host = calloc((size_t)B * T, sizeof(float));
     float *table = calloc((size_t)T * cfg->head_dim, sizeof(float));
-    if (!m->layers || !m->losses_host || !table) {
+    if (!m->layers || !table) {
         free(table);
         st = dsrt_error_set(DSRT_STATUS_OUT_OF_MEMORY, "llama_create");
         goto fail;
@@ -329,17 +267,9 @@ dsrt_status dsrt_llama_create_ex(const dsrt_llama_config *cfg, dsrt_backend *be,
     if ((st = build_params(m)))
         goto fail_table;
     carve_activations(m, true);
-    size_t align = param_align ? param_align : 1;
-    size_t cap = (m->numel + align - 1) / align * align;
-    if ((st = be->ops->alloc(be, cap * m->dsz, &m->param_mem)) ||
-        (!(flags & DSRT_GPT2_NO_GRAD_BUFFER) && (st = be->ops->alloc(be, cap * m->dsz, &m->grad_mem))) ||
-        (st = be->ops->alloc(be, m->act_bytes, &m->act_mem)) ||
-        (st = be->ops->alloc(be, m->stat_bytes, (void **)&m->stat_mem)) ||
-        (st = be->ops->alloc(be, 2 * (size_t)B * T * sizeof(int32_t), (void **)&m->idx_mem)))
+    if ((st = decoder_alloc(&m->d, param_align, flags)))
         goto fail_table;
     carve_activations(m, false);
-    m->tokens = m->idx_mem;
-    m->targets = m->idx_mem + (size_t)B * T;
     {
         size_t half = (size_t)T * (cfg->head_dim / 2);
         dsrt_llama_rope_table(cfg, T, table, table + half);
@@ -366,17 +296,8 @@ void dsrt_llama_destroy(dsrt_llama *m)
 {
     if (!m)
         return;
-    if (m->be) {
-        m->be->ops->free(m->be, m->param_mem);
-        m->be->ops->free(m->be, m->grad_mem);
-        m->be->ops->free(m->be, m->act_mem);
-        m->be->ops->free(m->be, m->stat_mem);
-        m->be->ops->free(m->be, m->idx_mem);
-    }
-    free(m->params);
-    free(m->names);
+    decoder_free(&m->d);
     free(m->layers);
-    free(m->losses_host);
     free(m);
 }
 
@@ -395,93 +316,40 @@ static dsrt_init_kind llama_init_rule(const dsrt_param *p, const void *user, dou
 
 dsrt_status dsrt_llama_init(dsrt_llama *m, uint64_t seed)
 {
-    return dsrt_init_params(m->be, m->param_mem, m->params, m->n_params, seed, llama_init_rule, &m->cfg);
+    return dsrt_init_params(m->d.be, m->d.param_mem, m->d.params, m->d.n_params, seed, llama_init_rule, &m->cfg);
 }
 
-static dsrt_status no_grad_buffer(const char *who)
-{
-    return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
-                          "%s: this model was created without a gradient buffer (its gradients go to "
-                          "the slots the reducer hands out)",
-                          who);
-}
+dsrt_status dsrt_llama_zero_grad(dsrt_llama *m) { return decoder_zero_grad(&m->d); }
 
-dsrt_status dsrt_llama_zero_grad(dsrt_llama *m)
-{
-    if (!m->grad_mem)
-        return no_grad_buffer("llama_zero_grad");
-    return m->be->ops->memset0(m->be, m->grad_mem, m->numel * m->dsz);
-}
-
-dsrt_status dsrt_llama_get_grads_f32(dsrt_llama *m, float *dst)
-{
-    if (!m->grad_mem)
-        return no_grad_buffer("llama_get_grads");
-    return m->be->ops->download_f32(m->be, dst, m->grad_mem, m->numel);
-}
+dsrt_status dsrt_llama_get_grads_f32(dsrt_llama *m, float *dst) { return decoder_get_grads_f32(&m->d, dst); }
 
 void dsrt_llama_set_param_wait(dsrt_llama *m, dsrt_param_wait_fn fn, void *user)
 {
-    m->wait_fn = fn;
-    m->wait_user = user;
+    m->d.wait_fn = fn;
+    m->d.wait_user = user;
 }
 
 void dsrt_llama_set_grad_slots(dsrt_llama *m, dsrt_grad_slot_fn fn, void *user)
 {
-    m->slot_fn = fn;
-    m->slot_user = user;
+    m->d.slot_fn = fn;
+    m->d.slot_user = user;
 }
 
 void dsrt_llama_set_grad_pieces(dsrt_llama *m, dsrt_grad_piece_fn piece, dsrt_grad_piece_done_fn done,
                                 void *user)
 {
-    m->piece_fn = piece;
-    m->piece_done = done;
-    m->piece_user = user;
-}
-
-static dsrt_status params_ready(dsrt_llama *m, size_t first, size_t last)
-{
-    return m->wait_fn ? m->wait_fn(m->wait_user, first, last) : DSRT_STATUS_OK;
+    m->d.piece_fn = piece;
+    m->d.piece_done = done;
+    m->d.piece_user = user;
 }
 
 /* ---- forward */
-static dsrt_status check_inputs(dsrt_llama *m, const int32_t *tokens, const int32_t *targets, int B,
-                                int T, int *n_valid)
-{
-    if (!tokens)
-        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT, "llama_forward: tokens is NULL");
-    if (B < 1 || T < 1 || B > m->B || T > m->T)
-        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
-                              "llama_forward: batch %d x %d exceeds the model's %d x %d", B, T, m->B, m->T);
-    int V = m->cfg.vocab_size;
-    *n_valid = 0;
-    for (int i = 0; i < B * T; i++) {
-        if (tokens[i] < 0 || tokens[i] >= V)
-            return dsrt_error_set(DSRT_STATUS_OUT_OF_RANGE,
-                                  "llama_forward: tokens[%d][%d] = %d is outside the vocabulary [0, %d)",
-                                  i / T, i % T, (int)tokens[i], V);
-        if (targets) {
-            int32_t y = targets[i];
-            if (y == -100)
-                continue;
-            if (y < 0 || y >= V)
-                return dsrt_error_set(DSRT_STATUS_OUT_OF_RANGE,
-                                      "llama_forward: targets[%d][%d] = %d is outside the vocabulary "
-                                      "[0, %d) and is not the ignore index -100",
-                                      i / T, i % T, (int)y, V);
-            (*n_valid)++;
-        }
-    }
-    return DSRT_STATUS_OK;
-}
-
 /* y (N, OC at stride ldy) = x (N,K) . Wt (OC,K)^T [+ bias]: an nn.Linear
  * writing into part of a wider row */
 static dsrt_status linear_into(dsrt_llama *m, void *y, int ldy, const void *x, int K, long w, long b,
                                int N, int OC)
 {
-    dsrt_backend *be = m->be;
+    dsrt_backend *be = m->d.be;
     DSRT_TRY(be->ops->gemm(be, 0, 1, N, OC, K, x, K, P(m, w), K, y, ldy, 0));
     if (b >= 0)
         DSRT_TRY(be->ops->bias_forward(be, y, P(m, b), N, OC, ldy));
@@ -491,33 +359,29 @@ static dsrt_status linear_into(dsrt_llama *m, void *y, int ldy, const void *x, i
 dsrt_status dsrt_llama_forward(dsrt_llama *m, const int32_t *tokens, const int32_t *targets, int B,
                                int T, dsrt_gpt2_mode mode, float loss_scale, float *loss)
 {
-    if (mode == DSRT_GPT2_TRAIN && !targets)
-        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT, "llama_forward: training needs targets");
     int n_valid = 0;
-    DSRT_TRY(check_inputs(m, tokens, targets, B, T, &n_valid));
-    dsrt_backend *be = m->be;
+    decoder *d = &m->d;
+    DSRT_TRY(decoder_begin(d, mode, tokens, targets, B, T, &n_valid));
+    dsrt_backend *be = d->be;
     const dsrt_llama_config *c = &m->cfg;
     int C = c->hidden_size, F = c->intermediate_size, V = c->vocab_size, N = B * T;
     int NH = c->num_attention_heads, NKV = c->num_key_value_heads, HS = c->head_dim;
     int Q = m->Q, KV = m->KV, W = m->W;
     float eps = c->rms_norm_eps;
-    m->have_train_fwd = m->have_eval_fwd = 0;
-    DSRT_TRY(be->ops->upload(be, m->tokens, tokens, (size_t)N * sizeof(int32_t)));
-    if (targets)
-        DSRT_TRY(be->ops->upload(be, m->targets, targets, (size_t)N * sizeof(int32_t)));
+    size_t dsz = d->dsz;
 
-    DSRT_TRY(params_ready(m, m->embed, m->embed));
-    DSRT_TRY(be->ops->encoder_forward(be, m->embedded, m->tokens, P(m, (long)m->embed), NULL, B, T, C));
+    DSRT_TRY(decoder_params_ready(d, m->embed, m->embed));
+    DSRT_TRY(be->ops->encoder_forward(be, m->embedded, d->tokens, P(m, (long)m->embed), NULL, B, T, C));
     for (int l = 0; l < c->num_hidden_layers; l++) {
         llama_layer *L = &m->layers[l];
         const long *ix = L->idx;
-        DSRT_TRY(params_ready(m, L->first, L->last));
+        DSRT_TRY(decoder_params_ready(d, L->first, L->last));
         void *res = l == 0 ? m->embedded : m->layers[l - 1].residual3;
         /* attention: residual2 = res + o_proj(attn(rope(q, k), v)) of input_layernorm(res) */
         DSRT_TRY(be->ops->rmsnorm_forward(be, L->ln1, L->rstd1, res, P(m, ix[LL_IN_NORM]), N, C, eps));
         DSRT_TRY(linear_into(m, L->qkv, W, L->ln1, C, ix[LL_Q_W], ix[LL_Q_B], N, Q));
-        DSRT_TRY(linear_into(m, pofs(L->qkv, (size_t)Q, m->dsz), W, L->ln1, C, ix[LL_K_W], ix[LL_K_B], N, KV));
-        DSRT_TRY(linear_into(m, pofs(L->qkv, (size_t)(Q + KV), m->dsz), W, L->ln1, C, ix[LL_V_W],
+        DSRT_TRY(linear_into(m, pofs(L->qkv, (size_t)Q, dsz), W, L->ln1, C, ix[LL_K_W], ix[LL_K_B], N, KV));
+        DSRT_TRY(linear_into(m, pofs(L->qkv, (size_t)(Q + KV), dsz), W, L->ln1, C, ix[LL_V_W],
                              ix[LL_V_B], N, KV));
         DSRT_TRY(be->ops->rope(be, L->qkv, m->rope_cos, m->rope_sin, N, T, NH + NKV, HS, W, 0));
         DSRT_TRY(be->ops->attention_forward(be, L->atty, L->att, L->qkv, B, T, NH, NKV, HS));
@@ -528,68 +392,26 @@ dsrt_status dsrt_llama_forward(dsrt_llama *m, const int32_t *tokens, const int32
         DSRT_TRY(be->ops->rmsnorm_forward(be, L->ln2, L->rstd2, L->residual2, P(m, ix[LL_POST_NORM]), N,
                                           C, eps));
         DSRT_TRY(linear_into(m, L->gu, 2 * F, L->ln2, C, ix[LL_GATE_W], ix[LL_GATE_B], N, F));
-        DSRT_TRY(linear_into(m, pofs(L->gu, (size_t)F, m->dsz), 2 * F, L->ln2, C, ix[LL_UP_W], ix[LL_UP_B],
+        DSRT_TRY(linear_into(m, pofs(L->gu, (size_t)F, dsz), 2 * F, L->ln2, C, ix[LL_UP_W], ix[LL_UP_B],
                              N, F));
         DSRT_TRY(be->ops->swiglu_forward(be, L->h, L->gu, N, F));
         DSRT_TRY(be->ops->matmul_forward(be, m->proj, L->h, P(m, ix[LL_DOWN_W]), P(m, ix[LL_DOWN_B]), N,
                                          F, C, DSRT_W_NK));
         DSRT_TRY(be->ops->residual_forward(be, L->residual3, L->residual2, m->proj, (size_t)N * C));
     }
-    DSRT_TRY(params_ready(m, m->norm, m->n_params - 1));
+    DSRT_TRY(decoder_params_ready(d, m->norm, d->n_params - 1));
     DSRT_TRY(be->ops->rmsnorm_forward(be, m->lnf, m->rstdf, m->layers[c->num_hidden_layers - 1].residual3,
                                       P(m, (long)m->norm), N, C, eps));
-    DSRT_TRY(be->ops->matmul_forward(be, m->logits, m->lnf, P(m, (long)m->head), NULL, N, C, V, DSRT_W_NK));
-    m->cur_B = B;
-    m->cur_T = T;
-    if (!targets) {
-        m->have_eval_fwd = 1;
-        if (loss)
-            *loss = NAN;
-        return DSRT_STATUS_OK;
-    }
-    int grad = mode == DSRT_GPT2_TRAIN;
-    float dloss = n_valid ? loss_scale / (float)n_valid : 0.0f;
-    DSRT_TRY(be->ops->classifier_forward(be, m->losses, m->logits, m->targets, N, V, dloss, grad));
-    DSRT_TRY(be->ops->download(be, m->losses_host, m->losses, (size_t)N * sizeof(float)));
-    double sum = 0.0;
-    for (int i = 0; i < N; i++)
-        sum += m->losses_host[i];
-    if (loss)
-        *loss = n_valid ? (float)(sum / n_valid) : NAN;
-    m->have_train_fwd = grad;
-    m->have_eval_fwd = !grad;
-    return DSRT_STATUS_OK;
+    DSRT_TRY(be->ops->matmul_forward(be, d->logits, m->lnf, P(m, (long)m->head), NULL, N, C, V, DSRT_W_NK));
+    return decoder_finish(d, targets, B, T, mode, loss_scale, n_valid, loss);
 }
 
-dsrt_status dsrt_llama_get_logits_f32(dsrt_llama *m, float *dst)
-{
-    if (!m->have_eval_fwd)
-        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
-                              "llama_get_logits: no evaluation forward to read (a training forward "
-                              "replaces the logits by their gradient)");
-    return m->be->ops->download_f32(m->be, dst, m->logits,
-                                    (size_t)m->cur_B * m->cur_T * m->cfg.vocab_size);
-}
+dsrt_status dsrt_llama_get_logits_f32(dsrt_llama *m, float *dst) { return decoder_get_logits_f32(&m->d, dst); }
 
 /* ---- backward */
-static dsrt_status grad_at(dsrt_llama *m, long i, void **out)
-{
-    if (i < 0) {
-        *out = NULL;
-        return DSRT_STATUS_OK;
-    }
-    if (m->grad_mem) {
-        *out = pofs(m->grad_mem, m->params[i].offset, m->dsz);
-        return DSRT_STATUS_OK;
-    }
-    return m->slot_fn(m->slot_user, (size_t)i, out);
-}
+static dsrt_status grad_at(dsrt_llama *m, long i, void **out) { return decoder_grad_at(&m->d, i, out); }
 
-static void ready(dsrt_grad_ready_fn fn, void *user, long i)
-{
-    if (fn && i >= 0)
-        fn(user, (size_t)i);
-}
+static void ready(dsrt_grad_ready_fn fn, void *user, long i) { decoder_ready(fn, user, i); }
 
 /* The backward of linear_into for one projection that read x (N,K): its
  * weight's (and bias's) gradients, and dx (N,K) = or += dy . W */
@@ -597,7 +419,7 @@ static dsrt_status linear_back(dsrt_llama *m, void *dx, int accumulate, const vo
                                const void *x, int K, long w, long b, int N, int OC,
                                dsrt_grad_ready_fn fn, void *user)
 {
-    dsrt_backend *be = m->be;
+    dsrt_backend *be = m->d.be;
     void *gw, *gb;
     DSRT_TRY(grad_at(m, b, &gb));
     DSRT_TRY(grad_at(m, w, &gw));
@@ -611,56 +433,29 @@ static dsrt_status linear_back(dsrt_llama *m, void *dx, int accumulate, const vo
 
 /* The embedding's gradient rows [v0, v1) into g (row v0 first): with a tied
  * head first the head's part dlogits[:, v0:v1]^T . lnf, then the lookup's */
-static dsrt_status embed_rows(dsrt_llama *m, void *g, int v0, int v1)
+static dsrt_status embed_rows(void *ctx, void *g, int v0, int v1)
 {
-    dsrt_backend *be = m->be;
-    int N = m->cur_B * m->cur_T, C = m->cfg.hidden_size, V = m->cfg.vocab_size;
+    dsrt_llama *m = ctx;
+    decoder *d = &m->d;
+    dsrt_backend *be = d->be;
+    int N = d->cur_B * d->cur_T, C = m->cfg.hidden_size, V = m->cfg.vocab_size;
     if (m->head == m->embed)
-        DSRT_TRY(be->ops->gemm(be, 1, 0, v1 - v0, C, N, (char *)m->logits + (size_t)v0 * m->dsz, V,
+        DSRT_TRY(be->ops->gemm(be, 1, 0, v1 - v0, C, N, (char *)d->logits + (size_t)v0 * d->dsz, V,
                                m->lnf, C, g, C, 1));
-    return be->ops->encoder_backward(be, g, NULL, m->dresidual, m->tokens, m->cur_B, m->cur_T, C, v0, v1);
-}
-
-static dsrt_status embed_grad(dsrt_llama *m)
-{
-    int C = m->cfg.hidden_size, V = m->cfg.vocab_size;
-    if (m->grad_mem || !m->piece_fn) {
-        void *g;
-        DSRT_TRY(grad_at(m, (long)m->embed, &g));
-        return embed_rows(m, g, 0, V);
-    }
-    size_t end = (size_t)V * C;
-    while (end) {
-        size_t off = 0;
-        void *g = NULL;
-        DSRT_TRY(m->piece_fn(m->piece_user, m->embed, end, (size_t)C, &off, &g));
-        if (off >= end || off % (size_t)C)
-            return dsrt_error_set(DSRT_STATUS_INTERNAL,
-                                  "llama_backward: gradient piece [%zu, %zu) of embed_tokens is not whole rows",
-                                  off, end);
-        DSRT_TRY(embed_rows(m, g, (int)(off / (size_t)C), (int)(end / (size_t)C)));
-        DSRT_TRY(m->piece_done(m->piece_user, m->embed, off));
-        end = off;
-    }
-    return DSRT_STATUS_OK;
+    return be->ops->encoder_backward(be, g, NULL, m->dresidual, d->tokens, d->cur_B, d->cur_T, C, v0, v1);
 }
 
 dsrt_status dsrt_llama_backward(dsrt_llama *m, dsrt_grad_ready_fn fn, void *user)
 {
-    if (!m->have_train_fwd)
-        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT,
-                              "llama_backward: needs a training forward first (each forward allows one "
-                              "backward)");
-    if (!m->grad_mem && !m->slot_fn)
-        return no_grad_buffer("llama_backward");
-    m->have_train_fwd = 0;
-    dsrt_backend *be = m->be;
+    decoder *d = &m->d;
+    DSRT_TRY(decoder_backward_begin(d));
+    dsrt_backend *be = d->be;
     const dsrt_llama_config *c = &m->cfg;
-    int B = m->cur_B, T = m->cur_T, N = B * T;
+    int B = d->cur_B, T = d->cur_T, N = B * T;
     int C = c->hidden_size, F = c->intermediate_size, V = c->vocab_size;
     int NH = c->num_attention_heads, NKV = c->num_key_value_heads, HS = c->head_dim;
     int Q = m->Q, KV = m->KV, W = m->W;
-    size_t dsz = m->dsz;
+    size_t dsz = d->dsz;
 
     DSRT_TRY(be->ops->memset0(be, m->dresidual, (size_t)N * C * dsz));
     /* logits hold dlogits after the fused classifier. An untied head's
@@ -669,7 +464,7 @@ dsrt_status dsrt_llama_backward(dsrt_llama *m, dsrt_grad_ready_fn fn, void *user
         void *gh = NULL;
         if (m->head != m->embed)
             DSRT_TRY(grad_at(m, (long)m->head, &gh));
-        DSRT_TRY(be->ops->matmul_backward(be, m->dln, gh, NULL, m->logits, m->lnf, P(m, (long)m->head), N,
+        DSRT_TRY(be->ops->matmul_backward(be, m->dln, gh, NULL, d->logits, m->lnf, P(m, (long)m->head), N,
                                           C, V, DSRT_W_NK));
         if (gh)
             ready(fn, user, (long)m->head);
@@ -733,7 +528,7 @@ dsrt_status dsrt_llama_backward(dsrt_llama *m, dsrt_grad_ready_fn fn, void *user
             ready(fn, user, ix[LL_IN_NORM]);
         }
     }
-    DSRT_TRY(embed_grad(m));
+    DSRT_TRY(decoder_embedding_grad(d, m->embed, C, embed_rows, m));
     ready(fn, user, (long)m->embed);
     return DSRT_STATUS_OK;
 }
