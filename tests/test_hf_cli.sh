@@ -12,11 +12,7 @@ train=$1 compare=$2 hf=$3
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 fail=0
-check() { # check NAME EXPECTED_RC ACTUAL_RC [grep pattern in output]
-    if [ "$3" -ne "$2" ]; then echo "FAIL $1: exit $3, expected $2"; cat "$dir/out"; fail=1; return; fi
-    if [ $# -ge 4 ] && ! grep -q -- "$4" "$dir/out"; then echo "FAIL $1: no '$4' in:"; cat "$dir/out"; fail=1; return; fi
-    echo "ok   $1"
-}
+. "$(dirname "${BASH_SOURCE[0]}")/cli_util.sh"
 run() { "$train" --deepspeed_config "$hf/ds_config_sft.json" --model "$hf/models/tiny-llama" --data "$hf/sft.jsonl" \
     --seq_len 32 "$@" > "$dir/out" 2>&1; }
 

@@ -8,11 +8,7 @@ train=$1
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 fail=0
-check() { # check NAME EXPECTED_RC ACTUAL_RC [grep pattern in output]
-    if [ "$3" -ne "$2" ]; then echo "FAIL $1: exit $3, expected $2"; cat "$dir/out"; fail=1; return; fi
-    if [ $# -ge 4 ] && ! grep -q -- "$4" "$dir/out"; then echo "FAIL $1: no '$4' in:"; cat "$dir/out"; fail=1; return; fi
-    echo "ok   $1"
-}
+. "$(dirname "${BASH_SOURCE[0]}")/cli_util.sh"
 cat > "$dir/ds.json" <<'JSON'
 {"train_micro_batch_size_per_gpu": 2, "gradient_accumulation_steps": 2, "steps_per_print": 2,
  "optimizer": {"type": "AdamW", "params": {"lr": 1e-3}}, "gradient_clipping": 1.0}

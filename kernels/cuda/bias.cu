@@ -3,7 +3,7 @@
  *   forward:  x (N rows of OC at stride ld) += bias (OC)
  *   backward: dbias (OC) += the column sums of dout (N rows of OC at stride ld)
  * fp32 arithmetic, each output rounded once to the storage type. The column
- * sums are reduced in two deterministic passes, as matmul.cu's dbias: fp32
+ * sums (also matmul_backward's dbias) are reduced in two deterministic passes: fp32
  * partials per 256-row chunk (8 row lanes combined in a fixed order), then the
  * chunks added in order, touching each dbias element once (no atomics). Needs
  * reserve()d scratch of chunks(N) * OC floats. */

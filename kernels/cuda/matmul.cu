@@ -5,7 +5,7 @@
  * so bias + inp.W is summed in fp32 and rounded once, exactly as the CPU does.
  * Backward: dinp (N,K) = dout . W^T (overwrites; skipped when dinp is NULL),
  * dW += (beta = 1: the old dW is read, added in fp32, rounded once),
- * dbias += column sums of dout, reduced in fp32 in two deterministic passes
+ * dbias += column sums of dout (bias.cu), reduced in fp32 in two deterministic passes
  * (partials per 256-row chunk, then the chunks in order; no atomics), which
  * needs reserve()d scratch of chunks(N) * OC floats. cuBLAS is deterministic
  * on one stream with a fixed workspace.
@@ -38,42 +38,6 @@ template <typename S> __global__ void bias_broadcast_kernel(S *out, const S *bia
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x)
         out[i] = bias[i % (size_t)OC];
-}
-
-/* part (chunks, OC) fp32: sums of dout (N,OC) over each chunk of rows.
- * block (32, 8): 32 columns, 8 row lanes combined in a fixed order. */
-template <typename S>
-__global__ void colsum_partial_kernel(float *part, const S *dout, int N, int OC)
-{
-    __shared__ float sh[8][33];
-    int col = blockIdx.x * 32 + threadIdx.x;
-    int r0 = blockIdx.y * CUDA_COLRED_ROWS;
-    int r1 = min(N, r0 + CUDA_COLRED_ROWS);
-    float acc = 0.0f;
-    if (col < OC)
-        for (int r = r0 + (int)threadIdx.y; r < r1; r += 8)
-            acc += to_f32(dout[(size_t)r * OC + col]);
-    sh[threadIdx.y][threadIdx.x] = acc;
-    __syncthreads();
-    if (threadIdx.y == 0 && col < OC) {
-        float s = 0.0f;
-        for (int y = 0; y < 8; y++)
-            s += sh[y][threadIdx.x];
-        part[(size_t)blockIdx.y * OC + col] = s;
-    }
-}
-
-/* dbias (OC) += sum over chunks of part (chunks, OC), chunks in order */
-template <typename S>
-__global__ void colsum_finish_kernel(S *dbias, const float *part, int chunks, int OC)
-{
-    int col = blockIdx.x * blockDim.x + threadIdx.x;
-    if (col >= OC)
-        return;
-    float s = 0.0f;
-    for (int k = 0; k < chunks; k++)
-        s += part[(size_t)k * OC + col];
-    dbias[col] = from_f32<S>(to_f32(dbias[col]) + s);
 }
 
 template <typename S>
@@ -120,18 +84,9 @@ static dsrt_status matmul_backward(cuda_backend *cb, void *dinp, void *dw, void 
             DSRT_TRY(cuda_gemm(cb, true, false, OC, K, N, 1.0f, dout, t, OC, 0, inp, t, K, 0, 1.0f,
                                dw, t, K, 0, 1));
     }
-    if (dbias) {
-        size_t chunks = cuda_colred_chunks((size_t)N);
-        DSRT_TRY(cuda_need(cb, chunks * (size_t)OC, cb->partials_n, "matmul_backward (dbias)",
-                           "floats"));
-        dim3 grid((unsigned)((OC + 31) / 32), (unsigned)chunks);
-        colsum_partial_kernel<S>
-            <<<grid, dim3(32, 8), 0, cb->stream>>>(cb->partials, (const S *)dout, N, OC);
-        CUDA_LAUNCHED(colsum_partial_kernel);
-        colsum_finish_kernel<S><<<(unsigned)((OC + 255) / 256), 256, 0, cb->stream>>>(
-            (S *)dbias, cb->partials, (int)chunks, OC);
-        CUDA_LAUNCHED(colsum_finish_kernel);
-    }
+    /* dbias += the column sums of dout: bias.cu's deterministic reduction */
+    if (dbias)
+        DSRT_TRY(cuda_bias_backward(&cb->base, dbias, dout, N, OC, OC));
     return DSRT_STATUS_OK;
 }
 
