@@ -230,7 +230,7 @@ configure() { # configure WERROR
         -DDSRT_DEPS_ROOT="$build/deps/root" -DCMAKE_CUDA_ARCHITECTURES="$cc_arch" -DDSRT_SANITIZERS=OFF \
         -DDSRT_WERROR="$1" -DCMAKE_DISABLE_FIND_PACKAGE_MPI=ON -DDSRT_SHARED_DIR="$build/no-shared"
 }
-targets=(dsrt dsrt-train dsrt-config test_ops_gpu test_gpt2_reference bench_gpt2 bench_adamw bench_ckpt)
+targets=(dsrt dsrt-train dsrt-config test_ops_gpu test_gpt2_reference test_hf_reference bench_gpt2 bench_adamw bench_ckpt)
 built=0
 if time_left build; then
     t0=$(date +%s)
