@@ -1,8 +1,9 @@
-/* GPT-2 forward+backward throughput on the CPU backend, against PyTorch on
- * the same model, batch and thread count, measured in the same run, and
- * against the machine's own sgemm rate (also measured here).
+/* Forward+backward throughput of a built-in model (GPT-2, or the LLaMA
+ * family from a config.json or model folder) on the CPU backend, against
+ * PyTorch on the same model, batch and thread count, measured in the same
+ * run, and against the machine's own sgemm rate (also measured here).
  *
- *   bench_gpt2 [--model PRESET|config.json] [--batch B] [--seq T] [--steps S]
+ *   bench_gpt2 [--model PRESET|config.json|DIR] [--batch B] [--seq T] [--steps S]
  *              [--warmup W] [--threads N] [--dtype fp32|bf16|fp16]
  *              [--torch-script PATH] [--python PATH]
  *              [--backend cpu|cuda] [--peak-tflops X]
@@ -12,9 +13,10 @@
  * the H100 PCIe), with the same FLOP count as below.
  *
  * FLOPs per token of a training step (PaLM's convention, Chowdhery et al.
- * 2022, appendix B): 6 * N_matmul + 12 * L * C * T, where N_matmul counts
- * every weight that takes part in a matmul (the tied LM head included) and
- * the second term is attention's q.k and att.v without a causal discount. */
+ * 2022, appendix B): 6 * N_matmul + 12 * L * (NH * HS) * T, where N_matmul
+ * counts every weight that takes part in a matmul (the tied LM head included)
+ * and the second term is attention's q.k and att.v without a causal
+ * discount: 3 x dsrt_model_forward_flops. */
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
@@ -26,7 +28,7 @@
 #include <unistd.h>
 
 #include "bench_util.h"
-#include "model/gpt2.h"
+#include "model/model.h"
 #include "base/internal.h"
 
 /* sgemm rate on the shape of the model's widest matmul (N x C x 4C) */
@@ -95,31 +97,31 @@ int main(int argc, char **argv)
     openblas_set_num_threads(threads);
     dsrt_dtype dt = !strcmp(dtype, "bf16") ? DSRT_BF16 : !strcmp(dtype, "fp16") ? DSRT_F16 : DSRT_F32;
 
-    dsrt_gpt2_config cfg;
+    dsrt_model_config cfg;
     dsrt_backend *be = NULL;
-    dsrt_gpt2 *m = NULL;
+    dsrt_model *m = NULL;
     bool cuda = !strcmp(backend, "cuda");
-    if (dsrt_gpt2_config_load(model, &cfg) ||
+    if (dsrt_model_config_load(model, &cfg) ||
         (cuda ? dsrt_backend_cuda_create(dt, 0, &be) : dsrt_backend_cpu_create(dt, &be)) ||
-        dsrt_gpt2_create(&cfg, be, B, T, &m) || dsrt_gpt2_init(m, 1234)) {
+        dsrt_model_create(&cfg, be, B, T, 1, 0, &m) || dsrt_model_init(m, 1234)) {
         fprintf(stderr, "bench_gpt2: %s\n", dsrt_error_message());
         return 1;
     }
     const char *coretype = getenv("OPENBLAS_CORETYPE");
-    printf("== GPT-2 forward+backward, %s backend\n", backend);
-    printf("model %s: L=%d C=%d NH=%d V=%d, %zu parameters; batch %d x %d; %s; threads %d\n",
-           model, cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.vocab_size, dsrt_gpt2_num_params(m), B,
-           T, dtype, threads);
+    int N = B * T, C = dsrt_model_hidden_size(&cfg), L = dsrt_model_num_layers(&cfg), F = dsrt_model_intermediate_size(&cfg),
+        V = dsrt_model_vocab_size(&cfg);
+    printf("== %s forward+backward, %s backend\n", dsrt_model_type(&cfg), backend);
+    printf("model %s: L=%d C=%d F=%d NH=%d V=%d, %zu parameters; batch %d x %d; %s; threads %d\n", model, L, C,
+           F, dsrt_model_num_heads(&cfg), V, dsrt_model_num_params(m), B, T, dtype, threads);
     printf("OpenBLAS: %s; OPENBLAS_CORETYPE=%s\n", openblas_get_config(),
            coretype ? coretype : "(unset)");
 
-    int N = B * T, C = cfg.n_embd, L = cfg.n_layer, F = cfg.n_inner, V = cfg.vocab_size;
-    double n_matmul = (double)L * (4.0 * C * C + 2.0 * C * F) + (double)C * V;
-    double flops_tok = 6.0 * n_matmul + 12.0 * L * C * (double)T;
+    double flops_tok = 3.0 * dsrt_model_forward_flops(&cfg, 1, T) / T;
 
-    double sg = cuda ? 0 : sgemm_gflops(N, C, 4 * C);
+    /* the sgemm rate on the widest MLP matmul (N x C x F) */
+    double sg = cuda ? 0 : sgemm_gflops(N, C, F);
     if (!cuda)
-        printf("sgemm %d x %d x %d: %.1f GFLOP/s\n", N, C, 4 * C, sg);
+        printf("sgemm %d x %d x %d: %.1f GFLOP/s\n", N, C, F, sg);
 
     int32_t *tok = malloc((size_t)N * sizeof(int32_t)), *tgt = malloc((size_t)N * sizeof(int32_t));
     uint64_t s = 42;
@@ -132,13 +134,12 @@ int main(int argc, char **argv)
     float loss = 0;
     for (int it = 0; it < warmup + steps; it++) {
         double t0 = bench_now();
-        if (dsrt_gpt2_zero_grad(m) ||
-            dsrt_gpt2_forward(m, tok, tgt, B, T, DSRT_GPT2_TRAIN, 1.0f, &loss)) {
+        if (dsrt_model_zero_grad(m) || dsrt_model_forward(m, tok, tgt, B, T, DSRT_GPT2_TRAIN, 1.0f, &loss)) {
             fprintf(stderr, "bench_gpt2: %s\n", dsrt_error_message());
             return 1;
         }
         double t1 = bench_now();
-        if (dsrt_gpt2_backward(m, NULL, NULL) || be->ops->sync(be)) {
+        if (dsrt_model_backward(m, NULL, NULL) || be->ops->sync(be)) {
             fprintf(stderr, "bench_gpt2: %s\n", dsrt_error_message());
             return 1;
         }
@@ -150,13 +151,13 @@ int main(int argc, char **argv)
     }
     double step = t_total / steps, tps = N / step;
     double achieved = flops_tok * N / step / 1e9;
-    printf("FLOPs per token (6 N_matmul + 12 L C T): %.4g\n", flops_tok);
+    printf("FLOPs per token (6 N_matmul + 12 L (NH HS) T): %.4g\n", flops_tok);
     if (cuda) {
         printf("dsrt:    %.4f s/step (forward %.4f s), %.0f tokens/s, %.1f TFLOP/s, MFU %.1f%% of "
                "%.1f TFLOP/s (loss %.4f)\n",
                step, t_fwd / steps, tps, achieved / 1e3, 100.0 * achieved / 1e3 / peak_tflops,
                peak_tflops, (double)loss);
-        dsrt_gpt2_destroy(m);
+        dsrt_model_destroy(m);
         be->ops->destroy(be);
         return 0;
     }
@@ -174,6 +175,8 @@ int main(int argc, char **argv)
             fputs(preset, f);
             fclose(f);
         }
+    } else if (cfg.weights_dir[0]) {
+        snprintf(cfg_path, sizeof cfg_path, "%s/config.json", model);
     } else {
         snprintf(cfg_path, sizeof cfg_path, "%s", model);
     }
@@ -190,7 +193,7 @@ int main(int argc, char **argv)
     else
         printf("pytorch: %s\n", why);
     free(tok), free(tgt);
-    dsrt_gpt2_destroy(m);
+    dsrt_model_destroy(m);
     be->ops->destroy(be);
     return 0;
 }

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""PyTorch GPT-2 forward+backward throughput on CPU, the baseline for dsrt's CPU figures.
+"""PyTorch forward+backward throughput on CPU, the baseline for dsrt's CPU figures.
 
 usage: torch_gpt2.py --config MODEL.json --batch B --seq T --threads N --steps S --warmup W
 
-Builds the model as compat_tests/reference/gen_gpt2_reference.py does (Hugging Face
-GPT2LMHeadModel when transformers imports, else the built-in mirror), float32, dropout 0,
-HF's random init. Times S steps of (zero_grad, forward, mean cross-entropy over B*T
+GPT-2: builds the model as compat_tests/reference/gen_gpt2_reference.py does (Hugging Face
+GPT2LMHeadModel when transformers imports, else the built-in mirror). LLaMA, Mistral,
+Qwen2: transformers' AutoModelForCausalLM from the config (sdpa attention). float32,
+dropout 0, HF's random init. Times S steps of (zero_grad, forward, mean cross-entropy over B*T
 random targets, backward) after W untimed warm-up steps; no optimizer step. Prints one
 line of JSON. Exit status 3 when torch cannot be imported, 2 on bad arguments.
 """
@@ -44,11 +45,19 @@ def main():
 
     with open(a.config) as f:
         cfg = json.load(f)
-    if a.seq > cfg["n_positions"]:
-        ap.error("--seq %d exceeds n_positions %d" % (a.seq, cfg["n_positions"]))
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
-    model, impl = build_model(cfg, torch.float32)
+    if cfg.get("model_type") in ("llama", "mistral", "qwen2"):
+        import transformers
+        hf_cfg = transformers.AutoConfig.for_model(**cfg)
+        if a.seq > hf_cfg.max_position_embeddings:
+            ap.error("--seq %d exceeds max_position_embeddings %d" % (a.seq, hf_cfg.max_position_embeddings))
+        model = transformers.AutoModelForCausalLM.from_config(hf_cfg, torch_dtype=torch.float32)
+        impl = "transformers %s %s" % (transformers.__version__, type(model).__name__)
+    else:
+        if a.seq > cfg["n_positions"]:
+            ap.error("--seq %d exceeds n_positions %d" % (a.seq, cfg["n_positions"]))
+        model, impl = build_model(cfg, torch.float32)
     model.train()  # dropouts are 0; train mode as in training
     v = cfg["vocab_size"]
     g = torch.Generator().manual_seed(a.seed)

@@ -363,10 +363,32 @@ static int print_estimate(run *r, const opts *o, int world)
     return 0;
 }
 
+/* OpenBLAS picks its kernels for the processor when it is loaded (with
+ * libdsrt, below), from its own list of processor models; Debian 12's 0.3.21
+ * does not know recent Xeons and falls back to its SSE3 ("Prescott")
+ * kernels, a quarter of an AVX-512 machine's sgemm rate. Unless the user
+ * chose (OPENBLAS_CORETYPE set), name the kernels the processor runs: the
+ * same choice OpenBLAS makes for the processors it knows. */
+static void choose_openblas_kernels(void)
+{
+    if (getenv("OPENBLAS_CORETYPE"))
+        return;
+    __builtin_cpu_init();
+    const char *core = NULL;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
+        core = "SkylakeX";
+    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        core = "Haswell";
+    if (core)
+        setenv("OPENBLAS_CORETYPE", core, 0);
+}
+
 /* libdsrt, the process group, the config, the engine and the data. */
 static int setup(run *r, opts *o)
 {
     char err[4096];
+    choose_openblas_kernels();
     if (dsrt_lib_open(&r->lib, NULL, err, sizeof err)) {
         fprintf(stderr, "dsrt-train: %s\n", err);
         return 1;

@@ -1,7 +1,10 @@
 #!/bin/bash
 # tiny-llama at ZeRO-2 on 2 MPI ranks (micro batch 2) against 1 rank with 2
 # accumulated micro-batches: the same samples per step and the same mean of
-# micro-batch means, so the same losses to the last bit. Buckets of 3000
+# micro-batch means, so the same losses within 1e-6 (the gradient norm that
+# clipping uses is summed per partition on 2 ranks, whole on one: its last
+# bit may differ; measured bit-equal with OpenBLAS's Prescott and Haswell
+# kernels, 5e-8 apart with SkylakeX's). Buckets of 3000
 # elements (several per backward; lm_head is larger than one) with the
 # comms logger on: every gradient bucket must be reduce-scattered, none
 # all-reduced, although LLaMA's input_layernorm gradients finish out of
@@ -27,8 +30,8 @@ common=(--model "$dir/models/tiny-llama" --data "$dir/sft.jsonl" --seq_len 32 --
 "$mpiexec" -np 2 "$train" --deepspeed_config "$out/ds_1.json" "${common[@]}" --loss_csv "$out/two.csv" \
     > "$out/two.log" 2>&1 || { cat "$out/two.log"; exit 1; }
 paste -d, "$out/one.csv" "$out/two.csv" | cut -d, -f1,2,9
-if ! cmp -s <(cut -d, -f1,2 "$out/one.csv") <(cut -d, -f1,2 "$out/two.csv"); then
-    echo "FAIL: 2 ranks did not reproduce 1 rank's losses"
+if ! paste -d, "$out/one.csv" "$out/two.csv" | awk -F, 'NR > 1 { d = $2 - $9; if (d < 0) d = -d; if (d > 1e-6 * $2) bad++ } NR == 1 { next } END { exit bad > 0 || NR != 7 }'; then
+    echo "FAIL: 2 ranks did not reproduce 1 rank's losses within 1e-6"
     exit 1
 fi
 grep -A20 "Comm. Op" "$out/two.log" | grep -v "^ " || true
@@ -36,4 +39,4 @@ if ! grep -q "^reduce_scatter" "$out/two.log" || grep -q "^all_reduce" "$out/two
     echo "FAIL: the gradient buckets were not all reduce-scattered"
     exit 1
 fi
-echo "ok: 6 steps equal; gradients reduce-scattered only"
+echo "ok: 6 steps equal within 1e-6; gradients reduce-scattered only"

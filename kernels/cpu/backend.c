@@ -2,7 +2,9 @@
  * 16-bit storage is staging.c). Ops run synchronously (sync is a no-op); OpenBLAS does the matmuls,
  * OpenMP the element-wise and row loops. */
 #define _GNU_SOURCE
+#include <cblas.h>
 #include <omp.h>
+#include <strings.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -235,8 +237,34 @@ static const dsrt_backend_ops cpu_ops = {
     .copy = cpu_copy_bytes,
 };
 
+/* Once per process: which OpenBLAS kernels run, and a warning when they are
+ * older than the processor (Debian 12's OpenBLAS 0.3.21 falls back to its
+ * SSE3 kernels on processors it does not know: a quarter of the AVX-512
+ * sgemm rate; OPENBLAS_CORETYPE=SkylakeX picks the right ones, and
+ * dsrt-train sets it). */
+static void say_openblas_kernels(void)
+{
+    static int said;
+    if (__atomic_exchange_n(&said, 1, __ATOMIC_RELAXED))
+        return;
+    const char *core = openblas_get_corename();
+    __builtin_cpu_init();
+    bool avx512 = __builtin_cpu_supports("avx512f"), avx2 = __builtin_cpu_supports("avx2");
+    bool old = core && (!strcasecmp(core, "prescott") || !strcasecmp(core, "core2") || !strcasecmp(core, "nehalem") ||
+                        !strcasecmp(core, "penryn") || !strcasecmp(core, "dunnington") || !strcasecmp(core, "atom") ||
+                        !strcasecmp(core, "katmai") || !strcasecmp(core, "coppermine"));
+    if (old && (avx512 || avx2))
+        dsrt_log(DSRT_LOG_WARNING,
+                 "cpu backend: OpenBLAS runs its %s kernels on a processor with %s: its matmuls run at a fraction "
+                 "of the machine's rate; set OPENBLAS_CORETYPE=%s before the library loads (dsrt-train does when it is unset)",
+                 core, avx512 ? "AVX-512" : "AVX2", avx512 ? "SkylakeX" : "Haswell");
+    else
+        dsrt_log(DSRT_LOG_DEBUG, "cpu backend: OpenBLAS %s kernels", core ? core : "?");
+}
+
 dsrt_status dsrt_backend_cpu_create(dsrt_dtype dt, dsrt_backend **out)
 {
+    say_openblas_kernels();
     *out = NULL;
     if (dt != DSRT_F32 && dt != DSRT_F16 && dt != DSRT_BF16)
         return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT, "cpu backend: unknown dtype %d",
