@@ -792,7 +792,10 @@ static double micro_begin(dsrt_engine *e)
 }
 
 /* End a micro-step: reduce what is left, then the boundary if this is one. */
-static dsrt_status micro_end(dsrt_engine *e, double loss, dsrt_step_report *r)
+/* counted: the micro-batch had targets (a built-in model's batch whose every
+ * target is -100 has a zero gradient and no loss: it is left out of the
+ * step's mean loss) */
+static dsrt_status micro_end(dsrt_engine *e, double loss, bool counted, dsrt_step_report *r)
 {
     e->in_micro = false;
     bool reduced = e->red.reducing;
@@ -803,8 +806,10 @@ static dsrt_status micro_end(dsrt_engine *e, double loss, dsrt_step_report *r)
     if (reduced && e->stage == 2 && e->buf.grads)
         DSRT_TRY(e->be->ops->memset0(e->be, e->buf.grads, e->n * e->dsz));
     e->count.micro_steps++;
-    e->count.window_loss += loss;
-    e->count.window_n++;
+    if (counted) {
+        e->count.window_loss += loss;
+        e->count.window_n++;
+    }
     r->boundary = 0;
     if (e->count.micro_steps % e->gas == 0) {
         tw = wcb_now(e);
@@ -862,7 +867,15 @@ dsrt_status engine_train(dsrt_engine *e, const int32_t *tokens, const int32_t *t
             e->in_micro = false;
             return st;
         }
-        DSRT_TRY(micro_end(e, loss, r));
+        size_t counted = 0;
+        for (size_t k = 0; k < per; k++)
+            counted += targets[i * per + k] != -100;
+        if (!counted && e->rank == 0)
+            dsrt_log(DSRT_LOG_WARNING,
+                     "step %lld, micro-batch %d: every target is -100 (prompts longer than the sequence, or "
+                     "fully masked data): its gradient is zero and its loss is left out of the step's",
+                     (long long)e->count.global_steps + 1, i + 1);
+        DSRT_TRY(micro_end(e, loss, counted > 0, r));
     }
     DSRT_TRY(e->be->ops->sync(e->be));
     double dt = dsrt_now() - t0;
@@ -934,7 +947,7 @@ dsrt_status engine_step(dsrt_engine *e, double loss, dsrt_step_report *r)
                               "engine_step: no micro-step is open (engine_micro_begin)");
     memset(r, 0, sizeof *r);
     DSRT_TRY(e->be->ops->sync(e->be));
-    DSRT_TRY(micro_end(e, loss, r));
+    DSRT_TRY(micro_end(e, loss, true, r));
     return e->be->ops->sync(e->be);
 }
 

@@ -1,5 +1,6 @@
 /* dsrt-train's training data (see dataset.h). */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -565,6 +566,23 @@ int dataset_check(const dataset *d, const char *path, int B, int T)
             fprintf(stderr, "dsrt-train: %s: no training sequences left after the held-out 10%%\n", path);
             return -1;
         }
+        /* sequences with nothing to train on once cut to T: their rows add a
+         * zero gradient (a micro-batch of only such rows is left out of the loss) */
+        size_t empty = 0, first = 0;
+        for (size_t s = 0; s < d->n_train; s++) {
+            size_t a = d->off[s], len = d->off[s + 1] - a, n = len < (size_t)T ? len : (size_t)T;
+            bool any = false;
+            for (size_t t = 1; t < n && !any; t++)
+                any = d->labels[a + t] != IGNORE_INDEX;
+            if (!any && !empty++)
+                first = s;
+        }
+        if (empty)
+            fprintf(stderr,
+                    "dsrt-train: warning: %s: %zu of %zu training sequences (the first: sequence %zu, counting from 1) "
+                    "have no label to train on within their first %d tokens (every label -100, or the response "
+                    "past --seq_len): they contribute nothing\n",
+                    path, empty, d->n_train, first + 1, T);
         return 0;
     }
     size_t window = (size_t)B * T;

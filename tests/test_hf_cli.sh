@@ -43,6 +43,17 @@ grep -q "= total" "$dir/out" && echo "ok   --estimate prints the total" || { ech
 # held-out sequences
 run --steps 2 --eval_every 2 --eval_batches 4; rc=$?
 check "--eval_every on JSONL: the last sequence held out" 0 $rc "eval loss"
+# sequences with nothing to train on within T: said at load; a micro-batch of
+# only such rows has a zero gradient and no loss, and the run goes on
+printf '{"input_ids": [1,2,3,4,5,6,7,8,9,10], "labels": [-100,-100,-100,-100,-100,-100,-100,-100,9,10]}\n{"input_ids": [1,2,3,4], "labels": [-100,-100,3,4]}\n' > "$dir/masked.jsonl"
+printf '{"train_micro_batch_size_per_gpu": 1, "optimizer": {"type": "AdamW", "params": {"lr": 1e-3}}}\n' > "$dir/b1.json"
+"$train" --deepspeed_config "$dir/b1.json" --model "$hf/models/tiny-llama" --data "$dir/masked.jsonl" --seq_len 8 \
+    --steps 4 --loss_csv "$dir/masked.csv" > "$dir/out" 2>&1
+check "a sequence whose labels all lie past --seq_len: said at load" 0 $? "1 of 2 training sequences"
+grep -q "every target is -100" "$dir/out" && [ "$(grep -c ',nan,' "$dir/masked.csv")" -eq 2 ] &&
+    [ "$(grep -c -v ',nan,' "$dir/masked.csv")" -eq 3 ] &&
+    echo "ok   its micro-batches: a warning, loss nan, zero gradient; the other steps train" ||
+    { echo "FAIL masked micro-batches"; cat "$dir/out" "$dir/masked.csv"; fail=1; }
 # refusals
 mkdir -p "$dir/empty"
 "$train" --deepspeed_config "$hf/ds_config_sft.json" --model "$dir/empty" --data "$hf/sft.jsonl" --steps 1 > "$dir/out" 2>&1
