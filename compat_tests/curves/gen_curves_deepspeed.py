@@ -103,12 +103,9 @@ def current_scale(engine):
     return 1.0
 
 
-def run_case(name, weights, data_path, steps, seq_len):
-    import deepspeed
-    ds = json.load(open(os.path.join(HERE, name + ".json")))
-    micro = int(ds["train_micro_batch_size_per_gpu"])
-    gas = int(ds.get("gradient_accumulation_steps", 1))
-
+def model_from_weights(weights):
+    """The GPT-2 of gpt2_dump_init's weights (cfg_text, seed, params), fp32, in train mode
+    (dropouts are 0): (model, impl, cfg)."""
     cfg_text, _seed, params = weights
     cfg = json.loads(cfg_text)
     torch.manual_seed(0)  # construction draws an init we overwrite
@@ -118,7 +115,17 @@ def run_case(name, weights, data_path, steps, seq_len):
     with torch.no_grad():
         for n, p in named:
             p.copy_(torch.from_numpy(params[n].astype(np.float32)))
-    model.train()  # dropouts are 0
+    model.train()
+    return model, impl, cfg
+
+
+def run_case(name, weights, data_path, steps, seq_len):
+    import deepspeed
+    ds = json.load(open(os.path.join(HERE, name + ".json")))
+    micro = int(ds["train_micro_batch_size_per_gpu"])
+    gas = int(ds.get("gradient_accumulation_steps", 1))
+
+    model, impl, cfg = model_from_weights(weights)
     V = cfg["vocab_size"]
 
     engine, optimizer, _, _ = deepspeed.initialize(model=model, model_parameters=model.parameters(),

@@ -86,7 +86,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import gen_curves as gc  # noqa: E402  (also puts ../reference on sys.path)
 import gen_curves_deepspeed as gcd  # noqa: E402
-from torch_gpt2_model import build_model, transformers_version  # noqa: E402
+from torch_gpt2_model import transformers_version  # noqa: E402
 from gen_gpt2_reference import load_weights  # noqa: E402
 
 CASES = {"zero2_2ranks": 2, "trainer_defaults": 1}  # case: world size
@@ -111,16 +111,7 @@ def window_tokens(tokens, c, b, t):
 
 
 def load_model(weights_path):
-    cfg_text, _seed, params = load_weights(weights_path)
-    cfg = json.loads(cfg_text)
-    torch.manual_seed(0)  # construction draws an init we overwrite
-    model, impl = build_model(cfg, torch.float32)
-    named = list(model.named_parameters())
-    assert sorted(n for n, _ in named) == sorted(params), "weights file / model mismatch"
-    with torch.no_grad():
-        for n, p in named:
-            p.copy_(torch.from_numpy(params[n].astype(np.float32)))
-    model.train()  # dropouts are 0
+    model, impl, cfg = gcd.model_from_weights(load_weights(weights_path))
     return model, impl, cfg["vocab_size"]
 
 
