@@ -352,7 +352,7 @@ static dsrt_status wte_rows(void *ctx, void *g, int v0, int v1)
     decoder *d = &m->d;
     dsrt_backend *be = d->be;
     int N = d->cur_B * d->cur_T, C = m->cfg.n_embd, V = m->cfg.vocab_size;
-    DSRT_TRY(be->ops->gemm(be, 1, 0, v1 - v0, C, N, (char *)d->logits + (size_t)v0 * d->dsz, V,
+    DSRT_TRY(be->ops->gemm(be, 1, 0, v1 - v0, C, N, decoder_at(d, d->logits, (size_t)v0), V,
                            m->lnf, C, g, C, 1));
     return be->ops->encoder_backward(be, g, NULL, m->dresidual, d->tokens, d->cur_B, d->cur_T, C,
                                      v0, v1);

@@ -63,7 +63,6 @@ struct dsrt_llama {
     void *dh;       /* (N,F) */
 };
 
-static void *pofs(void *base, size_t elems, size_t dsz) { return (char *)base + elems * dsz; }
 static void *P(dsrt_llama *m, long i) { return decoder_param(&m->d, i); }
 
 const dsrt_llama_config *dsrt_llama_get_config(const dsrt_llama *m) { return &m->cfg; }
@@ -368,7 +367,6 @@ dsrt_status dsrt_llama_forward(dsrt_llama *m, const int32_t *tokens, const int32
     int NH = c->num_attention_heads, NKV = c->num_key_value_heads, HS = c->head_dim;
     int Q = m->Q, KV = m->KV, W = m->W;
     float eps = c->rms_norm_eps;
-    size_t dsz = d->dsz;
 
     DSRT_TRY(decoder_params_ready(d, m->embed, m->embed));
     DSRT_TRY(be->ops->encoder_forward(be, m->embedded, d->tokens, P(m, (long)m->embed), NULL, B, T, C));
@@ -380,8 +378,8 @@ dsrt_status dsrt_llama_forward(dsrt_llama *m, const int32_t *tokens, const int32
         /* attention: residual2 = res + o_proj(attn(rope(q, k), v)) of input_layernorm(res) */
         DSRT_TRY(be->ops->rmsnorm_forward(be, L->ln1, L->rstd1, res, P(m, ix[LL_IN_NORM]), N, C, eps));
         DSRT_TRY(linear_into(m, L->qkv, W, L->ln1, C, ix[LL_Q_W], ix[LL_Q_B], N, Q));
-        DSRT_TRY(linear_into(m, pofs(L->qkv, (size_t)Q, dsz), W, L->ln1, C, ix[LL_K_W], ix[LL_K_B], N, KV));
-        DSRT_TRY(linear_into(m, pofs(L->qkv, (size_t)(Q + KV), dsz), W, L->ln1, C, ix[LL_V_W],
+        DSRT_TRY(linear_into(m, decoder_at(d, L->qkv, (size_t)Q), W, L->ln1, C, ix[LL_K_W], ix[LL_K_B], N, KV));
+        DSRT_TRY(linear_into(m, decoder_at(d, L->qkv, (size_t)(Q + KV)), W, L->ln1, C, ix[LL_V_W],
                              ix[LL_V_B], N, KV));
         DSRT_TRY(be->ops->rope(be, L->qkv, m->rope_cos, m->rope_sin, N, T, NH + NKV, HS, W, 0));
         DSRT_TRY(be->ops->attention_forward(be, L->atty, L->att, L->qkv, B, T, NH, NKV, HS));
@@ -392,7 +390,7 @@ dsrt_status dsrt_llama_forward(dsrt_llama *m, const int32_t *tokens, const int32
         DSRT_TRY(be->ops->rmsnorm_forward(be, L->ln2, L->rstd2, L->residual2, P(m, ix[LL_POST_NORM]), N,
                                           C, eps));
         DSRT_TRY(linear_into(m, L->gu, 2 * F, L->ln2, C, ix[LL_GATE_W], ix[LL_GATE_B], N, F));
-        DSRT_TRY(linear_into(m, pofs(L->gu, (size_t)F, dsz), 2 * F, L->ln2, C, ix[LL_UP_W], ix[LL_UP_B],
+        DSRT_TRY(linear_into(m, decoder_at(d, L->gu, (size_t)F), 2 * F, L->ln2, C, ix[LL_UP_W], ix[LL_UP_B],
                              N, F));
         DSRT_TRY(be->ops->swiglu_forward(be, L->h, L->gu, N, F));
         DSRT_TRY(be->ops->matmul_forward(be, m->proj, L->h, P(m, ix[LL_DOWN_W]), P(m, ix[LL_DOWN_B]), N,
@@ -440,7 +438,7 @@ static dsrt_status embed_rows(void *ctx, void *g, int v0, int v1)
     dsrt_backend *be = d->be;
     int N = d->cur_B * d->cur_T, C = m->cfg.hidden_size, V = m->cfg.vocab_size;
     if (m->head == m->embed)
-        DSRT_TRY(be->ops->gemm(be, 1, 0, v1 - v0, C, N, (char *)d->logits + (size_t)v0 * d->dsz, V,
+        DSRT_TRY(be->ops->gemm(be, 1, 0, v1 - v0, C, N, decoder_at(d, d->logits, (size_t)v0), V,
                                m->lnf, C, g, C, 1));
     return be->ops->encoder_backward(be, g, NULL, m->dresidual, d->tokens, d->cur_B, d->cur_T, C, v0, v1);
 }
@@ -492,7 +490,7 @@ dsrt_status dsrt_llama_backward(dsrt_llama *m, dsrt_grad_ready_fn fn, void *user
             ready(fn, user, ix[LL_DOWN_W]);
         }
         DSRT_TRY(be->ops->swiglu_backward(be, m->dgu, L->gu, m->dh, N, F));
-        DSRT_TRY(linear_back(m, m->dln, 0, pofs(m->dgu, (size_t)F, dsz), 2 * F, L->ln2, C, ix[LL_UP_W],
+        DSRT_TRY(linear_back(m, m->dln, 0, decoder_at(d, m->dgu, (size_t)F), 2 * F, L->ln2, C, ix[LL_UP_W],
                              ix[LL_UP_B], N, F, fn, user));
         DSRT_TRY(linear_back(m, m->dln, 1, m->dgu, 2 * F, L->ln2, C, ix[LL_GATE_W], ix[LL_GATE_B], N, F,
                              fn, user));
@@ -515,9 +513,9 @@ dsrt_status dsrt_llama_backward(dsrt_llama *m, dsrt_grad_ready_fn fn, void *user
         }
         DSRT_TRY(be->ops->attention_backward(be, m->dqkv, m->datty, L->qkv, L->att, B, T, NH, NKV, HS));
         DSRT_TRY(be->ops->rope(be, m->dqkv, m->rope_cos, m->rope_sin, N, T, NH + NKV, HS, W, 1));
-        DSRT_TRY(linear_back(m, m->dln, 0, pofs(m->dqkv, (size_t)(Q + KV), dsz), W, L->ln1, C, ix[LL_V_W],
+        DSRT_TRY(linear_back(m, m->dln, 0, decoder_at(d, m->dqkv, (size_t)(Q + KV)), W, L->ln1, C, ix[LL_V_W],
                              ix[LL_V_B], N, KV, fn, user));
-        DSRT_TRY(linear_back(m, m->dln, 1, pofs(m->dqkv, (size_t)Q, dsz), W, L->ln1, C, ix[LL_K_W],
+        DSRT_TRY(linear_back(m, m->dln, 1, decoder_at(d, m->dqkv, (size_t)Q), W, L->ln1, C, ix[LL_K_W],
                              ix[LL_K_B], N, KV, fn, user));
         DSRT_TRY(linear_back(m, m->dln, 1, m->dqkv, W, L->ln1, C, ix[LL_Q_W], ix[LL_Q_B], N, Q, fn, user));
         {
