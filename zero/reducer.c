@@ -270,8 +270,12 @@ static dsrt_status flush(zero_reducer *r, int b)
     if (!k->fill || k->pending)
         return DSRT_STATUS_OK;
     dsrt_backend *be = r->be;
-    if (r->o.stage > 0 && r->o.reduce_scatter && !owner_blocks(r, k))
+    /* owner_blocks also fills r->counts for the reduce-scatter */
+    bool scatter = r->o.stage > 0 && r->o.reduce_scatter && owner_blocks(r, k);
+    if (!scatter && r->o.stage > 0 && r->o.reduce_scatter) {
         DSRT_TRY(sort_bucket(r, k));
+        scatter = owner_blocks(r, k);
+    }
     size_t r0 = region(r, k);
     if (r->pre != 1.0f)
         DSRT_TRY(be->ops->scale(be, at(k->buf, r0, r->esz), r->o.dt, r->pre, k->fill));
@@ -282,7 +286,6 @@ static dsrt_status flush(zero_reducer *r, int b)
     }
     char what[128];
     k->seq = ++r->seq;
-    bool scatter = r->o.stage > 0 && r->o.reduce_scatter && owner_blocks(r, k);
     snprintf(what, sizeof what, "%s of gradient bucket %d (step %lld, micro-step %lld)",
              scatter ? "reduce-scatter" : "all-reduce", k->seq, r->step, r->micro);
     if (scatter) {

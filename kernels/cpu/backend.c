@@ -104,12 +104,17 @@ static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
  * attention widen whole (activation-sized: q|k|v rows, the attention
  * probabilities); the matmuls go through gemm.c's tiles, the classifier a
  * row at a time */
+/* a packed q|k|v row: (NH + 2 NKV) HS, GPT-2's 3C when HS is 0 */
+static size_t qkv_row(const dsrt_backend_shapes *s)
+{
+    return s->HS ? (size_t)(s->NH + 2 * (s->NKV ? s->NKV : s->NH)) * s->HS : 3 * (size_t)s->C;
+}
+
 static size_t slot_floats(const dsrt_backend_shapes *s)
 {
     size_t N = (size_t)s->B * s->T;
     size_t att = (size_t)s->B * s->NH * s->T * s->T;
-    size_t qkv_row = s->HS ? (size_t)(s->NH + 2 * (s->NKV ? s->NKV : s->NH)) * s->HS : 3 * (size_t)s->C;
-    return max_sz(N * qkv_row, att);
+    return max_sz(N * qkv_row(s), att);
 }
 
 static size_t att_work_floats(const dsrt_backend_shapes *s) { return 2 * (size_t)s->T * s->T + 2 * (size_t)s->T; }
@@ -138,10 +143,7 @@ static dsrt_status cpu_reserve(dsrt_backend *be, const dsrt_backend_shapes *s)
     if (cb->reserved) {
         const dsrt_backend_shapes *o = &cb->shapes;
         if (s->B <= o->B && s->T <= o->T && s->C <= o->C && s->NH >= 1 && s->V <= o->V &&
-            s->max_K <= o->max_K && s->max_OC <= o->max_OC &&
-            (s->HS ? (size_t)(s->NH + 2 * (s->NKV ? s->NKV : s->NH)) * s->HS : 3 * (size_t)s->C) <=
-                (o->HS ? (size_t)(o->NH + 2 * (o->NKV ? o->NKV : o->NH)) * o->HS : 3 * (size_t)o->C) &&
-            work <= cb->att_work_n &&
+            s->max_K <= o->max_K && s->max_OC <= o->max_OC && qkv_row(s) <= qkv_row(o) && work <= cb->att_work_n &&
             threads <= cb->threads)
             return DSRT_STATUS_OK;
         dsrt_error_set(DSRT_STATUS_INTERNAL, "cpu backend: reserve() may be called once");
