@@ -9,6 +9,9 @@
 #include "base/json.h"
 #include "dsrt.h"
 
+/* config.json text as a JSON document (*doc: json_doc_free), a syntax error
+ * named with its file, line and column */
+dsrt_status mcfg_parse(const char *text, size_t len, const char *source, json_doc **doc);
 dsrt_status mcfg_bad(const char *source, const json_value *v, const char *key, const char *what);
 /* a positive integer up to max; nullable: null keeps the default */
 dsrt_status mcfg_pos_int(const json_value *root, const char *key, const char *source, int *out,

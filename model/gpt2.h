@@ -36,6 +36,10 @@ typedef struct dsrt_gpt2_config {
  * accepted with a warning (dsrt trains with dropout 0). */
 dsrt_status dsrt_gpt2_config_parse(const char *text, size_t len, const char *source,
                                    dsrt_gpt2_config *out);
+/* The same from a parsed document (model/model.c parses once for every
+ * architecture); root may be any JSON value. */
+struct json_value;
+dsrt_status dsrt_gpt2_config_from_json(const struct json_value *root, const char *source, dsrt_gpt2_config *out);
 /* A preset name ("gpt2-tiny", "gpt2", "gpt2-medium") or a config.json path. */
 dsrt_status dsrt_gpt2_config_load(const char *path_or_preset, dsrt_gpt2_config *out);
 /* The preset's config.json text, or NULL for an unknown name. */

@@ -51,6 +51,19 @@ const char *dsrt_gpt2_preset_json(const char *name)
     return NULL;
 }
 
+dsrt_status mcfg_parse(const char *text, size_t len, const char *source, json_doc **doc)
+{
+    *doc = NULL;
+    if (!text)
+        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT, "model config: NULL argument");
+    json_error jerr;
+    *doc = json_parse(text, len, &jerr);
+    if (!*doc)
+        return dsrt_error_set(DSRT_STATUS_INVALID_CONFIG, "%s:%d:%d: model config: %s", source, jerr.line,
+                              jerr.col, jerr.msg);
+    return DSRT_STATUS_OK;
+}
+
 dsrt_status mcfg_bad(const char *source, const json_value *v, const char *key, const char *what)
 {
     return dsrt_error_set(DSRT_STATUS_INVALID_CONFIG, "%s:%d: model config: %s: %s", source,
@@ -117,16 +130,19 @@ dsrt_status mcfg_require_bool(const json_value *root, const char *key, const cha
 dsrt_status dsrt_gpt2_config_parse(const char *text, size_t len, const char *source,
                                    dsrt_gpt2_config *out)
 {
-    if (!text || !out)
+    if (!out)
         return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT, "model config: NULL argument");
     if (!source)
         source = "<model config>";
-    json_error jerr;
-    json_doc *doc = json_parse(text, len, &jerr);
-    if (!doc)
-        return dsrt_error_set(DSRT_STATUS_INVALID_CONFIG, "%s:%d:%d: model config: %s", source,
-                              jerr.line, jerr.col, jerr.msg);
-    const json_value *root = json_doc_root(doc);
+    json_doc *doc;
+    DSRT_TRY(mcfg_parse(text, len, source, &doc));
+    dsrt_status st = dsrt_gpt2_config_from_json(json_doc_root(doc), source, out);
+    json_doc_free(doc);
+    return st;
+}
+
+dsrt_status dsrt_gpt2_config_from_json(const json_value *root, const char *source, dsrt_gpt2_config *out)
+{
     dsrt_gpt2_config c = {
         .vocab_size = 50257, .n_positions = 1024, .n_embd = 768, .n_layer = 12, .n_head = 12,
         .n_inner = 0, .layer_norm_epsilon = 1e-5f, .initializer_range = 0.02f,
@@ -193,7 +209,6 @@ dsrt_status dsrt_gpt2_config_parse(const char *text, size_t len, const char *sou
         c.n_inner = 4 * c.n_embd;
     *out = c;
 done:
-    json_doc_free(doc);
     return st;
 }
 

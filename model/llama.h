@@ -51,14 +51,15 @@ typedef struct dsrt_llama_config {
     char source[256];   /* the file the config came from */
 } dsrt_llama_config;
 
-/* Reads a transformers LlamaConfig / MistralConfig / Qwen2Config
- * (config.json text; transformers 4's rope_theta + rope_scaling or 5's
- * rope_parameters). Keys that change the math in ways this model does not
+/* Reads a transformers LlamaConfig / MistralConfig / Qwen2Config from its
+ * parsed config.json (model/model.c parses the text once for every
+ * architecture; root may be any JSON value): transformers 4's rope_theta +
+ * rope_scaling or 5's rope_parameters. Keys that change the math in ways this model does not
  * implement (another hidden_act, rope type, partial rotary factor, ...) are
  * refused naming the key; nonzero attention_dropout is accepted with a
  * warning (dsrt trains with dropout 0). */
-dsrt_status dsrt_llama_config_parse(const char *text, size_t len, const char *source,
-                                    dsrt_llama_config *out);
+struct json_value;
+dsrt_status dsrt_llama_config_from_json(const struct json_value *root, const char *source, dsrt_llama_config *out);
 size_t dsrt_llama_config_num_params(const dsrt_llama_config *c);
 
 typedef struct dsrt_llama dsrt_llama;

@@ -139,19 +139,8 @@ static dsrt_status read_window(const json_value *root, const char *source, dsrt_
     return DSRT_STATUS_OK;
 }
 
-dsrt_status dsrt_llama_config_parse(const char *text, size_t len, const char *source,
-                                    dsrt_llama_config *out)
+dsrt_status dsrt_llama_config_from_json(const json_value *root, const char *source, dsrt_llama_config *out)
 {
-    if (!text || !out)
-        return dsrt_error_set(DSRT_STATUS_INVALID_ARGUMENT, "model config: NULL argument");
-    if (!source)
-        source = "<model config>";
-    json_error jerr;
-    json_doc *doc = json_parse(text, len, &jerr);
-    if (!doc)
-        return dsrt_error_set(DSRT_STATUS_INVALID_CONFIG, "%s:%d:%d: model config: %s", source,
-                              jerr.line, jerr.col, jerr.msg);
-    const json_value *root = json_doc_root(doc);
     dsrt_status st = DSRT_STATUS_OK;
     dsrt_llama_config c = {
         .vocab_size = 32000, .hidden_size = 4096, .intermediate_size = 11008,
@@ -256,7 +245,6 @@ dsrt_status dsrt_llama_config_parse(const char *text, size_t len, const char *so
         goto done;
     *out = c;
 done:
-    json_doc_free(doc);
     return st;
 }
 

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include "model/model.h"
+#include "model/config_json.h"
 #include "model/hf.h"
 #include "base/internal.h"
 #include "base/json.h"
@@ -21,27 +22,23 @@ dsrt_status dsrt_model_config_parse(const char *text, size_t len, const char *so
                                     dsrt_model_config *out)
 {
     memset(out, 0, sizeof *out);
+    json_doc *doc;
+    DSRT_TRY(mcfg_parse(text, len, source, &doc));
     /* the model_type decides the reader; GPT-2's config may leave it out */
-    json_error je;
-    json_doc *doc = json_parse(text, len, &je);
-    if (!doc)
-        return dsrt_error_set(DSRT_STATUS_INVALID_CONFIG, "%s:%d:%d: model config: %s", source, je.line,
-                              je.col, je.msg);
     const json_value *root = json_doc_root(doc);
     const json_value *mt = root && root->type == JSON_OBJECT ? json_object_get(root, "model_type") : NULL;
-    /* the name outlives the document for the message below */
-    char type[64] = "";
-    if (mt && mt->type == JSON_STRING)
-        snprintf(type, sizeof type, "%s", mt->u.str.s);
-    json_doc_free(doc);
+    const char *type = mt && mt->type == JSON_STRING ? mt->u.str.s : "";
+    dsrt_status st;
     if (!strcmp(type, "llama") || !strcmp(type, "mistral") || !strcmp(type, "qwen2")) {
         out->arch = DSRT_ARCH_LLAMA;
-        return dsrt_llama_config_parse(text, len, source, &out->llama);
+        st = dsrt_llama_config_from_json(root, source, &out->llama);
+    } else {
+        out->arch = DSRT_ARCH_GPT2;
+        st = dsrt_gpt2_config_from_json(root, source, &out->gpt2);
+        if (st == DSRT_STATUS_UNSUPPORTED && type[0] && strcmp(type, "gpt2"))
+            dsrt_error_set(st, "%s: model_type \"%s\": dsrt trains gpt2, llama, mistral and qwen2", source, type);
     }
-    out->arch = DSRT_ARCH_GPT2;
-    dsrt_status st = dsrt_gpt2_config_parse(text, len, source, &out->gpt2);
-    if (st == DSRT_STATUS_UNSUPPORTED && type[0] && strcmp(type, "gpt2"))
-        dsrt_error_set(st, "%s: model_type \"%s\": dsrt trains gpt2, llama, mistral and qwen2", source, type);
+    json_doc_free(doc);
     return st;
 }
 
